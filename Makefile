@@ -1,0 +1,31 @@
+# Two commands do all the set-up on a fresh machine:
+#   make up    - the whole system on this machine (NATS, catalog, runner, API)
+#   make test  - the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned to the CPU build that lies on this kind of machine; a looser
+# pin would pull several GB of CUDA wheels.
+TORCH ?= torch==2.13.0
+
+.PHONY: up test install clean bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+up: install
+	$(BIN)/mochi up
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,112 @@
+"""The job request: what a user may ask Mochi-1 for, with its bounds and defaults."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import msgspec
+
+# Mochi-1 was trained at 848x480; the VAE downsamples 8x in space and the
+# transformer patches 2x2, so a side must be a multiple of 16.
+SIDE_MULTIPLE = 16
+# The VAE compresses time 6x: a video of k latent frames decodes to 6(k-1)+1
+# frames, so only 6k+1 frame counts map onto whole latent frames.
+FRAME_STRIDE = 6
+MAX_FRAMES = 163
+MAX_PROMPT_CHARS = 2000
+
+Prompt = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PROMPT_CHARS,
+                                     description="What the video should show.")]
+NegativePrompt = Annotated[str, msgspec.Meta(max_length=MAX_PROMPT_CHARS,
+                                             description="What the video should avoid.")]
+Side = Annotated[int, msgspec.Meta(ge=64, le=1280, multiple_of=SIDE_MULTIPLE)]
+Frames = Annotated[int, msgspec.Meta(ge=1, le=MAX_FRAMES,
+                                     description="6k+1 frames, 1 to 163.")]
+Steps = Annotated[int, msgspec.Meta(ge=2, le=200,
+                                    description="Denoising steps (diffusers divides by zero at 1).")]
+Guidance = Annotated[float, msgspec.Meta(ge=0.0, le=20.0,
+                                         description="Classifier-free guidance; <= 1 turns it off.")]
+Seed = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Fps = Annotated[int, msgspec.Meta(ge=1, le=60)]
+
+
+class JobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One video to generate. Defaults are Mochi-1's reference settings."""
+
+    prompt: Prompt
+    negative_prompt: NegativePrompt = ""
+    width: Side = 848
+    height: Side = 480
+    num_frames: Frames = MAX_FRAMES
+    num_inference_steps: Steps = 64
+    guidance_scale: Guidance = 4.5
+    # None asks the API to draw one, so a redelivered job renders the same video.
+    seed: Seed | None = None
+    fps: Fps = 30
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+
+
+class InvalidRequest(Exception):
+    """A request body that breaks the contract, with every field at fault."""
+
+    def __init__(self, errors: list[FieldError]):
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+# msgspec reports the path of the first bad value inside its message
+# ("... - at `$.width`"); it has no structured form, so it is parsed here.
+_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def _from_msgspec(err: msgspec.ValidationError) -> FieldError:
+    text = str(err)
+    match = _PATH.search(text)
+    if match is None:
+        return FieldError(field="body", message=text)
+    field = match.group(1).split("[", 1)[0].split(".", 1)[0] or "body"
+    return FieldError(field=field, message=text[: match.start()])
+
+
+def semantic_errors(req: JobRequest) -> list[FieldError]:
+    """The rules that msgspec's per-field bounds cannot state."""
+    errors = []
+    if (req.num_frames - 1) % FRAME_STRIDE:
+        lower = req.num_frames - (req.num_frames - 1) % FRAME_STRIDE
+        errors.append(FieldError(
+            "num_frames",
+            f"must be 6k+1 (1, 7, 13, ..., {MAX_FRAMES}); nearest below is {lower}"))
+    if not req.prompt.strip():
+        errors.append(FieldError("prompt", "must contain more than whitespace"))
+    return errors
+
+
+_decoder = msgspec.json.Decoder(JobRequest)
+
+
+def decode_job_request(body: bytes) -> JobRequest:
+    """Decode and check a request body; raise InvalidRequest naming the field."""
+    if not body.strip():
+        raise InvalidRequest([FieldError("body", "a JSON object with at least `prompt` is required")])
+    try:
+        req = _decoder.decode(body)
+    except msgspec.ValidationError as err:
+        raise InvalidRequest([_from_msgspec(err)]) from None
+    except msgspec.DecodeError as err:
+        raise InvalidRequest([FieldError("body", f"not valid JSON: {err}")]) from None
+    errors = semantic_errors(req)
+    if errors:
+        raise InvalidRequest(errors)
+    return req
+
+
+def limits() -> dict[str, object]:
+    """Bounds and defaults for clients that show them before submitting."""
+    schema = msgspec.json.schema(JobRequest)
+    props = schema["$defs"]["JobRequest"]["properties"]
+    return {name: {k: v for k, v in spec.items() if k != "title"} for name, spec in props.items()}

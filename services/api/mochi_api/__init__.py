@@ -1,0 +1,1 @@
+"""The HTTP API: submit, read, list, download and cancel jobs."""

@@ -1,0 +1,66 @@
+"""The Litestar application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
+
+from mochi_api import problems
+from mochi_api.context import ApiContext
+from mochi_api.job_reader import JobReader
+from mochi_api.routes.health import healthz, readyz
+from mochi_api.routes.jobs import JobsController
+from mochi_api.settings import ApiSettings
+from mochi_common.nats_conn import connect
+from mochi_common.storage import open_store
+from mochi_contracts.streams import JetStreamSettings, ensure_jobs_stream
+
+log = structlog.get_logger()
+
+
+def create_app(settings: ApiSettings) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        nc = await connect(settings.nats_url, name="mochi-api")
+        js = nc.jetstream()
+        await ensure_jobs_stream(js, JetStreamSettings(replicas=settings.jetstream_replicas))
+        app.state.ctx = ApiContext(settings=settings, nc=nc, js=js,
+                                   reader=JobReader(nc, settings.catalog_timeout_s),
+                                   store=open_store(settings.store_url))
+        log.info("api.ready", url=f"http://{settings.host}:{settings.port}")
+        try:
+            yield
+        finally:
+            await nc.drain()
+
+    handlers: dict = {400: problems.on_bad_request, Exception: problems.on_unexpected}
+    handlers.update({err: problems.on_nats_down for err in problems.NATS_DOWN_ERRORS})
+    return Litestar(
+        route_handlers=[JobsController, healthz, readyz],
+        lifespan=[lifespan],
+        plugins=[ProblemDetailsPlugin(ProblemDetailsConfig(enable_for_all_http_exceptions=True))],
+        exception_handlers=handlers,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Mochi Serve", version="0.1.0", path="/schema",
+            description="Text-to-video jobs with Genmo's Mochi-1",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")]),
+    )
+
+
+def main() -> None:
+    import uvicorn
+
+    from mochi_common.logs import configure_logging
+    from mochi_common.settings import load_settings
+
+    settings = load_settings(ApiSettings)
+    configure_logging("api", settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level="warning", access_log=False)

@@ -1,0 +1,33 @@
+"""What request handlers need, made once at start-up and held on app.state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from mochi_api.job_reader import JobReader
+from mochi_api.settings import ApiSettings
+from mochi_common.storage import VideoStore
+
+
+@dataclass
+class ApiContext:
+    settings: ApiSettings
+    nc: Client
+    js: JetStreamContext
+    reader: JobReader
+    store: VideoStore
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking. Without API keys everyone is one anonymous owner."""
+
+    owner: str
+    admin: bool
+
+    @property
+    def owner_filter(self) -> str | None:
+        return None if self.admin else self.owner

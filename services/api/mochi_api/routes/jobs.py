@@ -1,0 +1,135 @@
+"""/v1/jobs: submit, get, list, download, cancel."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from litestar.response import Redirect
+
+from mochi_api.context import ApiContext, Caller
+from mochi_api.job_resource import Job, JobList, to_resource
+from mochi_api.problems import invalid_fields, not_found, problem
+from mochi_api.video_response import video_response
+from mochi_common.nats_conn import publish_event, publish_final
+from mochi_contracts import catalog, subjects
+from mochi_contracts.events import JobCancelled, JobCancelRequested, JobSubmitted
+from mochi_contracts.job_state import FINAL_STATUSES, STATUSES, JobState, new_state
+from mochi_contracts.jobs import FieldError, JobRequest, semantic_errors
+
+
+def _ctx(state: State) -> ApiContext:
+    return state.ctx
+
+
+def _caller(state: State) -> Caller:
+    return Caller(owner="anonymous", admin=True)
+
+
+def _base(ctx: ApiContext) -> str:
+    return ctx.settings.public_url.rstrip("/")
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if raw.startswith("s") and raw[1:].isdigit():
+            return int(raw[1:])
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise invalid_fields([FieldError("cursor", "not a cursor this API handed out")])
+
+
+async def _load(ctx: ApiContext, caller: Caller, job_id: str) -> tuple[JobState, int | None]:
+    # Someone else's job is indistinguishable from a missing one.
+    found = await ctx.reader.get(job_id, caller.owner_filter) if subjects.is_job_id(job_id) else None
+    if found is None:
+        raise not_found(f"no job {job_id}")
+    return found
+
+
+class JobsController(Controller):
+    path = "/v1/jobs"
+    tags = ["jobs"]
+
+    @post("/", status_code=202, summary="Submit a job",
+          description="Queues one video. Answers at once with the job and its Location.")
+    async def submit(self, data: JobRequest, state: State) -> Response[Job]:
+        ctx, caller = _ctx(state), _caller(state)
+        errors = semantic_errors(data)
+        if errors:
+            raise invalid_fields(errors)
+        if data.seed is None:
+            # Fix the seed now so every delivery of this job renders the same video.
+            data = msgspec.structs.replace(data, seed=secrets.randbelow(2**32))
+        job_id = uuid.uuid4().hex
+        event = JobSubmitted(job_id=job_id, request=data, owner=caller.owner)
+        seq = await publish_event(ctx.js, event)
+        job = to_resource(new_state(event, seq), None, _base(ctx))
+        return Response(job, status_code=202, headers={"Location": job.links.self})
+
+    @get("/{job_id:str}", summary="Get a job")
+    async def get_job(self, job_id: str, state: State) -> Job:
+        ctx = _ctx(state)
+        job, position = await _load(ctx, _caller(state), job_id)
+        return to_resource(job, position, _base(ctx))
+
+    @get("/", summary="List jobs, newest first")
+    async def list_jobs(
+        self, state: State,
+        status: Annotated[list[str] | None, Parameter(
+            description=f"Only jobs in these states: {', '.join(STATUSES)}")] = None,
+        limit: Annotated[int, Parameter(ge=1, le=catalog.MAX_PAGE)] = 20,
+        cursor: Annotated[str | None, Parameter(description="next_cursor of the previous page")] = None,
+    ) -> JobList:
+        ctx, caller = _ctx(state), _caller(state)
+        bad = [s for s in status or [] if s not in STATUSES]
+        if bad:
+            raise invalid_fields([FieldError("status", f"unknown status {bad[0]!r}; one of {', '.join(STATUSES)}")])
+        query = catalog.ListJobs(owner=caller.owner_filter, status=status or None, limit=limit,  # type: ignore[arg-type]
+                                 before_seq=_decode_cursor(cursor) if cursor else None)
+        page = await ctx.reader.list(query)
+        base = _base(ctx)
+        return JobList(jobs=[to_resource(j, None, base) for j in page.jobs],
+                       next_cursor=_encode_cursor(page.next_before_seq) if page.next_before_seq else None)
+
+    @get("/{job_id:str}/video", summary="Download the MP4",
+         description="Supports Range requests for seeking.")
+    async def video(self, job_id: str, state: State, request: Request) -> Response:
+        ctx = _ctx(state)
+        job, _ = await _load(ctx, _caller(state), job_id)
+        if job.status != "completed" or job.video is None:
+            raise problem(409, "video-not-ready", "No video yet",
+                          f"job {job_id} is {job.status}; its video exists once it is completed")
+        url = ctx.store.presigned_url(job.video.key, 3600)
+        if url is not None:
+            return Redirect(url, status_code=307)
+        path = ctx.store.local_path(job.video.key)
+        if path is None:
+            raise problem(410, "video-gone", "Video gone", f"the video of job {job_id} is no longer stored")
+        return video_response(path, request.headers.get("range"), f"{job_id}.mp4")
+
+    @post("/{job_id:str}/cancel", status_code=202, summary="Cancel a job",
+          description="A queued job never starts; a running one stops within one step. 409 once finished.")
+    async def cancel(self, job_id: str, state: State) -> Job:
+        ctx, caller = _ctx(state), _caller(state)
+        job, position = await _load(ctx, caller, job_id)
+        if job.status in FINAL_STATUSES:
+            raise problem(409, "job-finished", "Job already finished", f"job {job_id} is {job.status}")
+        await publish_event(ctx.js, JobCancelRequested(job_id=job_id, requested_by=caller.owner))
+        if job.status == "queued":
+            # Final at once; a runner that pulls it later acks it without work,
+            # and one that started it meanwhile stops on this very event.
+            await publish_final(ctx.js, JobCancelled(job_id=job_id, reason="cancelled while queued"))
+        job, position = await _load(ctx, caller, job_id)
+        return to_resource(job, position, _base(ctx))

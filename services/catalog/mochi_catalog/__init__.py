@@ -1,0 +1,1 @@
+"""The catalog: projects job events into SQLite and answers job queries over NATS."""

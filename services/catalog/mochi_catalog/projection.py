@@ -1,0 +1,139 @@
+"""The job list in SQLite, built only from events.
+
+Each batch of events is applied in one transaction together with the last
+applied stream sequence, so a crash never leaves rows and sequence apart and
+a restart resumes exactly after the last event that took effect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import sqlite_utils
+
+from mochi_contracts.events import JobSubmitted, UnreadableEvent, decode_event
+from mochi_contracts.job_state import JobState, apply, new_state
+
+_encode = msgspec.json.Encoder().encode
+_decode_state = msgspec.json.Decoder(JobState).decode
+
+
+class RawEvent(msgspec.Struct, frozen=True):
+    seq: int
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+
+
+class Projection:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite_utils.Database(path)
+        self.db.conn.execute("PRAGMA journal_mode=WAL")
+        self.db.conn.execute("PRAGMA synchronous=NORMAL")
+        self._create()
+
+    def _create(self) -> None:
+        jobs = self.db["jobs"]
+        if not jobs.exists():
+            jobs.create({"id": str, "owner": str, "status": str, "submitted_seq": int,
+                         "last_seq": int, "state": str}, pk="id")
+            jobs.create_index(["owner", "submitted_seq"])
+            jobs.create_index(["status", "submitted_seq"])
+            jobs.create_index(["submitted_seq"], unique=True)
+        if not self.db["progress"].exists():
+            self.db["progress"].create({"name": str, "applied_seq": int}, pk="name")
+            self.db["progress"].insert({"name": "jobs", "applied_seq": 0})
+        if not self.db["rejected_events"].exists():
+            self.db["rejected_events"].create(
+                {"seq": int, "subject": str, "reason": str}, pk="seq")
+
+    def applied_seq(self) -> int:
+        return int(self.db["progress"].get("jobs")["applied_seq"])
+
+    def _load(self, job_id: str) -> JobState | None:
+        row = self.db.execute("SELECT state FROM jobs WHERE id = ?", [job_id]).fetchone()
+        return _decode_state(row[0]) if row else None
+
+    def apply_batch(self, events: list[RawEvent]) -> int:
+        """Apply events in stream order; return how many changed a job."""
+        if not events:
+            return 0
+        changed: dict[str, JobState] = {}
+        rejected: list[dict[str, object]] = []
+        floor = self.applied_seq()
+        for raw in events:
+            if raw.seq <= floor:
+                continue  # applied before: replaying it must change nothing
+            try:
+                event = decode_event(raw.data, raw.headers)
+            except UnreadableEvent as err:
+                rejected.append({"seq": raw.seq, "subject": raw.subject, "reason": str(err)})
+                continue
+            state = changed.get(event.job_id) or self._load(event.job_id)
+            if state is None:
+                if isinstance(event, JobSubmitted):
+                    changed[event.job_id] = new_state(event, raw.seq)
+                else:
+                    rejected.append({"seq": raw.seq, "subject": raw.subject,
+                                     "reason": "event for a job never submitted"})
+                continue
+            if isinstance(event, JobSubmitted):
+                continue  # a resubmission under the same id is ignored
+            new = apply(state, event, raw.seq)
+            if new is not state:
+                changed[event.job_id] = new
+        with self.db.conn:
+            if changed:
+                self.db["jobs"].upsert_all(
+                    ({"id": s.id, "owner": s.owner, "status": s.status,
+                      "submitted_seq": s.submitted_seq, "last_seq": s.last_seq,
+                      "state": _encode(s).decode()} for s in changed.values()),
+                    pk="id")
+            if rejected:
+                self.db["rejected_events"].upsert_all(rejected, pk="seq")
+            self.db["progress"].update("jobs", {"applied_seq": events[-1].seq})
+        return len(changed)
+
+    # ---- queries -------------------------------------------------------
+
+    def get(self, job_id: str, owner: str | None) -> JobState | None:
+        state = self._load(job_id)
+        if state is None or (owner is not None and state.owner != owner):
+            return None
+        return state
+
+    def queue_position(self, state: JobState) -> int | None:
+        if state.status != "queued":
+            return None
+        row = self.db.execute(
+            "SELECT count(*) FROM jobs WHERE status = 'queued' AND submitted_seq <= ?",
+            [state.submitted_seq]).fetchone()
+        return int(row[0])
+
+    def list(self, owner: str | None, statuses: list[str] | None, limit: int,
+             before_seq: int | None) -> tuple[list[JobState], int | None]:
+        where, params = [], []
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if before_seq is not None:
+            where.append("submitted_seq < ?")
+            params.append(before_seq)
+        sql = "SELECT state FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY submitted_seq DESC LIMIT ?"
+        rows = self.db.execute(sql, [*params, limit + 1]).fetchall()
+        jobs = [_decode_state(r[0]) for r in rows[:limit]]
+        more = len(rows) > limit
+        return jobs, (jobs[-1].submitted_seq if more and jobs else None)
+
+    def rejected(self) -> list[dict[str, object]]:
+        return list(self.db["rejected_events"].rows)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,3 @@
+from mochi_cli.main import main
+
+main()

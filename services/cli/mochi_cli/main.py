@@ -1,0 +1,97 @@
+"""The `mochi` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from mochi_cli.client import ApiError, MochiClient
+
+    params = {k: v for k, v in {
+        "negative_prompt": args.negative_prompt, "width": args.width, "height": args.height,
+        "num_frames": args.frames, "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance, "seed": args.seed, "fps": args.fps}.items() if v is not None}
+    with MochiClient(args.api, api_key=args.api_key) as client:
+        try:
+            job = client.submit(args.prompt, **params)
+        except ApiError as err:
+            for e in err.problem.get("errors", []):
+                print(f"  {e['field']}: {e['message']}", file=sys.stderr)
+            print(f"refused: {err}", file=sys.stderr)
+            return 2
+        print(f"job {job['id']} queued")
+        if not (args.wait or args.out):
+            return 0
+
+        def show(j: dict) -> None:
+            p = j["progress"]
+            width = 30
+            done = int(width * p["fraction"])
+            where = f"queue position {j['queue_position']}" if j["status"] == "queued" and j["queue_position"] else ""
+            print(f"\r{j['status']:<10} [{'#' * done}{'.' * (width - done)}] "
+                  f"step {p['step']}/{p['total_steps']} {where:<20}", end="", flush=True)
+
+        job = client.wait(job["id"], on_update=show)
+        print()
+        if job["status"] != "completed":
+            print(f"job {job['id']} {job['status']}: {job.get('error')}", file=sys.stderr)
+            return 1
+        if args.out:
+            client.download(job["id"], Path(args.out))
+            print(f"saved {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="mochi", description="Mochi Serve: text to video with Mochi-1")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("api", help="run the HTTP API (settings from MOCHI_* variables)")
+    sub.add_parser("catalog", help="run the catalog projection and query service")
+    sub.add_parser("runner", help="run a GPU runner")
+    up = sub.add_parser("up", help="run the whole system here on an embedded default")
+    up.add_argument("--data", type=Path, default=Path("var"), help="working folder (default ./var)")
+    up.add_argument("--port", type=int, default=8000, help="API port")
+    up.add_argument("--nats-port", type=int, default=4222)
+    up.add_argument("--runners", type=int, default=1)
+    tiny = sub.add_parser("build-tiny-model", help="save a tiny random Mochi for tests")
+    tiny.add_argument("dest", type=Path)
+    s = sub.add_parser("submit", help="submit a job, optionally wait and download")
+    s.add_argument("prompt")
+    s.add_argument("--api", default="http://127.0.0.1:8000")
+    s.add_argument("--api-key", default=None)
+    s.add_argument("--negative-prompt")
+    s.add_argument("--width", type=int)
+    s.add_argument("--height", type=int)
+    s.add_argument("--frames", type=int)
+    s.add_argument("--steps", type=int)
+    s.add_argument("--guidance", type=float)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--fps", type=int)
+    s.add_argument("--wait", action="store_true", help="wait with a progress bar")
+    s.add_argument("--out", help="download the MP4 here (implies --wait)")
+    args = parser.parse_args(argv)
+
+    if args.command == "api":
+        from mochi_api.app import main as run
+        run()
+    elif args.command == "catalog":
+        from mochi_catalog.service import main as run
+        run()
+    elif args.command == "runner":
+        from mochi_runner.service import main as run
+        run()
+    elif args.command == "up":
+        from mochi_cli.up import run_up
+        sys.exit(run_up(args.data, args.port, args.nats_port, args.runners))
+    elif args.command == "build-tiny-model":
+        from mochi_runner.tiny_model import save_tiny_model
+        print(save_tiny_model(args.dest))
+    elif args.command == "submit":
+        sys.exit(_submit(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Runtime pieces every service shares: settings loading, logs, NATS, video stores."""

@@ -1,0 +1,89 @@
+"""One way to connect to NATS: reconnect for ever and log every transition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nats
+import structlog
+from nats.aio.client import Client
+from nats.js.errors import APIError, NotFoundError
+
+from mochi_contracts import subjects
+from mochi_contracts.events import HDR_MSG_ID, JobEvent, UnreadableEvent, decode_event, encode_event, event_type
+from mochi_contracts.streams import JOBS_STREAM
+
+log = structlog.get_logger()
+
+# The server's error code when an expected-last-sequence guard fails.
+WRONG_LAST_SEQUENCE = 10071
+
+
+async def connect(url: str, name: str, **kwargs: Any) -> Client:
+    async def on_error(err: Exception) -> None:
+        log.warning("nats.error", error=repr(err))
+
+    async def on_disconnect() -> None:
+        log.warning("nats.disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats.reconnected")
+
+    return await nats.connect(
+        servers=url.split(","), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+        error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, **kwargs)
+
+
+def msg_id(event: JobEvent, *parts: object) -> str:
+    return ":".join([event.job_id, event_type(event), *map(str, parts)])
+
+
+async def publish_event(js: Any, event: JobEvent, dedupe: str | None = None) -> int:
+    """Publish an event with its readable headers; returns the stream sequence."""
+    body, headers = encode_event(event)
+    headers[HDR_MSG_ID] = dedupe or msg_id(event)
+    ack = await js.publish(subjects.event_subject(event.job_id, event_type(event)), body,
+                           headers=headers, stream=JOBS_STREAM)
+    return ack.seq
+
+
+async def publish_final(js: Any, event: JobEvent) -> int | None:
+    """Publish a job's one final event; None if the job already has one.
+
+    The guard makes the final event unique for the life of the stream, not
+    only inside the duplicate window."""
+    body, headers = encode_event(event)
+    headers[HDR_MSG_ID] = f"{event.job_id}:final"
+    headers["Nats-Expected-Last-Subject-Sequence"] = "0"
+    headers["Nats-Expected-Last-Subject-Sequence-Subject"] = subjects.job_final(event.job_id)
+    try:
+        ack = await js.publish(subjects.event_subject(event.job_id, event_type(event)), body,
+                               headers=headers, stream=JOBS_STREAM)
+    except APIError as err:
+        if err.err_code == WRONG_LAST_SEQUENCE:
+            return None
+        raise
+    if ack.duplicate:
+        return None
+    return ack.seq
+
+
+class StoredEvent:
+    __slots__ = ("seq", "event")
+
+    def __init__(self, seq: int, event: JobEvent):
+        self.seq = seq
+        self.event = event
+
+
+async def last_event(js: Any, subject: str) -> StoredEvent | None:
+    """The newest event on `subject` (wildcards allowed), read without a consumer."""
+    try:
+        raw = await js.get_last_msg(JOBS_STREAM, subject, direct=True)
+    except NotFoundError:
+        return None
+    try:
+        return StoredEvent(raw.seq, decode_event(raw.data or b"", dict(raw.headers or {})))
+    except UnreadableEvent:
+        log.warning("event.unreadable", subject=subject, seq=raw.seq)
+        return None

@@ -1,0 +1,202 @@
+"""One delivery of one submitted job, from pull to ack.
+
+Order matters for the guarantees:
+  1. subscribe to the job's cancel and final subjects, then check the stream,
+     so a cancel between check and subscribe is never missed;
+  2. skip work already done (final event exists, or the video is stored);
+  3. render, heartbeating `in_progress` well inside the ack wait;
+  4. store the video (never overwriting), then publish the one final event,
+     then ack: a crash anywhere before the ack means redelivery, and steps 2
+     and 4 make the redelivery cheap and harmless."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from mochi_common.nats_conn import last_event, publish_event, publish_final
+from mochi_common.storage import VideoStore
+from mochi_contracts import subjects
+from mochi_contracts.events import (
+    JobCancelled, JobCompleted, JobFailed, JobProgress, JobStarted, JobSubmitted, UnreadableEvent,
+    VideoInfo, decode_event)
+from mochi_contracts.storage import VIDEO_CONTENT_TYPE, video_key
+from mochi_runner.engine import MochiEngine
+from mochi_runner.job_control import JobControl, RenderStopped
+from mochi_runner.video_encode import encode_mp4
+
+log = structlog.get_logger()
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError)
+
+
+class JobHandler:
+    def __init__(self, nc: Client, engine: MochiEngine, store: VideoStore, runner_id: str,
+                 ack_wait_s: float, max_deliver: int):
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.engine = engine
+        self.store = store
+        self.runner_id = runner_id
+        self.heartbeat_s = max(ack_wait_s / 4.0, 0.25)
+        self.max_deliver = max_deliver
+        self.control: JobControl | None = None  # the job running now, if any
+
+    def shutdown(self) -> None:
+        if self.control is not None:
+            self.control.stop(JobControl.SHUTDOWN)
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            event = decode_event(msg.data, dict(msg.headers or {}))
+        except UnreadableEvent as err:
+            log.error("job.unreadable", subject=msg.subject, error=str(err))
+            await msg.term()
+            return
+        if not isinstance(event, JobSubmitted):
+            log.error("job.not_a_submission", subject=msg.subject)
+            await msg.term()
+            return
+        attempt = msg.metadata.num_delivered
+        bound = log.bind(job_id=event.job_id, attempt=attempt)
+        control = JobControl()
+
+        async def on_cancel(_msg: Msg) -> None:
+            control.stop(JobControl.CANCELLED)
+
+        async def on_final(_msg: Msg) -> None:
+            control.stop(JobControl.FINISHED_ELSEWHERE)
+
+        subs = [
+            await self.nc.subscribe(subjects.event_subject(event.job_id, "cancel_requested"), cb=on_cancel),
+            await self.nc.subscribe(subjects.job_final(event.job_id), cb=on_final),
+        ]
+        self.control = control
+        try:
+            await self._handle(msg, event, attempt, control, bound)
+        finally:
+            self.control = None
+            for sub in subs:
+                await sub.unsubscribe()
+
+    async def _handle(self, msg: Msg, event: JobSubmitted, attempt: int, control: JobControl,
+                      bound: structlog.stdlib.BoundLogger) -> None:
+        job_id, req = event.job_id, event.request
+        if await last_event(self.js, subjects.job_final(job_id)) is not None:
+            bound.info("job.already_final")
+            await msg.ack()
+            return
+        if await last_event(self.js, subjects.event_subject(job_id, "cancel_requested")):
+            await publish_final(self.js, JobCancelled(job_id=job_id, reason="cancelled before it started"))
+            bound.info("job.cancelled_before_start")
+            await msg.ack()
+            return
+        key = video_key(job_id)
+        size = await asyncio.to_thread(self.store.size, key)
+        if size is not None:
+            # A runner stored the video and died before its final event.
+            await self._complete(event, attempt, size)
+            bound.info("job.video_already_stored", bytes=size)
+            await msg.ack()
+            return
+
+        await publish_event(self.js, JobStarted(job_id=job_id, runner=self.runner_id, attempt=attempt),
+                            dedupe=f"{job_id}:started:{attempt}")
+        bound.info("job.started", steps=req.num_inference_steps, size=f"{req.width}x{req.height}",
+                   frames=req.num_frames)
+        started = time.perf_counter()
+        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        progress: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
+        publisher = asyncio.create_task(self._publish_progress(job_id, attempt, progress))
+        loop = asyncio.get_running_loop()
+
+        def on_step(step: int, total: int) -> None:  # runs in the render thread
+            loop.call_soon_threadsafe(progress.put_nowait, (step, total))
+            control.check(step)
+
+        try:
+            try:
+                frames = await asyncio.to_thread(self.engine.render, req, on_step)
+            finally:
+                progress.put_nowait(None)
+                await publisher
+            with tempfile.TemporaryDirectory(prefix="mochi-") as tmp:
+                path = Path(tmp) / "video.mp4"
+                size = await asyncio.to_thread(encode_mp4, frames, req.fps, path)
+                await asyncio.to_thread(self.store.put_new, key, path, VIDEO_CONTENT_TYPE)
+        except RenderStopped as stop:
+            await self._stopped(msg, job_id, stop, bound)
+            return
+        except Exception as err:
+            await self._failed(msg, job_id, attempt, err, bound)
+            return
+        finally:
+            heartbeat.cancel()
+        size = await asyncio.to_thread(self.store.size, key) or size
+        await self._complete(event, attempt, size)
+        await msg.ack()
+        bound.info("job.completed", seconds=round(time.perf_counter() - started, 2), bytes=size)
+
+    async def _complete(self, event: JobSubmitted, attempt: int, size: int) -> None:
+        req = event.request
+        video = VideoInfo(key=video_key(event.job_id), size_bytes=size, width=req.width,
+                          height=req.height, num_frames=req.num_frames, fps=req.fps)
+        await publish_final(self.js, JobCompleted(
+            job_id=event.job_id, video=video, runner=self.runner_id, attempt=attempt))
+
+    async def _stopped(self, msg: Msg, job_id: str, stop: RenderStopped,
+                       bound: structlog.stdlib.BoundLogger) -> None:
+        if stop.reason == JobControl.SHUTDOWN:
+            # Hand the job back at once rather than after the ack wait.
+            await msg.nak()
+            bound.info("job.handed_back", step=stop.step)
+        elif stop.reason == JobControl.CANCELLED:
+            await publish_final(self.js, JobCancelled(job_id=job_id, reason=f"cancelled at step {stop.step}"))
+            await msg.ack()
+            bound.info("job.cancelled", step=stop.step)
+        else:
+            await msg.ack()
+            bound.info("job.finished_elsewhere", step=stop.step)
+
+    async def _failed(self, msg: Msg, job_id: str, attempt: int, err: Exception,
+                      bound: structlog.stdlib.BoundLogger) -> None:
+        reason = f"{type(err).__name__}: {err}"
+        if _is_oom(err):
+            # Another try on the same GPU would run out of memory again.
+            import torch
+
+            torch.cuda.empty_cache()
+            reason = f"out of GPU memory at {reason}; try fewer frames or a smaller size"
+        final = _is_oom(err) or attempt >= self.max_deliver
+        bound.error("job.attempt_failed", reason=reason, final=final, exc_info=err)
+        if final:
+            await publish_final(self.js, JobFailed(job_id=job_id, reason=reason, attempts=attempt))
+            await msg.term()
+        else:
+            await msg.nak(delay=min(2.0 ** attempt, 30.0))
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            try:
+                await msg.in_progress()
+            except Exception as err:  # NATS may be reconnecting; the next beat may land
+                log.warning("job.heartbeat_failed", error=repr(err))
+
+    async def _publish_progress(self, job_id: str, attempt: int,
+                                queue: asyncio.Queue[tuple[int, int] | None]) -> None:
+        while (item := await queue.get()) is not None:
+            step, total = item
+            await publish_event(
+                self.js, JobProgress(job_id=job_id, step=step, total_steps=total, runner=self.runner_id),
+                dedupe=f"{job_id}:progress:{attempt}:{step}")

@@ -1,0 +1,84 @@
+"""The runner process: load Mochi, warm it, then pull jobs one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import structlog
+from nats.errors import TimeoutError as NatsTimeout
+
+from mochi_common.logs import configure_logging
+from mochi_common.nats_conn import connect
+from mochi_common.settings import load_settings
+from mochi_common.storage import open_store
+from mochi_contracts.streams import (
+    JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings, ensure_runner_topology)
+from mochi_runner.dead_letters import fail_dead_jobs
+from mochi_runner.engine import EngineConfig, MochiEngine
+from mochi_runner.job_handler import JobHandler
+from mochi_runner.settings import RunnerSettings
+
+log = structlog.get_logger()
+
+
+def load_engine(settings: RunnerSettings) -> MochiEngine:
+    model_dir = Path(settings.model_dir)
+    if settings.build_tiny_model:
+        from mochi_runner.tiny_model import ensure_tiny_model
+
+        ensure_tiny_model(model_dir)
+    engine = MochiEngine(EngineConfig(model_dir=model_dir, device=settings.device,
+                                      dtype=settings.dtype, vae_tiling=settings.vae_tiling))
+    if settings.warmup:
+        engine.warm_up()
+    return engine
+
+
+async def run(settings: RunnerSettings) -> None:
+    started = time.perf_counter()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Loading takes minutes on a GPU node; connect only once the model is
+    # resident, so a runner never holds a job it cannot start on.
+    engine = await asyncio.to_thread(load_engine, settings)
+    nc = await connect(settings.nats_url, name=f"mochi-runner-{settings.runner_id}")
+    js = nc.jetstream()
+    jscfg = JetStreamSettings(replicas=settings.jetstream_replicas, ack_wait_s=settings.ack_wait_s,
+                              max_deliver=settings.max_deliver)
+    await ensure_runner_topology(js, jscfg)
+    handler = JobHandler(nc, engine, open_store(settings.store_url), settings.runner_id,
+                         settings.ack_wait_s, settings.max_deliver)
+
+    def on_signal() -> None:
+        log.info("runner.draining")
+        stop.set()
+        handler.shutdown()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+
+    dead_letters = asyncio.create_task(fail_dead_jobs(nc, stop), name="dead-letters")
+    sub = await js.pull_subscribe_bind(durable=RUNNERS_CONSUMER, stream=JOBS_STREAM)
+    log.info("runner.ready", runner_id=settings.runner_id,
+             startup_seconds=round(time.perf_counter() - started, 2))
+    while not stop.is_set():
+        if dead_letters.done():
+            dead_letters.result()  # it died: fail loudly rather than run without it
+        try:
+            msgs = await sub.fetch(1, timeout=1.0)
+        except NatsTimeout:
+            continue
+        for msg in msgs:
+            await handler.handle(msg)
+    await dead_letters
+    await nc.drain()
+    log.info("runner.stopped")
+
+
+def main() -> None:
+    settings = load_settings(RunnerSettings)
+    configure_logging("gpu-runner", settings.log_level)
+    asyncio.run(run(settings))

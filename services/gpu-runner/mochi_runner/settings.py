@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import os
+import socket
+
+import msgspec
+
+
+def _default_runner_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class RunnerSettings(msgspec.Struct, kw_only=True, frozen=True):
+    nats_url: str = "nats://127.0.0.1:4222"
+    # A directory in the layout of genmo/mochi-1-preview (diffusers format).
+    model_dir: str = "var/models/tiny-mochi"
+    # Build the tiny random model into model_dir if it is missing (embedded default only).
+    build_tiny_model: bool = False
+    device: str = "auto"  # auto: cuda if present, else cpu
+    dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu
+    vae_tiling: bool = True
+    store_url: str = "file://var/videos"
+    runner_id: str = msgspec.field(default_factory=_default_runner_id)
+    jetstream_replicas: int = 1
+    ack_wait_s: float = 60.0
+    max_deliver: int = 5
+    # Warm the model with one tiny render before pulling work.
+    warmup: bool = True
+    log_level: str = "info"
