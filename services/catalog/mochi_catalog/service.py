@@ -18,6 +18,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.micro.request import Request
 
+from mochi_common.health_server import serve_health
 from mochi_common.logs import configure_logging
 from mochi_common.nats_conn import connect
 from mochi_common.settings import load_settings
@@ -126,6 +127,10 @@ async def run(settings: CatalogSettings) -> None:
     js = nc.jetstream()
     await ensure_jobs_stream(js, JetStreamSettings(replicas=settings.jetstream_replicas))
     catalog = Catalog(settings, nc)
+    serving = asyncio.Event()
+    if settings.health_port:
+        await serve_health(settings.health_host, settings.health_port,
+                           lambda: serving.is_set() and nc.is_connected)
     follower = asyncio.create_task(catalog.follow(), name="follow")
     # Queries are served only once the replica has caught up with the stream,
     # so a fresh replica never answers from a half-built list.
@@ -134,6 +139,7 @@ async def run(settings: CatalogSettings) -> None:
     if follower.done():
         follower.result()
     svc = await catalog.serve()
+    serving.set()
     log.info("catalog.ready", applied_seq=catalog.projection.applied_seq(), db=settings.db_path)
 
     stop = asyncio.Event()

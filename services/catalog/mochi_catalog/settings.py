@@ -11,4 +11,7 @@ class CatalogSettings(msgspec.Struct, kw_only=True, frozen=True):
     rebuild: bool = False
     # Events applied per SQLite transaction while catching up.
     batch_size: int = 500
+    # /healthz, /readyz and /metrics; 0 turns the endpoint off.
+    health_host: str = "0.0.0.0"
+    health_port: int = 0
     log_level: str = "info"

@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 from nats.errors import TimeoutError as NatsTimeout
 
+from mochi_common.health_server import serve_health
 from mochi_common.logs import configure_logging
 from mochi_common.nats_conn import connect
 from mochi_common.settings import load_settings
@@ -41,6 +42,10 @@ async def run(settings: RunnerSettings) -> None:
     started = time.perf_counter()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    ready = False
+    if settings.health_port:
+        # Up before the model loads: alive (healthz) but not ready (readyz) while loading.
+        await serve_health(settings.health_host, settings.health_port, lambda: ready and not stop.is_set())
     # Loading takes minutes on a GPU node; connect only once the model is
     # resident, so a runner never holds a job it cannot start on.
     engine = await asyncio.to_thread(load_engine, settings)
@@ -62,6 +67,7 @@ async def run(settings: RunnerSettings) -> None:
 
     dead_letters = asyncio.create_task(fail_dead_jobs(nc, stop), name="dead-letters")
     sub = await js.pull_subscribe_bind(durable=RUNNERS_CONSUMER, stream=JOBS_STREAM)
+    ready = True
     log.info("runner.ready", runner_id=settings.runner_id,
              startup_seconds=round(time.perf_counter() - started, 2))
     while not stop.is_set():

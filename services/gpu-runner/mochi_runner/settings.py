@@ -26,4 +26,7 @@ class RunnerSettings(msgspec.Struct, kw_only=True, frozen=True):
     max_deliver: int = 5
     # Warm the model with one tiny render before pulling work.
     warmup: bool = True
+    # /healthz, /readyz and /metrics; 0 turns the endpoint off.
+    health_host: str = "0.0.0.0"
+    health_port: int = 0
     log_level: str = "info"
