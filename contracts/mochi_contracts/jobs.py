@@ -62,13 +62,16 @@ class InvalidRequest(Exception):
 # msgspec reports the path of the first bad value inside its message
 # ("... - at `$.width`"); it has no structured form, so it is parsed here.
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+# Errors about the object itself ("missing required field `prompt`") name the field in the text.
+_NAMED = re.compile(r"field `([^`]+)`")
 
 
 def _from_msgspec(err: msgspec.ValidationError) -> FieldError:
     text = str(err)
     match = _PATH.search(text)
     if match is None:
-        return FieldError(field="body", message=text)
+        named = _NAMED.search(text)
+        return FieldError(field=named.group(1) if named else "body", message=text)
     field = match.group(1).split("[", 1)[0].split(".", 1)[0] or "body"
     return FieldError(field=field, message=text[: match.start()])
 

@@ -70,6 +70,7 @@ def dead_letter_stream(cfg: JetStreamSettings) -> StreamConfig:
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
         num_replicas=cfg.replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
         max_age=7 * 86400.0,
     )
 
@@ -95,6 +96,7 @@ def dead_letter_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=30.0,
         max_deliver=-1,
+        max_ack_pending=16,
         num_replicas=cfg.replicas,
     )
 
@@ -106,7 +108,9 @@ _CONSUMER_FIELDS = ("filter_subject", "ack_policy", "ack_wait", "max_deliver",
 
 
 def _differs(want: object, have: object, fields: tuple[str, ...]) -> list[str]:
-    return [f for f in fields if getattr(want, f) != getattr(have, f)]
+    # A field left unset (None) takes the server's default, which is not a change.
+    return [f for f in fields
+            if getattr(want, f) is not None and getattr(want, f) != getattr(have, f)]
 
 
 async def ensure_stream(js: JetStreamContext, want: StreamConfig) -> str:

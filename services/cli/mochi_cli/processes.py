@@ -64,6 +64,7 @@ class Proc:
     name: str
     popen: subprocess.Popen
     log_path: Path | None = None
+    health_url: str | None = None
 
     def alive(self) -> bool:
         return self.popen.poll() is None

@@ -1,12 +1,22 @@
-"""Mochi-1 through diffusers: load once from a local directory, render many.
+"""Mochi-1 through diffusers: load once, render many.
 
-The same `from_pretrained` path loads genmo/mochi-1-preview's bf16 weights on
-a GPU node and the tiny random model here."""
+One device: diffusers' stock MochiPipeline, as loaded from a local directory
+(genmo/mochi-1-preview's bf16 weights on a GPU node, the tiny random model here).
+
+Several devices (`devices=("cuda:0", "cuda:1")`): one transformer replica and
+one VAE replica per device. Each denoising step runs the guidance pair's two
+branches at once, one per device (parallel/guidance_parallel.py), and the
+tiled VAE decode spreads its tiles over the devices (parallel/vae_split.py).
+T5 stays on the first device: its encode costs milliseconds there (see
+docs/benchmarks.md), against seconds on the CPU.
+
+Rendering is split in two, `denoise()` then `decode()`, so a runner can hand
+one job's decode/encode/upload to other threads while it starts the next."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +25,6 @@ import structlog
 import torch
 
 from mochi_contracts.jobs import JobRequest
-from mochi_runner.video_encode import to_uint8
 
 log = structlog.get_logger()
 
@@ -31,6 +40,16 @@ class EngineConfig:
     device: str = "auto"
     dtype: str = "auto"
     vae_tiling: bool = True
+    # Two or more devices turn on guidance-parallel denoising and the split VAE decode.
+    devices: tuple[str, ...] = ()
+    # The sync-free exact attention processor (multi-device path).
+    prefix_attention: bool = True
+    # torch.compile each transformer block (multi-device path).
+    compile_blocks: bool = False
+    # FOR BENCHMARKS ONLY: full-size Mochi with random weights, model_dir unused.
+    random_weights: bool = False
+    # The warm-up render's size; the compiled path warms at the size jobs use.
+    warmup_size: tuple[int, int, int] = (64, 64, 7)  # width, height, frames
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,35 +65,104 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
 
 
+def _load_pipeline(config: EngineConfig, device: torch.device, dtype: torch.dtype):
+    if config.random_weights:
+        from mochi_runner.random_full_model import BENCHMARK_ONLY_LABEL, build_random_pipeline
+
+        log.warning("engine.random_weights", label=BENCHMARK_ONLY_LABEL)
+        return build_random_pipeline(device, dtype)
+    from diffusers import MochiPipeline
+
+    if not (config.model_dir / "model_index.json").exists():
+        raise FileNotFoundError(
+            f"no diffusers model at {config.model_dir} (model_index.json missing); "
+            "download genmo/mochi-1-preview there or build the tiny model")
+    return MochiPipeline.from_pretrained(str(config.model_dir), torch_dtype=dtype).to(device)
+
+
+def compile_blocks(transformer: torch.nn.Module) -> None:
+    """`block.compile()` per transformer block (diffusers' compile_repeated_blocks
+    does nothing for Mochi). 47 blocks share one graph per device and prompt
+    length class, the last block (context_pre_only) another: raise dynamo's
+    per-function limit above those few graphs."""
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), 64))
+    for block in transformer.transformer_blocks:
+        block.compile()
+
+
 class MochiEngine:
-    """One resident MochiPipeline on one device."""
+    """One resident MochiPipeline, on one device or spread over several."""
 
     def __init__(self, config: EngineConfig):
-        from diffusers import MochiPipeline
+        from mochi_runner.parallel.device_worker import DeviceWorker
+        from mochi_runner.parallel.guidance_parallel import GuidanceParallelTransformer
+        from mochi_runner.parallel.replicate import replicate
 
-        if not (config.model_dir / "model_index.json").exists():
-            raise FileNotFoundError(
-                f"no diffusers model at {config.model_dir} (model_index.json missing); "
-                "download genmo/mochi-1-preview there or build the tiny model")
-        self.device = resolve_device(config.device)
+        self.config = config
+        devices = [resolve_device(d) for d in config.devices]
+        self.device = devices[0] if devices else resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
+        self.random_weights = config.random_weights
         started = time.perf_counter()
-        self.pipe = MochiPipeline.from_pretrained(str(config.model_dir), torch_dtype=self.dtype)
-        self.pipe.to(self.device)
+        self.pipe = _load_pipeline(config, self.device, self.dtype)
         self.pipe.set_progress_bar_config(disable=True)
         if config.vae_tiling:
             self.pipe.vae.enable_tiling()
-        log.info("engine.loaded", model_dir=str(config.model_dir), device=str(self.device),
-                 dtype=str(self.dtype), seconds=round(time.perf_counter() - started, 2))
+        self.parallel: GuidanceParallelTransformer | None = None
+        self.vaes: list[torch.nn.Module] = [self.pipe.vae]
+        self.vae_workers: list[DeviceWorker] = []
+        if len(devices) > 1:
+            base = self.pipe.transformer
+            replicas = [base] + [replicate(base, d) for d in devices[1:]]
+            self.parallel = GuidanceParallelTransformer(replicas, prefix_attention=config.prefix_attention)
+            if config.compile_blocks:
+                for replica in replicas:
+                    compile_blocks(replica)
+            # Not through register_modules: the look-alike must not be saved or moved as a component.
+            object.__setattr__(self.pipe, "transformer", self.parallel)
+            self.vaes += [replicate(self.pipe.vae, d) for d in devices[1:]]
+            for vae in self.vaes[1:]:
+                if config.vae_tiling:
+                    vae.enable_tiling()
+            self.vae_workers = [DeviceWorker(d) for d in devices]
+        elif config.compile_blocks:
+            compile_blocks(self.pipe.transformer)
+        self.load_seconds = time.perf_counter() - started
+        log.info("engine.loaded", model_dir=None if config.random_weights else str(config.model_dir),
+                 devices=[str(d) for d in devices] or [str(self.device)], dtype=str(self.dtype),
+                 random_weights_benchmark_only=config.random_weights,
+                 seconds=round(self.load_seconds, 2))
 
-    def warm_up(self) -> None:
+    @property
+    def devices(self) -> list[torch.device]:
+        return self.parallel.devices if self.parallel is not None else [self.device]
+
+    def close(self) -> None:
+        if self.parallel is not None:
+            self.parallel.close()
+        for worker in self.vae_workers:
+            worker.close()
+
+    def warm_up(self) -> float:
+        """One small render (compiling, if compile is on, at `warmup_size`) before any job."""
         started = time.perf_counter()
-        self.render(JobRequest(prompt="warm up", width=64, height=64, num_frames=7,
+        width, height, frames = self.config.warmup_size
+        self.render(JobRequest(prompt="warm up", width=width, height=height, num_frames=frames,
                                num_inference_steps=2, seed=0), lambda step, total: None)
-        log.info("engine.warm", seconds=round(time.perf_counter() - started, 2))
+        seconds = time.perf_counter() - started
+        log.info("engine.warm", seconds=round(seconds, 2))
+        return seconds
 
     def render(self, req: JobRequest, on_step: StepHook) -> np.ndarray:
         """Render one video; T x H x W x 3 uint8 frames."""
+        return self.decode(self.denoise(req, on_step))
+
+    def denoise(self, req: JobRequest, on_step: StepHook) -> torch.Tensor:
+        """Text to final latents (still scaled), on the first device."""
         steps = req.num_inference_steps
 
         def step_end(pipe, index, timestep, tensors):  # diffusers' callback signature
@@ -88,5 +176,55 @@ class MochiEngine:
                 prompt=req.prompt, negative_prompt=req.negative_prompt or None,
                 width=req.width, height=req.height, num_frames=req.num_frames,
                 num_inference_steps=steps, guidance_scale=req.guidance_scale,
-                generator=generator, output_type="np", callback_on_step_end=step_end)
-        return to_uint8(out.frames[0])
+                generator=generator, output_type="latent", callback_on_step_end=step_end)
+        return out.frames
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Latents to T x H x W x 3 uint8 frames: MochiPipeline's own unscaling,
+        decode and post-processing, with the tiles spread over the devices."""
+        from mochi_runner.parallel.vae_split import needs_tiling, split_tiled_decode
+
+        vae = self.pipe.vae
+        with torch.inference_mode():
+            latents = latents.to(self.device)
+            mean = getattr(vae.config, "latents_mean", None)
+            std = getattr(vae.config, "latents_std", None)
+            if mean is not None and std is not None:
+                mean_t = torch.tensor(mean).view(1, 12, 1, 1, 1).to(latents.device, latents.dtype)
+                std_t = torch.tensor(std).view(1, 12, 1, 1, 1).to(latents.device, latents.dtype)
+                latents = latents * std_t / vae.config.scaling_factor + mean_t
+            else:
+                latents = latents / vae.config.scaling_factor
+            if len(self.vaes) > 1 and needs_tiling(vae, latents):
+                video = split_tiled_decode(self.vaes, self.vae_workers, latents)
+            else:
+                video = vae.decode(latents, return_dict=False)[0]
+            return video_to_uint8(video)
+
+
+def video_to_uint8(video: torch.Tensor) -> np.ndarray:
+    """Batch-1 VAE output (1, C, T, H, W) in [-1, 1] to T x H x W x C uint8, the
+    same numbers as VideoProcessor.postprocess_video(output_type="np") followed
+    by video_encode.to_uint8, computed on the device so only bytes cross to the host."""
+    frames = (video[0] * 0.5 + 0.5).clamp(0, 1)  # VaeImageProcessor.denormalize, in the VAE's dtype
+    frames = frames.permute(1, 2, 3, 0).float()
+    frames = (frames.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)  # to_uint8, in fp32
+    return frames.cpu().numpy()
+
+
+def parse_devices(spec: str) -> tuple[str, ...]:
+    """"cuda:0,cuda:1" -> ("cuda:0", "cuda:1"); "" -> () (one device)."""
+    return tuple(part.strip() for part in spec.split(",") if part.strip())
+
+
+def describe(devices: Sequence[torch.device]) -> str:
+    return ",".join(str(d) for d in devices)
+
+
+def engine_config(settings) -> EngineConfig:  # settings: mochi_runner.settings.RunnerSettings
+    return EngineConfig(
+        model_dir=Path(settings.model_dir), device=settings.device, dtype=settings.dtype,
+        vae_tiling=settings.vae_tiling, devices=parse_devices(settings.devices),
+        prefix_attention=settings.prefix_attention, compile_blocks=settings.compile_blocks,
+        random_weights=settings.random_weights_for_benchmarks,
+        warmup_size=(settings.warmup_width, settings.warmup_height, settings.warmup_frames))

@@ -19,6 +19,20 @@ class RunnerSettings(msgspec.Struct, kw_only=True, frozen=True):
     device: str = "auto"  # auto: cuda if present, else cpu
     dtype: str = "auto"  # auto: bfloat16 on cuda, float32 on cpu
     vae_tiling: bool = True
+    # Two or more devices, comma-separated ("cuda:0,cuda:1"): one transformer
+    # and VAE replica per device, guidance branches and VAE tiles in parallel.
+    devices: str = ""
+    # The exact attention processor without diffusers' per-layer host sync.
+    prefix_attention: bool = True
+    # torch.compile each transformer block at start-up (slower start, faster steps).
+    compile_blocks: bool = False
+    # FOR BENCHMARKS ONLY: full-size Mochi with RANDOM weights instead of
+    # model_dir; every video is noise. Never set on a runner that serves users.
+    random_weights_for_benchmarks: bool = False
+    # The warm-up render's size: set it to the size jobs use when compiling.
+    warmup_width: int = 64
+    warmup_height: int = 64
+    warmup_frames: int = 7
     store_url: str = "file://var/videos"
     runner_id: str = msgspec.field(default_factory=_default_runner_id)
     jetstream_replicas: int = 1

@@ -1,0 +1,126 @@
+"""Guidance-parallel denoising: the pipeline's batch of 2 ([unconditional,
+conditional]) is split so that each device runs one branch on its own
+transformer replica, at the same time; the two noise predictions are copied
+back to the first device, where diffusers' MochiPipeline does guidance and the
+scheduler step in fp32 exactly as it does for one device.
+
+It stands in for `pipe.transformer`, so the pipeline, its step callback (progress,
+cancel by raising) and everything around it are diffusers' own, unforked.
+
+Math: each branch is the batch-1 forward of that branch alone, so it is
+bitwise equal to computing that branch alone on one device (tested). Against
+the stock batch-2 call the results differ only by rounding: batch-1 and batch-2
+matrix products may round differently."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from mochi_runner.parallel.device_worker import DeviceWorker, gather
+from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forward, use_prefix_attention
+
+
+class GuidanceParallelTransformer(torch.nn.Module):
+    """A `MochiTransformer3DModel` look-alike over one replica per device."""
+
+    def __init__(self, replicas: Sequence[torch.nn.Module], prefix_attention: bool = True):
+        super().__init__()
+        if not replicas:
+            raise ValueError("need at least one transformer replica")
+        # A plain list, not submodules: `pipe.to(device)` must never gather the
+        # replicas onto one device.
+        self._replicas = list(replicas)
+        self.devices = [next(r.parameters()).device for r in self._replicas]
+        self.workers = [DeviceWorker(d) for d in self.devices]
+        self.prefix_attention = prefix_attention
+        if prefix_attention:
+            for replica in self._replicas:
+                use_prefix_attention(replica)
+        self.config = self._replicas[0].config
+        # Length carriers of the current job, per device, keyed by the mask
+        # object the pipeline hands in each step. Holding the mask keeps its
+        # id from being reused by the next job's mask.
+        self._mask: torch.Tensor | None = None
+        self._carriers: list[torch.Tensor] = []
+
+    @property
+    def replicas(self) -> list[torch.nn.Module]:
+        return self._replicas
+
+    @property
+    def device(self) -> torch.device:
+        return self.devices[0]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self._replicas[0].parameters()).dtype
+
+    @contextlib.contextmanager
+    def cache_context(self, name: str) -> Iterator[None]:
+        # The pipeline opens diffusers' cache context; no cache is used here.
+        yield
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+    def forward(self, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                timestep: torch.Tensor, encoder_attention_mask: torch.Tensor,
+                attention_kwargs: dict | None = None, return_dict: bool = True):
+        if attention_kwargs:
+            raise ValueError("attention_kwargs (LoRA scale) are not supported on the parallel path")
+        batch = hidden_states.shape[0]
+        # A batch of 2 is the guidance pair; without guidance (batch 1) the
+        # first device runs it alone (see docs/benchmarks.md for why).
+        n = min(len(self.workers), batch)
+        if batch % n:
+            raise ValueError(f"batch {batch} does not split over {n} devices")
+        size = batch // n
+        carriers = self._carriers_for(encoder_attention_mask, n, size)
+        futures = [
+            self.workers[i].submit(
+                self._branch, i, hidden_states[i * size:(i + 1) * size],
+                encoder_hidden_states[i * size:(i + 1) * size], timestep[i * size:(i + 1) * size],
+                encoder_attention_mask[i * size:(i + 1) * size], carriers[i] if carriers else None)
+            for i in range(n)]
+        outputs = gather(futures)
+        # The exchange: one noise prediction per branch, device to device.
+        out = torch.cat([o.to(self.device) for o in outputs]) if n > 1 else outputs[0]
+        return (out,) if not return_dict else _Output(out)
+
+    def _branch(self, i: int, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                timestep: torch.Tensor, mask: torch.Tensor, carrier: torch.Tensor | None) -> torch.Tensor:
+        device = self.devices[i]
+        replica = self._replicas[i]
+        hidden_states = hidden_states.to(device)
+        encoder_hidden_states = encoder_hidden_states.to(device)
+        timestep = timestep.to(device)
+        mask = mask.to(device)
+        if carrier is None:
+            return replica(hidden_states=hidden_states, encoder_hidden_states=encoder_hidden_states,
+                           timestep=timestep, encoder_attention_mask=mask, return_dict=False)[0]
+        return prefix_forward(replica, hidden_states, encoder_hidden_states, timestep, mask, carrier)
+
+    def _carriers_for(self, mask: torch.Tensor, n: int, size: int) -> list[torch.Tensor]:
+        if not self.prefix_attention:
+            return []
+        if self._mask is not mask or len(self._carriers) != n:
+            self._mask = mask
+            self._carriers = [length_carrier(mask[i * size:(i + 1) * size]).to(self.devices[i])
+                              for i in range(n)]
+            for carrier in self._carriers:
+                torch._dynamo.maybe_mark_dynamic(carrier, 1)
+        return self._carriers
+
+
+class _Output:
+    """What `return_dict=True` gives in diffusers: `.sample`."""
+
+    def __init__(self, sample: torch.Tensor):
+        self.sample = sample
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return (self.sample,)[index]

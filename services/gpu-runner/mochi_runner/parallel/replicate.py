@@ -1,0 +1,19 @@
+"""Identical copies of a diffusers model on other devices."""
+
+from __future__ import annotations
+
+import torch
+
+
+@torch.no_grad()
+def replicate(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Built empty on the meta device, then filled by copies from `module`, so
+    the copy never passes through host memory and is bitwise the same."""
+    dtype = next(module.parameters()).dtype
+    with torch.device("meta"):
+        clone = type(module).from_config(module.config)
+    clone = clone.to_empty(device=device).to(dtype)
+    clone.load_state_dict(module.state_dict(), strict=True)
+    for (name, src), (_, dst) in zip(module.named_buffers(), clone.named_buffers(), strict=True):
+        dst.copy_(src)  # non-persistent buffers are not in the state dict
+    return clone.eval().requires_grad_(False)
