@@ -1,0 +1,25 @@
+# API and catalog image: no torch, a few hundred MB.
+# Build from the repository root:
+#   docker build -f deploy/docker/api.Dockerfile -t ghcr.io/mochi-serve/mochi-serve:0.1.0 .
+# (Not built in this repository's CI: it has no container engine.)
+FROM python:3.12-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/tmp
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY contracts ./contracts
+COPY services ./services
+RUN pip install ".[api,catalog]" && rm -rf /src
+
+# The uid the manifests run as (runAsUser: 10001); the image works without a
+# writable root filesystem, with /tmp from an emptyDir.
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp mochi
+USER 10001
+WORKDIR /tmp
+ENTRYPOINT ["mochi"]
+CMD ["api"]
