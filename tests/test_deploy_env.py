@@ -1,0 +1,122 @@
+"""The MOCHI_* variables the manifests set are settings the services read.
+
+Each service reads one settings Struct; its fields are the only variables it
+looks at. A variable set in a manifest but read by no field is a typo or a
+renamed setting, which would deploy and silently fall back to a default, so
+it fails here. The settings that have no safe default in a cluster must be
+set, and every value must load into the settings class."""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+import pytest
+
+from mochi_api.settings import ApiSettings
+from mochi_catalog.settings import CatalogSettings
+from mochi_common.settings import PREFIX, env_names, load_settings
+from mochi_runner.settings import RunnerSettings
+from test_deploy_support import OVERLAYS, one, service_containers
+
+SETTINGS: dict[str, type[msgspec.Struct]] = {
+    "api": ApiSettings,
+    "catalog": CatalogSettings,
+    "runner": RunnerSettings,
+}
+
+# Fields whose defaults suit one laptop, not a cluster; a manifest must set them.
+MUST_SET = {
+    "api": {"nats_url", "host", "port", "store_url", "jetstream_replicas"},
+    "catalog": {"nats_url", "db_path", "jetstream_replicas", "health_port"},
+    "runner": {"nats_url", "model_dir", "store_url", "jetstream_replicas", "health_port", "runner_id"},
+}
+
+_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def _containers(overlay: str) -> list[tuple[str, dict]]:
+    found = [(service, c) for service, _, c in service_containers(overlay)]
+    assert sorted({s for s, _ in found}) == sorted(SETTINGS), f"{overlay}: {found}"
+    return found
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_manifest_variables_are_settings(overlay: str) -> None:
+    for service, container in _containers(overlay):
+        cls = SETTINGS[service]
+        env = _env(container)
+        mochi = {n for n in env if n.startswith(PREFIX)}
+        unknown = mochi - env_names(cls)
+        assert not unknown, f"{overlay}/{service}: {sorted(unknown)} are not fields of {cls.__name__}"
+        missing = {PREFIX + f.upper() for f in MUST_SET[service]} - mochi
+        assert not missing, f"{overlay}/{service}: must set {sorted(missing)}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_other_variables_only_feed_settings(overlay: str) -> None:
+    # A non-MOCHI variable is allowed only as a secret spliced into a setting
+    # with $(NAME), e.g. the NATS password in MOCHI_NATS_URL.
+    for service, container in _containers(overlay):
+        env = _env(container)
+        used = {ref for n, e in env.items() if n.startswith(PREFIX)
+                for ref in _REF.findall(str(e.get("value", "")))}
+        for name, e in env.items():
+            if name.startswith(PREFIX):
+                continue
+            assert "secretKeyRef" in e.get("valueFrom", {}), f"{overlay}/{service}: {name}"
+            assert name in used, f"{overlay}/{service}: {name} is set but no setting uses it"
+        names = list(env)
+        for ref in used:
+            # Kubernetes expands $(NAME) only from variables defined earlier.
+            assert ref in env, f"{overlay}/{service}: $({ref}) is not defined"
+            user = next(n for n in names if f"$({ref})" in str(env[n].get("value", "")))
+            assert names.index(ref) < names.index(user), f"{overlay}/{service}: {ref} after {user}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_values_load_into_the_settings(overlay: str) -> None:
+    for service, container in _containers(overlay):
+        environ = {}
+        for name, e in _env(container).items():
+            value = e.get("value")
+            if value is None:  # from a Secret or the downward API
+                value = "from-the-cluster"
+            environ[name] = _REF.sub("secret", value)
+        settings = load_settings(SETTINGS[service], environ)
+        for field in MUST_SET[service]:
+            assert getattr(settings, field) is not None
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_settings_agree_with_the_rest_of_the_manifests(overlay: str) -> None:
+    nats_replicas = one(overlay, "StatefulSet", "nats")["spec"]["replicas"]
+    for service, container in _containers(overlay):
+        env = {n: e.get("value") for n, e in _env(container).items()}
+        assert int(env["MOCHI_JETSTREAM_REPLICAS"]) == nats_replicas == 3
+        assert env["MOCHI_NATS_URL"].startswith(f"nats://{service}:")
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        port_var = "MOCHI_PORT" if service == "api" else "MOCHI_HEALTH_PORT"
+        port_name = "http" if service == "api" else "health"
+        assert int(env[port_var]) == ports[port_name], f"{overlay}/{service}"
+        for probe in ("livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"]["port"] in (port_name, ports[port_name])
+        if service == "runner":
+            model_dir = env["MOCHI_MODEL_DIR"]
+            mounts = [m["mountPath"] for m in container["volumeMounts"]]
+            assert any(model_dir.startswith(m + "/") for m in mounts), model_dir
+        if env.get("MOCHI_STORE_URL", "").startswith("file://"):
+            path = env["MOCHI_STORE_URL"].removeprefix("file://")
+            mounts = [m["mountPath"] for m in container["volumeMounts"]]
+            assert path in mounts, f"{overlay}/{service}: the video store is not a mounted volume"
+
+
+def test_dev_builds_the_tiny_model() -> None:
+    (c,) = one("dev", "Deployment", "mochi-runner")["spec"]["template"]["spec"]["containers"]
+    env = {n: e.get("value") for n, e in _env(c).items()}
+    assert env["MOCHI_BUILD_TINY_MODEL"] == "true"
+    assert env["MOCHI_DEVICE"] == "cpu"

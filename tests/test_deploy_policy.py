@@ -1,0 +1,270 @@
+"""Policy over the rendered manifests: what every workload must carry to be
+safe to run, and the shape the issue asks of each component."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mochi_contracts.streams import JOBS_STREAM, RUNNERS_CONSUMER
+from test_deploy_support import (
+    GPU_OVERLAYS, KUSTOMIZE, OVERLAYS, WORKLOAD_KINDS, all_containers, nats_accounts, objects, one,
+    pod_templates, render, selects)
+
+# The one pod allowed to start as root: it creates the node directories for
+# hostPath volumes and hands them to uid 10001 (see its manifest).
+ROOT_ALLOWED = {("Job", "mochi-host-dirs")}
+GPU = "nvidia.com/gpu"
+# Pods that use no network at all: the default deny is their whole policy.
+NO_NETWORK = {("Job", "mochi-host-dirs")}
+
+
+def _name(obj: dict) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+# ---- runners ---------------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS)
+def test_runners_have_two_gpus_each(overlay: str) -> None:
+    runner = one(overlay, "Deployment", "mochi-runner")
+    (c,) = runner["spec"]["template"]["spec"]["containers"]
+    assert c["resources"]["requests"][GPU] == 2
+    assert c["resources"]["limits"][GPU] == 2
+
+
+def test_h100x8_runs_four_runners() -> None:
+    assert one("h100x8", "Deployment", "mochi-runner")["spec"]["replicas"] == 4
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_at_least_two_runners(overlay: str) -> None:
+    assert one(overlay, "Deployment", "mochi-runner")["spec"]["replicas"] >= 2
+
+
+def test_dev_runners_need_no_gpu() -> None:
+    (c,) = one("dev", "Deployment", "mochi-runner")["spec"]["template"]["spec"]["containers"]
+    assert GPU not in c["resources"]["requests"] and GPU not in c["resources"]["limits"]
+
+
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS)
+def test_runner_startup_and_shutdown_budgets(overlay: str) -> None:
+    spec = one(overlay, "Deployment", "mochi-runner")["spec"]
+    (c,) = spec["template"]["spec"]["containers"]
+    probe = c["startupProbe"]
+    # Loading ~30 GB and warming up takes minutes; give it 15 min or more.
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 15 * 60
+    assert probe["httpGet"]["path"] == "/readyz"
+    # Time to finish a step (or a decode and upload) and nak the job back.
+    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] >= 120
+    # No spare GPUs on a full node: a rollout must not need a surge pod.
+    assert spec["strategy"]["rollingUpdate"]["maxSurge"] == 0
+
+
+def test_runner_weights_come_from_the_node() -> None:
+    spec = one("h100x8", "Deployment", "mochi-runner")["spec"]["template"]["spec"]
+    models = next(v for v in spec["volumes"] if v["name"] == "models")
+    job = one("h100x8", "Job", "mochi-weights")["spec"]["template"]["spec"]
+    job_models = next(v for v in job["volumes"] if v["name"] == "models")
+    assert models["hostPath"]["path"] == job_models["hostPath"]["path"]
+    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "models"]
+    assert mount.get("readOnly") is True
+    env = {e["name"]: e for e in job["containers"][0]["env"]}
+    assert env["REPO"]["value"] == "genmo/mochi-1-preview"
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "mochi-hf-token"
+
+
+# ---- every workload ----------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_workloads_have_probes(overlay: str) -> None:
+    for obj, template in pod_templates(overlay, WORKLOAD_KINDS):
+        for c in template["spec"]["containers"]:
+            assert "livenessProbe" in c and "readinessProbe" in c, f"{_name(obj)}/{c['name']}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_has_requests_and_limits(overlay: str) -> None:
+    for obj, template in pod_templates(overlay):
+        for c in all_containers(template["spec"]):
+            res = c.get("resources", {})
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(res.get(kind, {})), f"{_name(obj)}/{c['name']} {kind}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_non_root_and_locked_down(overlay: str) -> None:
+    for obj, template in pod_templates(overlay):
+        spec = template["spec"]
+        where = _name(obj)
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", where
+        for c in all_containers(spec):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["capabilities"]["drop"] == ["ALL"], where
+            if (obj["kind"], obj["metadata"]["name"]) in ROOT_ALLOWED:
+                assert set(sc["capabilities"].get("add", [])) <= {"CHOWN", "FOWNER"}
+                continue
+            assert "add" not in sc["capabilities"], where
+            run_as_non_root = sc.get("runAsNonRoot", spec["securityContext"].get("runAsNonRoot"))
+            run_as_user = sc.get("runAsUser", spec["securityContext"].get("runAsUser"))
+            assert run_as_non_root is True and run_as_user and run_as_user > 0, where
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_service_account_tokens(overlay: str) -> None:
+    for sa in objects(overlay, "ServiceAccount"):
+        assert sa["automountServiceAccountToken"] is False, sa["metadata"]["name"]
+    for obj, template in pod_templates(overlay):
+        assert template["spec"]["automountServiceAccountToken"] is False, _name(obj)
+    # No component talks to the Kubernetes API, so nothing is granted.
+    for kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"):
+        assert not objects(overlay, kind)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_multi_replica_workloads_have_a_pdb(overlay: str) -> None:
+    pdbs = objects(overlay, "PodDisruptionBudget")
+    for obj, template in pod_templates(overlay, WORKLOAD_KINDS):
+        if obj["spec"].get("replicas", 1) < 2:
+            continue
+        labels = template["metadata"]["labels"]
+        assert any(selects(p["spec"]["selector"], labels) for p in pdbs), _name(obj)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_api_and_catalog_are_highly_available(overlay: str) -> None:
+    assert one(overlay, "Deployment", "mochi-api")["spec"]["replicas"] >= 2
+    assert one(overlay, "Deployment", "mochi-catalog")["spec"]["replicas"] >= 2
+    hpa = one(overlay, "HorizontalPodAutoscaler", "mochi-api")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "mochi-api"}
+    assert hpa["minReplicas"] >= 2
+    rule = one(overlay, "Ingress", "mochi-api")["spec"]["rules"][0]
+    assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "mochi-api"
+    assert one(overlay, "StatefulSet", "nats")["spec"]["replicas"] == 3
+
+
+# ---- images ------------------------------------------------------------------
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_images_are_pinned(overlay: str) -> None:
+    for obj, template in pod_templates(overlay):
+        for c in all_containers(template["spec"]):
+            image = c["image"]
+            tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+            assert "@sha256:" in image or (tag and tag != "latest"), f"{_name(obj)}: {image}"
+
+
+def test_tags_are_set_in_one_place() -> None:
+    # Manifests name images bare; only the base kustomization's `images:` tags them.
+    for path in KUSTOMIZE.rglob("*.yaml"):
+        text = path.read_text()
+        if path.name == "kustomization.yaml":
+            assert path.parent.name == "base" or "newTag" not in text, path
+            continue
+        for image in re.findall(r"^\s*image:\s*(\S+)", text, re.M):
+            assert ":" not in image and "@" not in image, f"{path}: {image}"
+
+
+# ---- network -----------------------------------------------------------------
+
+def _policies(overlay: str) -> list[dict]:
+    return objects(overlay, "NetworkPolicy")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_default_deny_and_a_policy_per_component(overlay: str) -> None:
+    pols = _policies(overlay)
+    deny = [p for p in pols if p["spec"]["podSelector"] == {}
+            and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+            and "ingress" not in p["spec"] and "egress" not in p["spec"]]
+    assert deny, "no default-deny policy"
+    for obj, template in pod_templates(overlay):
+        if (obj["kind"], obj["metadata"]["name"]) in NO_NETWORK:
+            continue
+        labels = template["metadata"]["labels"]
+        own = [p for p in pols if p["spec"]["podSelector"] and selects(p["spec"]["podSelector"], labels)]
+        assert own, f"{_name(obj)} has no NetworkPolicy of its own"
+
+
+def _egress_to(overlay: str, labels: dict, target: str, port: int) -> bool:
+    for p in _policies(overlay):
+        if not selects(p["spec"]["podSelector"], labels):
+            continue
+        for rule in p["spec"].get("egress", []):
+            ports = {x["port"] for x in rule.get("ports", [])}
+            peers = rule.get("to")
+            if port in ports and (peers is None or any(
+                    x.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == target
+                    for x in peers)):
+                return True
+    return False
+
+
+def _ingress_from(overlay: str, target: str, port: int, labels: dict) -> bool:
+    for p in _policies(overlay):
+        if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") != target:
+            continue
+        for rule in p["spec"].get("ingress", []):
+            ports = {x["port"] for x in rule.get("ports", [])}
+            peers = rule.get("from")
+            if port in ports and (peers is None or any(
+                    "podSelector" in x and selects(x["podSelector"], labels) for x in peers)):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_clients_can_reach_what_they_use(overlay: str) -> None:
+    for obj, template in pod_templates(overlay):
+        labels = template["metadata"]["labels"]
+        env = " ".join(str(e.get("value", "")) for c in all_containers(template["spec"])
+                       for e in c.get("env", []))
+        where = _name(obj)
+        if "@nats:4222" in env or "nats://nats:4222" in env:
+            assert labels.get("mochi-serve/nats-client") == "true", where
+            assert _egress_to(overlay, labels, "nats", 4222), where
+            assert _ingress_from(overlay, "nats", 4222, labels), where
+        if labels.get("mochi-serve/minio-client") == "true":
+            assert _egress_to(overlay, labels, "minio", 9000), where
+            assert _ingress_from(overlay, "minio", 9000, labels), where
+
+
+# ---- KEDA (a custom resource: no core schema, so its fields are checked here) ---
+
+def test_keda_scales_runners_on_consumer_lag() -> None:
+    (so,) = objects("keda", "ScaledObject")
+    spec = so["spec"]
+    assert spec["scaleTargetRef"]["name"] == "mochi-runner"
+    one("keda", "Deployment", "mochi-runner")
+    assert spec["minReplicaCount"] >= 2 and spec["maxReplicaCount"] >= spec["minReplicaCount"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "nats-jetstream"
+    meta = trigger["metadata"]
+    assert meta["stream"] == JOBS_STREAM
+    assert meta["consumer"] == RUNNERS_CONSUMER
+    jetstream_accounts = [n for n, a in nats_accounts("keda")["accounts"].items() if a.get("jetstream")]
+    assert meta["account"] in jetstream_accounts
+    # KEDA must find the consumer leader by pod name: the headless Service.
+    headless = one("keda", "Service", "nats-headless")
+    host, port = meta["natsServerMonitoringEndpoint"].rsplit(":", 1)
+    assert host == f"nats-headless.{headless['metadata']['namespace']}.svc.cluster.local"
+    assert int(port) in {p["port"] for p in headless["spec"]["ports"]}
+    assert all(isinstance(v, str) for v in meta.values())  # KEDA metadata values are strings
+    assert int(meta["lagThreshold"]) >= 1
+    # ...and the NATS NetworkPolicy lets KEDA's namespace reach that port.
+    allowed = [r for p in _policies("keda")
+               if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "nats"
+               for r in p["spec"].get("ingress", [])
+               if int(port) in {x["port"] for x in r.get("ports", [])}
+               and any("namespaceSelector" in x for x in r.get("from", []))]
+    assert allowed
+
+
+def test_only_the_keda_overlay_has_scaled_objects() -> None:
+    for overlay in OVERLAYS:
+        if overlay != "keda":
+            assert not objects(overlay, "ScaledObject")
+    assert render("keda")
