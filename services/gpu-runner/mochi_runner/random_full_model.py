@@ -40,7 +40,7 @@ def fill_random_(module: torch.nn.Module, generator: torch.Generator) -> torch.n
 
 def _materialise(module: torch.nn.Module, device: torch.device, dtype: torch.dtype,
                  seed: int) -> torch.nn.Module:
-    module = module.to_empty(device=device).to(dtype)
+    module = torch.nn.Module.to(module.to_empty(device=device), dtype)
     gen = torch.Generator(device=device).manual_seed(seed)
     return fill_random_(module, gen).eval().requires_grad_(False)
 

@@ -104,7 +104,7 @@ def length_carrier(mask: torch.Tensor) -> torch.Tensor:
 
 def use_prefix_attention(transformer: torch.nn.Module) -> None:
     for block in transformer.transformer_blocks:
-        block.attn1.set_processor(PrefixMochiAttnProcessor())
+        block.attn1.processor = PrefixMochiAttnProcessor()
 
 
 def prefix_forward(transformer, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,

@@ -12,7 +12,8 @@ def replicate(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     dtype = next(module.parameters()).dtype
     with torch.device("meta"):
         clone = type(module).from_config(module.config)
-    clone = clone.to_empty(device=device).to(dtype)
+    # nn.Module.to: ModelMixin.to warns about fp32 modules, of which Mochi has none.
+    clone = torch.nn.Module.to(clone.to_empty(device=device), dtype)
     clone.load_state_dict(module.state_dict(), strict=True)
     for (name, src), (_, dst) in zip(module.named_buffers(), clone.named_buffers(), strict=True):
         dst.copy_(src)  # non-persistent buffers are not in the state dict
