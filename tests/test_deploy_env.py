@@ -109,6 +109,10 @@ def test_settings_agree_with_the_rest_of_the_manifests(overlay: str) -> None:
             model_dir = env["MOCHI_MODEL_DIR"]
             mounts = [m["mountPath"] for m in container["volumeMounts"]]
             assert any(model_dir.startswith(m + "/") for m in mounts), model_dir
+            spec = one(overlay, "Deployment", "mochi-runner")["spec"]["template"]["spec"]
+            for init in spec.get("initContainers", []):
+                # The wait for the weights Job must wait for the model the runner loads.
+                assert f"{model_dir}/model_index.json" in " ".join(init["command"]), init["name"]
         if env.get("MOCHI_STORE_URL", "").startswith("file://"):
             path = env["MOCHI_STORE_URL"].removeprefix("file://")
             mounts = [m["mountPath"] for m in container["volumeMounts"]]
