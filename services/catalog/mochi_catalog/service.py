@@ -47,7 +47,7 @@ class Catalog:
 
     # ---- projection ------------------------------------------------------
 
-    async def _check_stream_matches(self) -> None:
+    async def _stream_last_seq(self) -> int:
         info = await self.js.stream_info(JOBS_STREAM)
         applied = self.projection.applied_seq()
         if applied > info.state.last_seq:
@@ -58,11 +58,15 @@ class Catalog:
             for suffix in ("", "-wal", "-shm"):
                 Path(self.settings.db_path + suffix).unlink(missing_ok=True)
             self.projection = Projection(Path(self.settings.db_path))
+        return info.state.last_seq
 
     async def follow(self) -> None:
-        await self._check_stream_matches()
+        # Ready once everything in the stream at start-up is applied.
+        target = await self._stream_last_seq()
         start = self.projection.applied_seq() + 1
-        log.info("catalog.follow", from_seq=start)
+        log.info("catalog.follow", from_seq=start, catch_up_to=target)
+        if start > target:
+            self.caught_up.set()
         sub = await self.js.subscribe(
             subjects.ALL_JOB_EVENTS, stream=JOBS_STREAM, ordered_consumer=True,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -78,15 +82,13 @@ class Catalog:
                 batch.append(RawEvent(
                     seq=msg.metadata.sequence.stream, subject=msg.subject,
                     data=msg.data, headers=dict(msg.headers or {})))
-                if msg.metadata.num_pending == 0:
-                    self.caught_up.set()
-                if len(batch) < self.settings.batch_size:
+                if len(batch) < self.settings.batch_size and msg.metadata.num_pending > 0:
                     continue
-            elif not batch:
-                self.caught_up.set()
-                continue
-            self.projection.apply_batch(batch)
-            batch = []
+            if batch:
+                self.projection.apply_batch(batch)
+                batch = []
+                if self.projection.applied_seq() >= target:
+                    self.caught_up.set()
 
     # ---- queries ---------------------------------------------------------
 

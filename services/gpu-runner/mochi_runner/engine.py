@@ -166,6 +166,11 @@ class MochiEngine:
         steps = req.num_inference_steps
 
         def step_end(pipe, index, timestep, tensors):  # diffusers' callback signature
+            # Nothing else waits for the GPU now (no per-layer sync): wait here
+            # so progress reports real steps and a cancel lands between real steps.
+            # The step ends on the first device, after the other's prediction came over.
+            if self.device.type == "cuda":
+                torch.cuda.current_stream(self.device).synchronize()
             on_step(index + 1, steps)
             return {}
 

@@ -84,6 +84,10 @@ class JobHandler:
         self.control = control
         try:
             await self._handle(msg, event, attempt, control, bound)
+        except Exception as err:
+            # Anything this job raised (render, encode, store) fails this
+            # attempt only; the runner carries on with the next job.
+            await self._failed(msg, event.job_id, attempt, err, bound)
         finally:
             self.control = None
             for sub in subs:
@@ -136,9 +140,6 @@ class JobHandler:
                 await asyncio.to_thread(self.store.put_new, key, path, VIDEO_CONTENT_TYPE)
         except RenderStopped as stop:
             await self._stopped(msg, job_id, stop, bound)
-            return
-        except Exception as err:
-            await self._failed(msg, job_id, attempt, err, bound)
             return
         finally:
             heartbeat.cancel()
