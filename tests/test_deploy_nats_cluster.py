@@ -1,16 +1,10 @@
 """The StatefulSet's nats.conf, as rendered, on three local servers: it must
 parse, form a JetStream cluster, take the services' streams with
-MOCHI_JETSTREAM_REPLICAS replicas, and answer the probes' health URLs.
-
-Only addresses change (pod DNS names and fixed ports become loopback ports,
-volume paths become temporary directories); each change must match exactly
-once, so a reshaped config fails here instead of being half-tested."""
+MOCHI_JETSTREAM_REPLICAS replicas, and answer the probes' health URLs."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -20,33 +14,22 @@ from pathlib import Path
 import nats
 import pytest
 
-from mochi_cli.processes import free_port, nats_server_binary, wait_for_port
+from mochi_cli.processes import nats_server_binary
 from mochi_common.nats_conn import publish_event
 from mochi_contracts.events import JobSubmitted
 from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import (
     DEAD_LETTER_STREAM, JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings, ensure_runner_topology)
-from test_deploy_support import nats_config, one, service_containers
+from test_deploy_support import nats_cluster, nats_config, nats_passwords, one, service_containers
 
 pytestmark = pytest.mark.timeout(120)
 SERVERS = 3
 
 
-def _passwords(accounts: str) -> dict[str, str]:
-    return {v: f"pw-{v.lower()}" for v in set(re.findall(r":\s*\$([A-Z_][A-Z0-9_]*)", accounts))}
-
-
-def _sub_once(text: str, pattern: str, replacement: str) -> str:
-    new, count = re.subn(pattern, replacement, text)
-    assert count == 1, f"nats.conf: expected one match of {pattern!r}, found {count}"
-    return new
-
-
 def test_config_is_valid(tmp_path: Path) -> None:
-    accounts = nats_config("h100x8", "accounts.conf")
-    (tmp_path / "accounts.conf").write_text(accounts)
+    (tmp_path / "accounts.conf").write_text(nats_config("h100x8", "accounts.conf"))
     (tmp_path / "nats.conf").write_text(nats_config("h100x8", "nats.conf"))
-    env = {"SERVER_NAME": "nats-0", **_passwords(accounts)}
+    env = {"SERVER_NAME": "nats-0", **nats_passwords("h100x8")}
     done = subprocess.run([nats_server_binary(), "-c", str(tmp_path / "nats.conf"), "-t"],
                           env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -54,43 +37,9 @@ def test_config_is_valid(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[dict[str, int]]]:
-    root = tmp_path_factory.mktemp("nats-cluster")
-    accounts = nats_config("h100x8", "accounts.conf")
-    template = nats_config("h100x8", "nats.conf")
-    routes = sorted(set(re.findall(r"nats://(nats-\d+)\.nats-headless:6222", template)))
-    replicas = one("h100x8", "StatefulSet", "nats")["spec"]["replicas"]
-    assert routes == [f"nats-{i}" for i in range(replicas)] and replicas == SERVERS
-    ports = [{"client": free_port(), "http": free_port(), "route": free_port()} for _ in range(SERVERS)]
-    procs, logs = [], []
-    try:
-        for i, p in enumerate(ports):
-            home = root / f"nats-{i}"
-            home.mkdir()
-            (home / "accounts.conf").write_text(accounts)
-            conf = _sub_once(template, r"listen: 0\.0\.0\.0:4222", f"listen: 127.0.0.1:{p['client']}")
-            conf = _sub_once(conf, r"http: 0\.0\.0\.0:8222", f"http: 127.0.0.1:{p['http']}")
-            conf = _sub_once(conf, r"listen: 0\.0\.0\.0:6222", f"listen: 127.0.0.1:{p['route']}")
-            conf = _sub_once(conf, r"/var/run/nats/nats\.pid", str(home / "nats.pid"))
-            conf = _sub_once(conf, r"/data/jetstream", str(home / "js"))
-            for j, q in enumerate(ports):
-                conf = _sub_once(conf, rf"nats://nats-{j}\.nats-headless:6222", f"nats://127.0.0.1:{q['route']}")
-            (home / "nats.conf").write_text(conf)
-            log = (home / "log").open("w")
-            logs.append(log)
-            procs.append(subprocess.Popen(
-                [nats_server_binary(), "-c", str(home / "nats.conf")],
-                env={**os.environ, "SERVER_NAME": f"nats-{i}", **_passwords(accounts)},
-                stdout=log, stderr=subprocess.STDOUT))
-        for p, proc in zip(ports, procs):
-            wait_for_port(p["client"], proc=proc)
+    with nats_cluster(tmp_path_factory.mktemp("nats-cluster")) as ports:
+        assert len(ports) == SERVERS
         yield ports
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(10)
-        for log in logs:
-            log.close()
 
 
 def _status(url: str) -> int:

@@ -9,7 +9,6 @@ must not do are refused."""
 from __future__ import annotations
 
 import asyncio
-import re
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -34,7 +33,7 @@ from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import (
     JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings, ensure_jobs_stream, ensure_runner_topology)
 from mochi_runner.dead_letters import fail_dead_jobs
-from test_deploy_support import nats_config
+from test_deploy_support import nats_config, nats_passwords
 
 pytestmark = pytest.mark.timeout(120)
 VIOLATION = "permissions violation"
@@ -45,8 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict
     root = tmp_path_factory.mktemp("nats-users")
     accounts = nats_config("h100x8", "accounts.conf")
     (root / "accounts.conf").write_text(accounts)
-    variables = sorted(set(re.findall(r":\s*\$([A-Z_][A-Z0-9_]*)", accounts)))
-    secrets = {v: f"pw-{v.lower()}" for v in variables}
+    secrets = nats_passwords("h100x8")
     port = free_port()
     (root / "server.conf").write_text(
         f'listen: 127.0.0.1:{port}\njetstream {{ store_dir: "{root / "js"}" }}\ninclude ./accounts.conf\n')

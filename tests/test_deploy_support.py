@@ -3,8 +3,10 @@ kustomize overlays once with `kubectl kustomize` and pick objects out of them.""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -99,3 +101,63 @@ def nats_users(overlay: str) -> dict[str, dict]:
     accounts = nats_accounts(overlay)["accounts"]
     return {u["user"]: {**u, "account": name}
             for name, acc in accounts.items() for u in acc.get("users", [])}
+
+
+def nats_passwords(overlay: str) -> dict[str, str]:
+    """A test password for each $VARIABLE of accounts.conf, keyed by variable."""
+    accounts = nats_config(overlay, "accounts.conf")
+    return {v: f"pw-{v.lower()}" for v in set(re.findall(r":\s*\$([A-Z_][A-Z0-9_]*)", accounts))}
+
+
+def _sub_once(text: str, pattern: str, replacement: str) -> str:
+    new, count = re.subn(pattern, replacement, text)
+    assert count == 1, f"nats.conf: expected one match of {pattern!r}, found {count}"
+    return new
+
+
+@contextlib.contextmanager
+def nats_cluster(root: Path, overlay: str = "h100x8") -> Iterator[list[dict[str, int]]]:
+    """The rendered nats.conf on local servers, one per StatefulSet replica.
+
+    Only addresses change (pod DNS names and fixed ports become loopback
+    ports, volume paths become directories under `root`); each change must
+    match exactly once, so a reshaped config fails loudly instead of being
+    half-tested. Yields each server's client, http and route ports."""
+    from mochi_cli.processes import free_port, nats_server_binary, wait_for_port
+
+    accounts = nats_config(overlay, "accounts.conf")
+    template = nats_config(overlay, "nats.conf")
+    replicas = one(overlay, "StatefulSet", "nats")["spec"]["replicas"]
+    routes = sorted(set(re.findall(r"nats://(nats-\d+)\.nats-headless:6222", template)))
+    assert routes == [f"nats-{i}" for i in range(replicas)]
+    ports = [{"client": free_port(), "http": free_port(), "route": free_port()} for _ in range(replicas)]
+    procs, logs = [], []
+    try:
+        for i, p in enumerate(ports):
+            home = root / f"nats-{i}"
+            home.mkdir(parents=True)
+            (home / "accounts.conf").write_text(accounts)
+            conf = _sub_once(template, r"listen: 0\.0\.0\.0:4222", f"listen: 127.0.0.1:{p['client']}")
+            conf = _sub_once(conf, r"http: 0\.0\.0\.0:8222", f"http: 127.0.0.1:{p['http']}")
+            conf = _sub_once(conf, r"listen: 0\.0\.0\.0:6222", f"listen: 127.0.0.1:{p['route']}")
+            conf = _sub_once(conf, r"/var/run/nats/nats\.pid", str(home / "nats.pid"))
+            conf = _sub_once(conf, r"/data/jetstream", str(home / "js"))
+            for j, q in enumerate(ports):
+                conf = _sub_once(conf, rf"nats://nats-{j}\.nats-headless:6222", f"nats://127.0.0.1:{q['route']}")
+            (home / "nats.conf").write_text(conf)
+            log = (home / "log").open("w")
+            logs.append(log)
+            procs.append(subprocess.Popen(
+                [nats_server_binary(), "-c", str(home / "nats.conf")],
+                env={**os.environ, "SERVER_NAME": f"nats-{i}", **nats_passwords(overlay)},
+                stdout=log, stderr=subprocess.STDOUT))
+        for p, proc in zip(ports, procs):
+            wait_for_port(p["client"], proc=proc)
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+        for log in logs:
+            log.close()
