@@ -34,6 +34,15 @@ def test_runners_have_two_gpus_each(overlay: str) -> None:
     assert c["resources"]["limits"][GPU] == 2
 
 
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS)
+def test_runners_use_every_gpu_they_hold(overlay: str) -> None:
+    (c,) = one(overlay, "Deployment", "mochi-runner")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    devices = [d for d in env["MOCHI_DEVICES"].split(",") if d]
+    # Inside the pod its GPUs are numbered from 0, whichever the node gave it.
+    assert devices == [f"cuda:{i}" for i in range(c["resources"]["limits"][GPU])]
+
+
 def test_h100x8_runs_four_runners() -> None:
     assert one("h100x8", "Deployment", "mochi-runner")["spec"]["replicas"] == 4
 

@@ -19,8 +19,10 @@ ENV DEBIAN_FRONTEND=noninteractive \
     HF_HOME=/tmp/hf \
     HF_HUB_OFFLINE=1
 
+# gcc and the Python headers: Triton builds a small launcher module at run
+# time, which MOCHI_COMPILE_BLOCKS=true (torch.compile) needs.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv \
+ && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/venv
 
