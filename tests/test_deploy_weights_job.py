@@ -1,0 +1,68 @@
+"""The weights Job's script, run here with a stand-in `hf` that serves the
+tiny model saved as a bf16 variant (the layout of genmo/mochi-1-preview's
+bf16 files): the runner's loader, which passes no variant, must load what
+the script leaves, and a second run must leave it alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_deploy_support import objects, one
+
+pytestmark = pytest.mark.timeout(300)
+
+FAKE_HF = """#!{python}
+import shutil, sys
+args = sys.argv[1:]
+assert args[0] == "download", args
+dest = args[args.index("--local-dir") + 1]
+with open({log!r}, "a") as log:
+    log.write(" ".join(args) + "\\n")
+shutil.copytree({source!r}, dest, dirs_exist_ok=True)
+"""
+
+
+def _script() -> str:
+    (cm,) = [c for c in objects("h100x8", "ConfigMap") if c["metadata"]["name"].startswith("mochi-weights")]
+    return cm["data"]["download-weights.sh"]
+
+
+def test_script_leaves_a_model_the_runner_loads(tiny_model: Path, tmp_path: Path) -> None:
+    from diffusers import MochiPipeline
+
+    variant = tmp_path / "hub"
+    MochiPipeline.from_pretrained(str(tiny_model)).save_pretrained(str(variant), variant="bf16")
+    assert not list(variant.rglob("diffusion_pytorch_model.safetensors"))  # only bf16 names
+    bin_dir, log = tmp_path / "bin", tmp_path / "hf.log"
+    bin_dir.mkdir()
+    (bin_dir / "hf").write_text(FAKE_HF.format(python=sys.executable, log=str(log), source=str(variant)))
+    (bin_dir / "hf").chmod(0o755)
+    (tmp_path / "download-weights.sh").write_text(_script())
+    job = one("h100x8", "Job", "mochi-weights")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in job["env"] if "value" in e}
+    models = tmp_path / "models"
+    models.mkdir()
+    run_env = {**os.environ, **env, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MODEL_ROOT": str(models)}
+
+    for _ in range(2):
+        done = subprocess.run(["/bin/sh", str(tmp_path / "download-weights.sh")], env=run_env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    calls = log.read_text().splitlines()
+    assert len(calls) == 1, "the second run must find the weights and not download"
+    assert f"download {env['REPO']} --revision {env['REVISION']}" in calls[0]
+    assert "--include *.bf16*" in calls[0]
+    dest = models / "mochi-1-preview"
+    assert not (models / ".mochi-1-preview.partial").exists()
+    pipe = MochiPipeline.from_pretrained(str(dest))  # as the runner's engine loads it: no variant
+    assert pipe.transformer is not None
+    # The path the runner's init container and MOCHI_MODEL_DIR wait for.
+    runner = one("h100x8", "Deployment", "mochi-runner")["spec"]["template"]["spec"]
+    model_dir = next(e["value"] for e in runner["containers"][0]["env"] if e["name"] == "MOCHI_MODEL_DIR")
+    assert model_dir == "/models/mochi-1-preview" and (dest / "model_index.json").exists()
