@@ -24,6 +24,15 @@ def _name(obj: dict) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_everything_lands_in_one_namespace(overlay: str) -> None:
+    # An object without a namespace would go wherever kubectl's context points.
+    (ns,) = objects(overlay, "Namespace")
+    for obj in render(overlay):
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"].get("namespace") == ns["metadata"]["name"], _name(obj)
+
+
 # ---- runners ---------------------------------------------------------------
 
 @pytest.mark.parametrize("overlay", GPU_OVERLAYS)
