@@ -132,12 +132,16 @@ async def test_every_service_runs_its_nats_code_as_its_user(users: dict[str, Ses
     reader = JobReader(api, 2.0)
 
     async def projected() -> bool:
-        found = await reader.get(job.job_id, None)
-        return found is not None and found[0].last_seq > 0 and catalog.projection.applied_seq() > 0
+        # The catalog has the job, and the API reads it (catalog reply and direct get).
+        return catalog.projection.applied_seq() > 0 and await reader.get(job.job_id, None) is not None
 
     assert await _eventually(projected)
     page = await reader.list(catalog_api.ListJobs(limit=5))
     assert [j.id for j in page.jobs] == [job.job_id]
+    # The API follows events (SSE) with ordered consumers, as the catalog does.
+    events = await ajs.subscribe(subjects.ALL_JOB_EVENTS, stream=JOBS_STREAM, ordered_consumer=True)
+    assert subjects.job_id_of((await events.next_msg(timeout=5)).subject) == job.job_id
+    await events.unsubscribe()
 
     # Runner: pull the job, watch its cancel and final subjects, report, finish.
     pull = await rjs.pull_subscribe_bind(durable=RUNNERS_CONSUMER, stream=JOBS_STREAM)

@@ -1,22 +1,22 @@
 """The NATS permissions in deploy/kustomize are exactly what each service's
 code needs, with every subject built from mochi_contracts.
 
-The event subjects a service may publish come from the events its code
-constructs (found by reading its source), so a new event in a service needs
-a new permission here and in accounts.conf. The JetStream API subjects follow
-the calls each service makes (comments name them); test_deploy_nats_live.py
-then runs those calls as each user on a real server."""
+What a service needs is read from its source: the events it constructs (it
+builds them only to publish them) and its NATS calls (stream set-up, pulls,
+ordered consumers, subscriptions, direct gets, catalog requests or the
+catalog's micro service). A new call or event in a service changes the
+expected permissions here, and this test then names the subject that
+accounts.conf lacks. test_deploy_nats_live.py runs the calls on a server."""
 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
 
-from mochi_contracts import events, subjects
-from mochi_contracts.streams import (
-    DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM, RUNNERS_CONSUMER)
+from mochi_contracts import events, streams, subjects
 from test_deploy_support import (
     OVERLAYS, REPO, nats_accounts, nats_config, nats_users, one, service_containers)
 
@@ -28,26 +28,96 @@ SOURCES = {
 API = "$JS.API"
 INBOX = "_INBOX.>"  # replies to requests, JetStream API calls and pull fetches
 ANY_JOB = "0" * 32
+# Attributes that hold a stream name with a contracts default (ApiContext.jobs_stream).
+STREAM_ATTRIBUTES = {"jobs_stream": streams.JOBS_STREAM}
 
 
 def _any_job(subject: str) -> str:
     return subject.replace(ANY_JOB, "*")
 
 
-def constructed_events(package: Path) -> set[str]:
-    """Event types whose class a package calls (services build events only to publish them)."""
-    classes = {c.__name__: c.__struct_config__.tag for c in vars(events).values()
-               if isinstance(c, type) and issubclass(c, events.Event) and c is not events.Event}
-    found = set()
-    for path in package.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in classes:
-                found.add(classes[node.func.id])
-    return found
+def _trees(package: Path) -> list[ast.AST]:
+    return [ast.parse(p.read_text()) for p in sorted(package.rglob("*.py"))]
 
 
-def publishes_events(service: str) -> set[str]:
-    return {_any_job(subjects.event_subject(ANY_JOB, t)) for t in constructed_events(SOURCES[service])}
+def _stream_name(node: ast.AST) -> str:
+    if isinstance(node, ast.Name) and hasattr(streams, node.id):
+        return getattr(streams, node.id)
+    if isinstance(node, ast.Attribute) and node.attr in STREAM_ATTRIBUTES:
+        return STREAM_ATTRIBUTES[node.attr]
+    raise AssertionError(f"cannot tell which stream {ast.unparse(node)!r} is; teach this test")
+
+
+def _subject(node: ast.AST) -> str:
+    """A subscription's subject with any job id as `*`."""
+    if isinstance(node, ast.Attribute) and hasattr(subjects, node.attr):
+        return getattr(subjects, node.attr)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        args = [ANY_JOB] + [a.value for a in node.args[1:] if isinstance(a, ast.Constant)]
+        if node.func.attr in ("event_subject", "job_final", "job_events") and len(args) == len(node.args):
+            return _any_job(getattr(subjects, node.func.attr)(*args))
+    raise AssertionError(f"cannot tell the subject of {ast.unparse(node)!r}; teach this test")
+
+
+def _kw(call: ast.Call, name: str) -> ast.AST | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _true(node: ast.AST | None) -> bool:
+    return isinstance(node, ast.Constant) and node.value is True
+
+
+@functools.cache
+def needs(service: str) -> dict[str, object]:
+    """The permissions a service's source calls for."""
+    trees = _trees(SOURCES[service])
+    event_tags = {c.__name__: c.__struct_config__.tag for c in vars(events).values()
+                  if isinstance(c, type) and issubclass(c, events.Event) and c is not events.Event}
+    pub: set[str] = set()
+    sub: set[str] = {INBOX}
+    serves = False
+    catalog_subjects = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("CATALOG_GET", "CATALOG_LIST"):
+                catalog_subjects.add(getattr(subjects, node.attr))
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+            if name in event_tags:
+                pub.add(_any_job(subjects.event_subject(ANY_JOB, event_tags[name])))
+            elif name == "ensure_jobs_stream":
+                pub |= owns_stream(streams.JOBS_STREAM)
+            elif name == "ensure_runner_topology":
+                pub |= owns_stream(streams.JOBS_STREAM) | owns_stream(streams.DEAD_LETTER_STREAM)
+                pub |= works_durable(streams.JOBS_STREAM, streams.RUNNERS_CONSUMER)
+                pub |= works_durable(streams.DEAD_LETTER_STREAM, streams.DEAD_LETTER_CONSUMER)
+            elif name == "pull_subscribe_bind":
+                pub |= works_durable(_stream_name(_kw(node, "stream")),
+                                     getattr(streams, _kw(node, "durable").id))  # type: ignore[union-attr]
+            elif name == "stream_info":
+                pub.add(f"{API}.STREAM.INFO.{_stream_name(node.args[0])}")
+            elif name == "subscribe" and _true(_kw(node, "ordered_consumer")):
+                pub |= reads_ordered(_stream_name(_kw(node, "stream")))
+            elif name == "subscribe":
+                assert _kw(node, "stream") is None, ast.unparse(node)
+                sub.add(_subject(node.args[0]))
+            elif name in ("last_event", "get_last_msg"):
+                # mochi_common.nats_conn.last_event: get_last_msg(JOBS_STREAM, subject, direct=True)
+                pub |= direct_get_last(_stream_name(node.args[0]) if name == "get_last_msg"
+                                       else streams.JOBS_STREAM)
+            elif name == "get_msg":
+                assert _true(_kw(node, "direct")), ast.unparse(node)
+                pub |= direct_get_seq(_stream_name(node.args[0]))
+            elif name == "add_service":
+                serves = True
+            elif name == "add_endpoint":
+                sub.add(_subject(_kw(node, "subject")))  # type: ignore[arg-type]
+    if serves:
+        sub.add("$SRV.>")  # nats.micro discovery: $SRV.PING/INFO/STATS[.name[.id]]
+    else:
+        pub |= catalog_subjects  # a client of the catalog asks it by request
+    return {"publish": pub, "subscribe": sub, "allow_responses": serves}
 
 
 def owns_stream(stream: str) -> set[str]:
@@ -77,63 +147,37 @@ def reads_ordered(stream: str) -> set[str]:
     return {f"{API}.CONSUMER.CREATE.{stream}", f"$JS.FC.{stream}.>"}
 
 
-EXPECTED = {
-    "api": {
-        # routes/jobs.py publishes events; app.py ensure_jobs_stream; job_reader.py
-        # asks the catalog and reads a job's last event with a direct get.
-        "publish": publishes_events("api") | {subjects.CATALOG_GET, subjects.CATALOG_LIST}
-        | owns_stream(JOBS_STREAM) | direct_get_last(JOBS_STREAM),
-        "subscribe": {INBOX},
-        "allow_responses": False,
-    },
-    "catalog": {
-        # service.py: ensure_jobs_stream, an ordered consumer over the stream, and
-        # a nats.micro service ($SRV.PING/INFO/STATS discovery, replies to requests).
-        "publish": owns_stream(JOBS_STREAM) | reads_ordered(JOBS_STREAM),
-        "subscribe": {INBOX, subjects.CATALOG_GET, subjects.CATALOG_LIST, "$SRV.>"},
-        "allow_responses": True,
-    },
-    "runner": {
-        # service.py ensure_runner_topology + pull from gpu-runners; dead_letters.py
-        # pulls advisories and reads the dead job by sequence; job_handler.py
-        # reads last events and listens for its job's cancel and final events.
-        "publish": publishes_events("runner") | owns_stream(JOBS_STREAM)
-        | owns_stream(DEAD_LETTER_STREAM) | works_durable(JOBS_STREAM, RUNNERS_CONSUMER)
-        | works_durable(DEAD_LETTER_STREAM, DEAD_LETTER_CONSUMER)
-        | direct_get_last(JOBS_STREAM) | direct_get_seq(JOBS_STREAM),
-        "subscribe": {INBOX, _any_job(subjects.event_subject(ANY_JOB, "cancel_requested")),
-                      _any_job(subjects.job_final(ANY_JOB))},
-        "allow_responses": False,
-    },
-}
+def test_the_source_reading_sees_the_known_roles() -> None:
+    # A guard on the reading itself, with what each service is known to do.
+    api, catalog, runner = needs("api"), needs("catalog"), needs("runner")
+    job = _any_job(subjects.event_subject(ANY_JOB, "submitted"))
+    assert job in api["publish"] and job not in runner["publish"]
+    assert {subjects.CATALOG_GET, subjects.CATALOG_LIST} <= api["publish"]  # type: ignore[operator]
+    assert {subjects.CATALOG_GET, subjects.CATALOG_LIST, "$SRV.>"} <= catalog["subscribe"]  # type: ignore[operator]
+    assert not any(s.startswith("mochi.jobs.") for s in catalog["publish"])  # type: ignore[union-attr]
+    assert f"{API}.CONSUMER.MSG.NEXT.{streams.JOBS_STREAM}.{streams.RUNNERS_CONSUMER}" in runner["publish"]  # type: ignore[operator]
+    assert _any_job(subjects.job_final(ANY_JOB)) in runner["subscribe"]  # type: ignore[operator]
 
 
-def test_services_publish_the_events_they_own() -> None:
-    # A guard on the source scan itself: these are the documented owners.
-    assert constructed_events(SOURCES["api"]) == {"submitted", "cancel_requested", "cancelled"}
-    assert constructed_events(SOURCES["catalog"]) == set()
-    assert {"started", "progress", "completed", "failed"} <= constructed_events(SOURCES["runner"])
-
-
-@pytest.mark.parametrize("user", sorted(EXPECTED))
+@pytest.mark.parametrize("user", sorted(SOURCES))
 def test_service_user_permissions_are_exactly_what_the_code_needs(user: str) -> None:
     perms = nats_users("h100x8")[user]["permissions"]
-    want = EXPECTED[user]
+    want = needs(user)
     assert set(perms) <= {"publish", "subscribe", "allow_responses"}
     assert set(perms["publish"]) == {"allow"}, "allow-lists only: a deny list invites gaps"
     assert set(perms["subscribe"]) == {"allow"}
     have_pub, have_sub = perms["publish"]["allow"], perms["subscribe"]["allow"]
     assert len(have_pub) == len(set(have_pub)) and len(have_sub) == len(set(have_sub))
-    assert set(have_pub) == want["publish"], (
-        f"missing {sorted(want['publish'] - set(have_pub))}, extra {sorted(set(have_pub) - want['publish'])}")
-    assert set(have_sub) == want["subscribe"], (
-        f"missing {sorted(want['subscribe'] - set(have_sub))}, extra {sorted(set(have_sub) - want['subscribe'])}")
+    for kind, have in (("publish", set(have_pub)), ("subscribe", set(have_sub))):
+        need = want[kind]
+        assert have == need, (f"{user} {kind}: accounts.conf lacks {sorted(need - have)}, "  # type: ignore[operator]
+                              f"allows more than the code uses: {sorted(have - need)}")  # type: ignore[operator]
     assert perms.get("allow_responses", False) is want["allow_responses"]
 
 
 def test_users_live_in_the_jetstream_account() -> None:
     users = nats_users("h100x8")
-    assert set(EXPECTED) | {"admin", "sys"} == set(users)
+    assert set(SOURCES) | {"admin", "sys"} == set(users)
     accounts = {u["account"] for name, u in users.items() if name != "sys"}
     assert len(accounts) == 1
     assert users["sys"]["account"] != accounts.pop()
