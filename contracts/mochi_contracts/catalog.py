@@ -25,6 +25,9 @@ class GetJobReply(msgspec.Struct, frozen=True, kw_only=True):
     job: JobState | None
     # Position among queued jobs (1 = next), when the job is queued.
     queue_position: int | None = None
+    # Mean seconds of recent renders and the jobs running now, for a start estimate.
+    mean_job_seconds: float | None = None
+    running_jobs: int = 0
     applied_seq: int
 
 

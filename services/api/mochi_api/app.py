@@ -13,7 +13,9 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 
 from mochi_api import problems
 from mochi_api.context import ApiContext
+from mochi_api.event_hub import EventHub
 from mochi_api.job_reader import JobReader
+from mochi_api.routes.events import all_events, job_events
 from mochi_api.routes.health import healthz, readyz
 from mochi_api.routes.jobs import JobsController
 from mochi_api.settings import ApiSettings
@@ -30,19 +32,22 @@ def create_app(settings: ApiSettings) -> Litestar:
         nc = await connect(settings.nats_url, name="mochi-api")
         js = nc.jetstream()
         await ensure_jobs_stream(js, JetStreamSettings(replicas=settings.jetstream_replicas))
+        hub = EventHub(js)
+        await hub.start()
         app.state.ctx = ApiContext(settings=settings, nc=nc, js=js,
                                    reader=JobReader(nc, settings.catalog_timeout_s),
-                                   store=open_store(settings.store_url))
+                                   store=open_store(settings.store_url, settings), hub=hub)
         log.info("api.ready", url=f"http://{settings.host}:{settings.port}")
         try:
             yield
         finally:
+            await hub.stop()
             await nc.drain()
 
     handlers: dict = {400: problems.on_bad_request, Exception: problems.on_unexpected}
     handlers.update({err: problems.on_nats_down for err in problems.NATS_DOWN_ERRORS})
     return Litestar(
-        route_handlers=[JobsController, healthz, readyz],
+        route_handlers=[JobsController, job_events, all_events, healthz, readyz],
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig(enable_for_all_http_exceptions=True))],
         exception_handlers=handlers,

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from mochi_api.event_hub import EventHub
 from mochi_api.job_reader import JobReader
 from mochi_api.settings import ApiSettings
 from mochi_common.storage import VideoStore
+from mochi_contracts.streams import JOBS_STREAM
 
 
 @dataclass
@@ -19,6 +21,8 @@ class ApiContext:
     js: JetStreamContext
     reader: JobReader
     store: VideoStore
+    hub: EventHub
+    jobs_stream: str = JOBS_STREAM
 
 
 @dataclass(frozen=True)

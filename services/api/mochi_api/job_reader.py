@@ -6,16 +6,27 @@ GET right after a POST or a cancel see its own write."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import msgspec
 from nats.aio.client import Client
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
+from mochi_api.estimates import estimated_start
 from mochi_common.nats_conn import last_event
 from mochi_contracts import catalog, subjects
-from mochi_contracts.events import JobSubmitted
+from mochi_contracts.events import JobSubmitted, utcnow
 from mochi_contracts.job_state import JobState, apply, new_state
 
 _encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True)
+class JobRead:
+    state: JobState
+    queue_position: int | None = None
+    estimated_start: datetime | None = None
 
 
 class JobReader:
@@ -30,14 +41,16 @@ class JobReader:
             raise RuntimeError(f"catalog error: {reply.headers.get('Nats-Service-Error')}")
         return msgspec.json.decode(reply.data, type=reply_type)
 
-    async def get(self, job_id: str, owner: str | None) -> tuple[JobState, int | None] | None:
+    async def get(self, job_id: str, owner: str | None) -> JobRead | None:
         state: JobState | None = None
         position: int | None = None
+        starts: datetime | None = None
         try:
             got = await self._ask(subjects.CATALOG_GET, catalog.GetJob(job_id=job_id, owner=owner),
                                   catalog.GetJobReply)
             assert isinstance(got, catalog.GetJobReply)
             state, position = got.job, got.queue_position
+            starts = estimated_start(position, got.mean_job_seconds, got.running_jobs, utcnow())
         except (NoRespondersError, NatsTimeout):
             pass  # no catalog right now: the stream alone still answers
         if state is None:
@@ -51,8 +64,8 @@ class JobReader:
         if latest is not None and latest.seq > state.last_seq:
             state = apply(state, latest.event, latest.seq)
         if state.status != "queued":
-            position = None
-        return state, position
+            position = starts = None
+        return JobRead(state, position, starts)
 
     async def list(self, query: catalog.ListJobs) -> catalog.JobPage:
         page = await self._ask(subjects.CATALOG_LIST, query, catalog.JobPage)

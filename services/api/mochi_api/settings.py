@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 
@@ -8,10 +10,24 @@ class ApiSettings(msgspec.Struct, kw_only=True, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8000
     store_url: str = "file://var/videos"
+    # s3://<bucket> stores videos in S3 or MinIO (see README, "Video storage").
+    # The endpoint is host:port (TLS from s3_secure) or http(s)://host:port.
+    s3_endpoint: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_secure: bool = True
+    s3_region: str = "us-east-1"
+    # Where clients download from, if not s3_endpoint (e.g. an Ingress in front
+    # of an in-cluster MinIO); presigned URLs are signed for this host.
+    s3_public_endpoint: str = ""
+    # Lifetime of the presigned video URLs the API redirects to (S3 allows 7 days at most).
+    video_url_expiry_s: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] = 3600
     jetstream_replicas: int = 1
     # How long to wait for the catalog before answering 503.
     catalog_timeout_s: float = 2.0
     # Largest accepted request body; a job request is well under 16 KiB.
     max_body_bytes: int = 64 * 1024
+    # A comment on idle event streams, so proxies keep them open.
+    sse_heartbeat_s: float = 15.0
     public_url: str = ""  # base for absolute links; empty means relative links
     log_level: str = "info"

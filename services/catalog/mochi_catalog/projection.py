@@ -111,6 +111,16 @@ class Projection:
             [state.submitted_seq]).fetchone()
         return int(row[0])
 
+    def pace(self) -> tuple[float | None, int]:
+        """Mean seconds of the last 20 completed renders, and how many jobs run now."""
+        mean = self.db.execute(
+            "SELECT avg((julianday(json_extract(state, '$.finished_at')) - "
+            "julianday(json_extract(state, '$.started_at'))) * 86400.0) FROM "
+            "(SELECT state FROM jobs WHERE status = 'completed' ORDER BY submitted_seq DESC LIMIT 20)"
+        ).fetchone()[0]
+        running = self.db.execute("SELECT count(*) FROM jobs WHERE status = 'running'").fetchone()[0]
+        return (float(mean) if mean is not None else None), int(running)
+
     def list(self, owner: str | None, statuses: list[str] | None, limit: int,
              before_seq: int | None) -> tuple[list[JobState], int | None]:
         where, params = [], []

@@ -99,9 +99,11 @@ class Catalog:
             await req.respond_error("400", str(err))
             return
         state = self.projection.get(q.job_id, q.owner)
+        position = self.projection.queue_position(state) if state else None
+        mean, running = self.projection.pace() if position else (None, 0)
         reply = api.GetJobReply(
-            job=state, applied_seq=self.projection.applied_seq(),
-            queue_position=self.projection.queue_position(state) if state else None)
+            job=state, applied_seq=self.projection.applied_seq(), queue_position=position,
+            mean_job_seconds=mean, running_jobs=running)
         await req.respond(_encode(reply))
 
     async def on_list(self, req: Request) -> None:

@@ -30,6 +30,14 @@ class MaxDeliveriesAdvisory(msgspec.Struct):
 async def fail_dead_jobs(nc: Client, stop: asyncio.Event) -> None:
     js = nc.jetstream()
     sub = await js.pull_subscribe_bind(durable=DEAD_LETTER_CONSUMER, stream=DEAD_LETTER_STREAM)
+    try:
+        await _fail_dead_jobs(js, sub, stop)
+    finally:
+        # nats-py's drain() waits 30 s on a pull subscription left open.
+        await sub.unsubscribe()
+
+
+async def _fail_dead_jobs(js, sub, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
     while not stop.is_set():
         try:
             msgs = await sub.fetch(1, timeout=2.0)

@@ -15,6 +15,7 @@ from mochi_common.logs import configure_logging
 from mochi_common.nats_conn import connect
 from mochi_common.settings import load_settings
 from mochi_common.storage import open_store
+from mochi_common.storage.retry import RetryPolicy
 from mochi_contracts.streams import (
     JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings, ensure_runner_topology)
 from mochi_runner.dead_letters import fail_dead_jobs
@@ -54,8 +55,13 @@ async def run(settings: RunnerSettings) -> None:
     jscfg = JetStreamSettings(replicas=settings.jetstream_replicas, ack_wait_s=settings.ack_wait_s,
                               max_deliver=settings.max_deliver)
     await ensure_runner_topology(js, jscfg)
-    handler = JobHandler(nc, engine, open_store(settings.store_url), settings.runner_id,
-                         settings.ack_wait_s, settings.max_deliver)
+    store_retry = RetryPolicy(attempts=settings.store_retry_attempts,
+                              first_delay_s=settings.store_retry_first_delay_s,
+                              max_delay_s=settings.store_retry_max_delay_s)
+    # In a thread: an s3:// store checks its bucket over the network at start.
+    store = await asyncio.to_thread(open_store, settings.store_url, settings)
+    handler = JobHandler(nc, engine, store, settings.runner_id,
+                         settings.ack_wait_s, settings.max_deliver, store_retry=store_retry)
 
     def on_signal() -> None:
         log.info("runner.draining")
@@ -80,6 +86,8 @@ async def run(settings: RunnerSettings) -> None:
         for msg in msgs:
             await handler.handle(msg)
     await dead_letters
+    # nats-py's drain() waits 30 s on a pull subscription left open.
+    await sub.unsubscribe()
     await nc.drain()
     log.info("runner.stopped")
 

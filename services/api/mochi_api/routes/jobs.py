@@ -14,13 +14,14 @@ from litestar.params import Parameter
 from litestar.response import Redirect
 
 from mochi_api.context import ApiContext, Caller
+from mochi_api.job_reader import JobRead
 from mochi_api.job_resource import Job, JobList, to_resource
 from mochi_api.problems import invalid_fields, not_found, problem
 from mochi_api.video_response import video_response
 from mochi_common.nats_conn import publish_event, publish_final
 from mochi_contracts import catalog, subjects
 from mochi_contracts.events import JobCancelled, JobCancelRequested, JobSubmitted
-from mochi_contracts.job_state import FINAL_STATUSES, STATUSES, JobState, new_state
+from mochi_contracts.job_state import FINAL_STATUSES, STATUSES, new_state
 from mochi_contracts.jobs import FieldError, JobRequest, semantic_errors
 
 
@@ -50,12 +51,16 @@ def _decode_cursor(cursor: str) -> int:
     raise invalid_fields([FieldError("cursor", "not a cursor this API handed out")])
 
 
-async def _load(ctx: ApiContext, caller: Caller, job_id: str) -> tuple[JobState, int | None]:
+async def _load(ctx: ApiContext, caller: Caller, job_id: str) -> JobRead:
     # Someone else's job is indistinguishable from a missing one.
     found = await ctx.reader.get(job_id, caller.owner_filter) if subjects.is_job_id(job_id) else None
     if found is None:
         raise not_found(f"no job {job_id}")
     return found
+
+
+def _resource(ctx: ApiContext, read: JobRead) -> Job:
+    return to_resource(read.state, read.queue_position, _base(ctx), read.estimated_start)
 
 
 class JobsController(Controller):
@@ -81,8 +86,7 @@ class JobsController(Controller):
     @get("/{job_id:str}", summary="Get a job")
     async def get_job(self, job_id: str, state: State) -> Job:
         ctx = _ctx(state)
-        job, position = await _load(ctx, _caller(state), job_id)
-        return to_resource(job, position, _base(ctx))
+        return _resource(ctx, await _load(ctx, _caller(state), job_id))
 
     @get("/", summary="List jobs, newest first")
     async def list_jobs(
@@ -107,11 +111,11 @@ class JobsController(Controller):
          description="Supports Range requests for seeking.")
     async def video(self, job_id: str, state: State, request: Request) -> Response:
         ctx = _ctx(state)
-        job, _ = await _load(ctx, _caller(state), job_id)
+        job = (await _load(ctx, _caller(state), job_id)).state
         if job.status != "completed" or job.video is None:
             raise problem(409, "video-not-ready", "No video yet",
                           f"job {job_id} is {job.status}; its video exists once it is completed")
-        url = ctx.store.presigned_url(job.video.key, 3600)
+        url = ctx.store.presigned_url(job.video.key, ctx.settings.video_url_expiry_s)
         if url is not None:
             return Redirect(url, status_code=307)
         path = ctx.store.local_path(job.video.key)
@@ -123,7 +127,7 @@ class JobsController(Controller):
           description="A queued job never starts; a running one stops within one step. 409 once finished.")
     async def cancel(self, job_id: str, state: State) -> Job:
         ctx, caller = _ctx(state), _caller(state)
-        job, position = await _load(ctx, caller, job_id)
+        job = (await _load(ctx, caller, job_id)).state
         if job.status in FINAL_STATUSES:
             raise problem(409, "job-finished", "Job already finished", f"job {job_id} is {job.status}")
         await publish_event(ctx.js, JobCancelRequested(job_id=job_id, requested_by=caller.owner))
@@ -131,5 +135,4 @@ class JobsController(Controller):
             # Final at once; a runner that pulls it later acks it without work,
             # and one that started it meanwhile stops on this very event.
             await publish_final(ctx.js, JobCancelled(job_id=job_id, reason="cancelled while queued"))
-        job, position = await _load(ctx, caller, job_id)
-        return to_resource(job, position, _base(ctx))
+        return _resource(ctx, await _load(ctx, caller, job_id))

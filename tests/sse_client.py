@@ -1,0 +1,46 @@
+"""A plain SSE reader over httpx, so tests see exactly what a browser gets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass
+class Sse:
+    id: str | None
+    event: str | None
+    data: str
+    comment: str | None = None
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.data)
+
+
+def read_sse(url: str, headers: dict[str, str] | None = None, timeout: float = 60.0,
+             with_comments: bool = False) -> Iterator[Sse]:
+    with httpx.stream("GET", url, headers=headers or {}, timeout=timeout) as resp:
+        resp.raise_for_status()
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        data: list[str] = []
+        for line in resp.iter_lines():
+            if line == "":
+                if data or fields:
+                    yield Sse(fields.get("id"), fields.get("event"), "\n".join(data))
+                fields, data = {}, []
+                continue
+            if line.startswith(":"):
+                if with_comments:
+                    yield Sse(None, None, "", comment=line[1:].strip())
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data.append(value)
+            else:
+                fields[name] = value
