@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Annotated
 
 import msgspec
 
@@ -34,6 +35,21 @@ class RunnerSettings(msgspec.Struct, kw_only=True, frozen=True):
     warmup_height: int = 64
     warmup_frames: int = 7
     store_url: str = "file://var/videos"
+    # s3://<bucket> stores videos in S3 or MinIO (see README, "Video storage").
+    # The endpoint is host:port (TLS from s3_secure) or http(s)://host:port.
+    s3_endpoint: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_secure: bool = True
+    s3_region: str = "us-east-1"
+    # Where clients download from, if not s3_endpoint (e.g. an Ingress in front
+    # of an in-cluster MinIO); presigned URLs are signed for this host.
+    s3_public_endpoint: str = ""
+    # Store calls that fail transiently (connection, 5xx, throttling) are tried
+    # this many times in all, waiting first_delay_s, doubling up to max_delay_s.
+    store_retry_attempts: Annotated[int, msgspec.Meta(ge=1)] = 6
+    store_retry_first_delay_s: float = 0.5
+    store_retry_max_delay_s: float = 8.0
     runner_id: str = msgspec.field(default_factory=_default_runner_id)
     jetstream_replicas: int = 1
     ack_wait_s: float = 60.0

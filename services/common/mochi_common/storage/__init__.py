@@ -7,6 +7,12 @@ from pathlib import Path
 from typing import Protocol
 
 
+class TransientStoreError(Exception):
+    """The store could not be reached or asked us to slow down; the same call
+    may succeed later. Stores raise it (from the backend's error) so that
+    callers can retry without knowing the backend's exception types."""
+
+
 class VideoStore(Protocol):
     def size(self, key: str) -> int | None:
         """Bytes stored under `key`, or None if nothing is."""
@@ -22,10 +28,39 @@ class VideoStore(Protocol):
         """A URL the client downloads from directly, for remote stores."""
 
 
-def open_store(url: str) -> VideoStore:
-    """`file:///abs/dir` or `file://relative/dir` for a filesystem store."""
+class StoreSettings(Protocol):
+    """The settings fields a remote store reads; ApiSettings and RunnerSettings
+    both carry them under the same names (MOCHI_S3_*)."""
+
+    @property
+    def s3_endpoint(self) -> str: ...
+    @property
+    def s3_access_key(self) -> str: ...
+    @property
+    def s3_secret_key(self) -> str: ...
+    @property
+    def s3_secure(self) -> bool: ...
+    @property
+    def s3_region(self) -> str: ...
+    @property
+    def s3_public_endpoint(self) -> str: ...
+
+
+def open_store(url: str, settings: StoreSettings) -> VideoStore:
+    """`file:///abs/dir` or `file://relative/dir` for a filesystem store;
+    `s3://<bucket>` for an S3-compatible store (MinIO, AWS S3) configured by
+    the s3_* settings."""
     if url.startswith("file://"):
         from mochi_common.storage.local import LocalVideoStore
 
         return LocalVideoStore(Path(url.removeprefix("file://")))
-    raise ValueError(f"unsupported video store URL {url!r} (expected file://...)")
+    if url.startswith("s3://"):
+        from mochi_common.storage.s3 import S3VideoStore, s3_config
+
+        bucket = url.removeprefix("s3://").rstrip("/")
+        if not bucket or "/" in bucket:
+            raise ValueError(f"bad video store URL {url!r} (expected s3://<bucket>)")
+        store = S3VideoStore(s3_config(bucket, settings))
+        store.try_ensure_bucket()
+        return store
+    raise ValueError(f"unsupported video store URL {url!r} (expected file://... or s3://<bucket>)")
