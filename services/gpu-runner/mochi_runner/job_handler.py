@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 
 from mochi_common.nats_conn import last_event, publish_event, publish_final
 from mochi_common.storage import VideoStore
+from mochi_common.storage.retry import RetryPolicy, call_with_retries
 from mochi_contracts import subjects
 from mochi_contracts.events import (
     JobCancelled, JobCompleted, JobFailed, JobProgress, JobStarted, JobSubmitted, UnreadableEvent,
@@ -42,7 +43,7 @@ def _is_oom(err: BaseException) -> bool:
 
 class JobHandler:
     def __init__(self, nc: Client, engine: MochiEngine, store: VideoStore, runner_id: str,
-                 ack_wait_s: float, max_deliver: int):
+                 ack_wait_s: float, max_deliver: int, store_retry: RetryPolicy = RetryPolicy()):
         self.nc = nc
         self.js = nc.jetstream()
         self.engine = engine
@@ -50,6 +51,7 @@ class JobHandler:
         self.runner_id = runner_id
         self.heartbeat_s = max(ack_wait_s / 4.0, 0.25)
         self.max_deliver = max_deliver
+        self.store_retry = store_retry
         self.control: JobControl | None = None  # the job running now, if any
 
     def shutdown(self) -> None:
@@ -106,7 +108,8 @@ class JobHandler:
             await msg.ack()
             return
         key = video_key(job_id)
-        size = await asyncio.to_thread(self.store.size, key)
+        size = await call_with_retries(lambda: self.store.size(key), self.store_retry, "size",
+                                       job_id=job_id)
         if size is not None:
             # A runner stored the video and died before its final event.
             await self._complete(event, attempt, size)
@@ -136,17 +139,30 @@ class JobHandler:
                 await publisher
             with tempfile.TemporaryDirectory(prefix="mochi-") as tmp:
                 path = Path(tmp) / "video.mp4"
-                size = await asyncio.to_thread(encode_mp4, frames, req.fps, path)
-                await asyncio.to_thread(self.store.put_new, key, path, VIDEO_CONTENT_TYPE)
+                await asyncio.to_thread(encode_mp4, frames, req.fps, path)
+                size = await self._store_video(job_id, key, path)
         except RenderStopped as stop:
             await self._stopped(msg, job_id, stop, bound)
             return
         finally:
             heartbeat.cancel()
-        size = await asyncio.to_thread(self.store.size, key) or size
         await self._complete(event, attempt, size)
         await msg.ack()
         bound.info("job.completed", seconds=round(time.perf_counter() - started, 2), bytes=size)
+
+    async def _store_video(self, job_id: str, key: str, path: Path) -> int:
+        """Upload without overwriting, riding out the store's short outages, then
+        confirm the object exists: the completed event promises a download."""
+        stored = await call_with_retries(lambda: self.store.put_new(key, path, VIDEO_CONTENT_TYPE),
+                                         self.store_retry, "put_new", job_id=job_id)
+        size = await call_with_retries(lambda: self.store.size(key), self.store_retry, "size",
+                                       job_id=job_id)
+        if size is None:
+            raise RuntimeError(f"the store has no {key} right after storing it")
+        if not stored:
+            # Another delivery of this job stored the same (same seed) video first.
+            log.info("job.video_stored_by_another_delivery", job_id=job_id, bytes=size)
+        return size
 
     async def _complete(self, event: JobSubmitted, attempt: int, size: int) -> None:
         req = event.request
