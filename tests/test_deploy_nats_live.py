@@ -18,8 +18,10 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
+from prometheus_client import REGISTRY
 
 from mochi_api.job_reader import JobReader
+from mochi_catalog import metrics as catalog_metrics
 from mochi_catalog.service import Catalog
 from mochi_catalog.settings import CatalogSettings
 from mochi_cli.processes import free_port, nats_server_binary, wait_for_port
@@ -205,6 +207,10 @@ async def test_every_service_runs_its_nats_code_as_its_user(users: dict[str, Ses
     await publish_event(ajs, queued)
     await publish_event(ajs, JobCancelRequested(job_id=queued.job_id, requested_by="someone"))
     assert await publish_final(ajs, JobCancelled(job_id=queued.job_id, reason="cancelled while queued"))
+
+    # Catalog: /metrics samples the stream, the runners' consumer and the projection.
+    await catalog_metrics.refresh(cat.jetstream(timeout=5), catalog.projection)
+    assert REGISTRY.get_sample_value("mochi_catalog_queue_depth", {"consumer": RUNNERS_CONSUMER}) is not None
 
     await service.stop()
     follower.cancel()

@@ -97,6 +97,10 @@ def needs(service: str) -> dict[str, object]:
                                      getattr(streams, _kw(node, "durable").id))  # type: ignore[union-attr]
             elif name == "stream_info":
                 pub.add(f"{API}.STREAM.INFO.{_stream_name(node.args[0])}")
+            elif name == "consumer_info":
+                # consumer_info(stream, durable): the catalog's metrics read the runners' queue.
+                pub.add(f"{API}.CONSUMER.INFO.{_stream_name(node.args[0])}."
+                        f"{getattr(streams, node.args[1].id)}")  # type: ignore[attr-defined]
             elif name == "subscribe" and _true(_kw(node, "ordered_consumer")):
                 pub |= reads_ordered(_stream_name(_kw(node, "stream")))
             elif name == "subscribe":

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 import sqlite_utils
 
+from mochi_catalog import metrics
 from mochi_contracts.events import JobSubmitted, UnreadableEvent, decode_event
 from mochi_contracts.job_state import JobState, apply, new_state
 
@@ -61,6 +62,7 @@ class Projection:
             return 0
         changed: dict[str, JobState] = {}
         rejected: list[dict[str, object]] = []
+        unreadable = 0
         floor = self.applied_seq()
         for raw in events:
             if raw.seq <= floor:
@@ -69,6 +71,7 @@ class Projection:
                 event = decode_event(raw.data, raw.headers)
             except UnreadableEvent as err:
                 rejected.append({"seq": raw.seq, "subject": raw.subject, "reason": str(err)})
+                unreadable += 1
                 continue
             state = changed.get(event.job_id) or self._load(event.job_id)
             if state is None:
@@ -93,6 +96,9 @@ class Projection:
             if rejected:
                 self.db["rejected_events"].upsert_all(rejected, pk="seq")
             self.db["progress"].update("jobs", {"applied_seq": events[-1].seq})
+        past_floor = sum(1 for raw in events if raw.seq > floor)
+        metrics.events_applied(past_floor - len(rejected), {
+            "unreadable": unreadable, "unknown_job": len(rejected) - unreadable})
         return len(changed)
 
     # ---- queries -------------------------------------------------------
@@ -141,6 +147,10 @@ class Projection:
         jobs = [_decode_state(r[0]) for r in rows[:limit]]
         more = len(rows) > limit
         return jobs, (jobs[-1].submitted_seq if more and jobs else None)
+
+    def count_by_status(self) -> dict[str, int]:
+        return {str(status): int(n) for status, n in
+                self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()}
 
     def rejected(self) -> list[dict[str, object]]:
         return list(self.db["rejected_events"].rows)

@@ -25,6 +25,7 @@ from mochi_common.settings import load_settings
 from mochi_contracts import catalog as api
 from mochi_contracts import subjects
 from mochi_contracts.streams import JOBS_STREAM, JetStreamSettings, ensure_jobs_stream
+from mochi_catalog import metrics
 from mochi_catalog.projection import Projection, RawEvent
 from mochi_catalog.settings import CatalogSettings
 
@@ -136,6 +137,8 @@ async def run(settings: CatalogSettings) -> None:
         await serve_health(settings.health_host, settings.health_port,
                            lambda: serving.is_set() and nc.is_connected)
     follower = asyncio.create_task(catalog.follow(), name="follow")
+    sampler = asyncio.create_task(metrics.refresh_forever(
+        js, lambda: catalog.projection, settings.metrics_interval_s), name="metrics")
     # Queries are served only once the replica has caught up with the stream,
     # so a fresh replica never answers from a half-built list.
     await asyncio.wait([follower, asyncio.create_task(catalog.caught_up.wait())],
@@ -156,6 +159,7 @@ async def run(settings: CatalogSettings) -> None:
     if follower in done:
         follower.result()  # the follower died: fail loudly with its error
     follower.cancel()
+    sampler.cancel()
     await nc.drain()
     catalog.projection.close()
     log.info("catalog.stopped")

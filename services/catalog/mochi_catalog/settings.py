@@ -11,6 +11,8 @@ class CatalogSettings(msgspec.Struct, kw_only=True, frozen=True):
     rebuild: bool = False
     # Events applied per SQLite transaction while catching up.
     batch_size: int = 500
+    # How often /metrics' stream, consumer and job-count gauges are sampled.
+    metrics_interval_s: float = 5.0
     # /healthz, /readyz and /metrics; 0 turns the endpoint off.
     health_host: str = "0.0.0.0"
     health_port: int = 0
