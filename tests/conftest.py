@@ -74,7 +74,8 @@ class System:
 
     def start_api(self, name: str = "api", **extra: str) -> Proc:
         port = free_port()
-        proc = self._add(spawn_service("api", self.env(MOCHI_PORT=str(port), **extra), self.logs, name=name))
+        env = self.env(MOCHI_PORT=str(port), **{"MOCHI_ALLOW_ANONYMOUS": "true", **extra})
+        proc = self._add(spawn_service("api", env, self.logs, name=name))
         self.api_url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{self.api_url}/readyz", timeout=60, proc=proc.popen)
         return proc

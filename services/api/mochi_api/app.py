@@ -7,12 +7,16 @@ from contextlib import asynccontextmanager
 
 import structlog
 from litestar import Litestar
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 
 from mochi_api import problems
+from mochi_api.api_keys import ApiKeys
+from mochi_api.caller import caller_dependency, submit_rate_limit
 from mochi_api.context import ApiContext
+from mochi_api.idempotency import open_bucket
 from mochi_api.event_hub import EventHub
 from mochi_api.job_reader import JobReader
 from mochi_api.routes.events import all_events, job_events
@@ -36,7 +40,9 @@ def create_app(settings: ApiSettings) -> Litestar:
         await hub.start()
         app.state.ctx = ApiContext(settings=settings, nc=nc, js=js,
                                    reader=JobReader(nc, settings.catalog_timeout_s),
-                                   store=open_store(settings.store_url, settings), hub=hub)
+                                   store=open_store(settings.store_url, settings), hub=hub,
+                                   idempotency=await open_bucket(js, settings.idempotency_ttl_s,
+                                                                 settings.jetstream_replicas))
         log.info("api.ready", url=f"http://{settings.host}:{settings.port}")
         try:
             yield
@@ -44,13 +50,16 @@ def create_app(settings: ApiSettings) -> Litestar:
             await hub.stop()
             await nc.drain()
 
-    handlers: dict = {400: problems.on_bad_request, Exception: problems.on_unexpected}
+    keys = ApiKeys.load(settings.api_keys_file, settings.allow_anonymous)
+    handlers: dict = {400: problems.on_bad_request, 429: problems.on_too_many, Exception: problems.on_unexpected}
     handlers.update({err: problems.on_nats_down for err in problems.NATS_DOWN_ERRORS})
     return Litestar(
         route_handlers=[JobsController, job_events, all_events, healthz, readyz],
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig(enable_for_all_http_exceptions=True))],
         exception_handlers=handlers,
+        dependencies={"caller": Provide(caller_dependency(keys), sync_to_thread=False)},
+        middleware=[submit_rate_limit(keys, settings.submits_per_minute).middleware],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Mochi Serve", version="0.1.0", path="/schema",

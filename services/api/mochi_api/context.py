@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from mochi_api.event_hub import EventHub
 from mochi_api.job_reader import JobReader
@@ -22,6 +23,7 @@ class ApiContext:
     reader: JobReader
     store: VideoStore
     hub: EventHub
+    idempotency: KeyValue
     jobs_stream: str = JOBS_STREAM
 
 

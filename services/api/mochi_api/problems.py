@@ -62,6 +62,21 @@ def on_bad_request(request: Request, exc: HTTPException) -> Response:
     return invalid_fields([FieldError("body", exc.detail)], 400).to_response(request)
 
 
+def on_too_many(request: Request, exc: HTTPException) -> Response:
+    """429 as a problem, with Retry-After (Litestar's limiter sets only RateLimit-*)."""
+    if isinstance(exc, ProblemDetailsException):
+        return exc.to_response(request)  # ours, already complete
+    headers = dict(exc.headers or {})
+    retry_after = headers.get("RateLimit-Reset") or headers.get("Retry-After") or "30"
+    headers["Retry-After"] = str(retry_after)
+    response = problem(429, "rate-limited", "Too many requests",
+                       exc.detail if exc.detail and exc.detail != "Too Many Requests"
+                       else "too many submissions for this key; retry after the given seconds"
+                       ).to_response(request)
+    response.headers.update(headers)
+    return response
+
+
 def on_nats_down(request: Request, exc: Exception) -> Response:
     log.warning("api.nats_unavailable", error=repr(exc), path=request.url.path)
     return unavailable("the job system is not reachable right now; retry shortly").to_response(request)

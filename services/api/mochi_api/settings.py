@@ -30,4 +30,16 @@ class ApiSettings(msgspec.Struct, kw_only=True, frozen=True):
     # A comment on idle event streams, so proxies keep them open.
     sse_heartbeat_s: float = 15.0
     public_url: str = ""  # base for absolute links; empty means relative links
+    # The web app served at /; empty means web/ of this checkout (see mochi_api/web.py).
+    web_dir: str = ""
+    # Lines of "<owner> <sha256 of the key> [admin]"; `mochi keys new` makes them.
+    api_keys_file: str = ""
+    # Serve without keys, everyone one admin owner: the embedded default only.
+    allow_anonymous: bool = False
+    # Per key (per client address without keys), per API replica.
+    submits_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 60
+    # Queued jobs one owner may have at once (the catalog counts, so a burst may overshoot by its lag).
+    max_queued_per_owner: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
+    # How long an Idempotency-Key is remembered.
+    idempotency_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 86400.0
     log_level: str = "info"

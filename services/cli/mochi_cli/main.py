@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--port", type=int, default=8000, help="API port")
     up.add_argument("--nats-port", type=int, default=4222)
     up.add_argument("--runners", type=int, default=1)
+    keys = sub.add_parser("keys", help="API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    new_key = keys_sub.add_parser("new", help="make a key: prints the key once, and the line for the keys file")
+    new_key.add_argument("owner")
+    new_key.add_argument("--admin", action="store_true", help="sees and manages every owner's jobs")
     tiny = sub.add_parser("build-tiny-model", help="save a tiny random Mochi for tests")
     tiny.add_argument("dest", type=Path)
     s = sub.add_parser("submit", help="submit a job, optionally wait and download")
@@ -86,6 +91,12 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "up":
         from mochi_cli.up import run_up
         sys.exit(run_up(args.data, args.port, args.nats_port, args.runners))
+    elif args.command == "keys":
+        from mochi_api.api_keys import new_key as make_key
+
+        token, line = make_key(args.owner, args.admin)
+        print(f"key (give it to {args.owner}; it is not stored anywhere): {token}")
+        print(f"line for MOCHI_API_KEYS_FILE: {line}")
     elif args.command == "build-tiny-model":
         from mochi_runner.tiny_model import save_tiny_model
         print(save_tiny_model(args.dest))

@@ -36,7 +36,9 @@ def run_up(data_dir: Path, api_port: int, nats_port: int, runners: int = 1) -> i
                 **common, "MOCHI_MODEL_DIR": str(data_dir / "models" / "tiny-mochi"),
                 "MOCHI_BUILD_TINY_MODEL": "true", "MOCHI_RUNNER_ID": f"local-runner-{i + 1}"},
                 logs, name=f"runner-{i + 1}"))
-        api = stack.add(spawn_service("api", {**common, "MOCHI_PORT": str(api_port)}, logs))
+        # Without keys: the embedded default is one person's machine.
+        api = stack.add(spawn_service("api", {**common, "MOCHI_PORT": str(api_port),
+                                              "MOCHI_ALLOW_ANONYMOUS": "true"}, logs))
         url = f"http://127.0.0.1:{api_port}"
         wait_for_http(f"{url}/readyz", timeout=120, proc=api.popen)
         print(f"\nMochi Serve is up: {url}\n  API docs: {url}/schema\n  logs:     {logs}\n"

@@ -15,7 +15,8 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from mochi_api.context import ApiContext
 from mochi_api.event_hub import Listener, StreamEvent
 from mochi_api.event_replay import replay
-from mochi_api.routes.jobs import _caller, _load
+from mochi_api.context import Caller
+from mochi_api.routes.jobs import _load
 from mochi_common.nats_conn import last_event
 from mochi_contracts import subjects
 from mochi_contracts.events import FINAL_TYPES
@@ -64,9 +65,9 @@ async def _follow(ctx: ApiContext, listener: Listener, after: int, close_on_fina
      description="Server-sent events. `id:` is the stream sequence; send Last-Event-ID to resume. "
                  "A comment every 15 s keeps the connection open; the stream ends after the final event.",
      tags=["jobs"])
-async def job_events(job_id: str, state: State, request: Request) -> ServerSentEvent:
+async def job_events(job_id: str, state: State, request: Request, caller: Caller) -> ServerSentEvent:
     ctx: ApiContext = state.ctx
-    await _load(ctx, _caller(state), job_id)  # 404 unless the caller may see it
+    await _load(ctx, caller, job_id)  # 404 unless the caller may see it
     start = _resume_from(request)
     listener = ctx.hub.listen(job_id=job_id, owner=None)
 
@@ -97,9 +98,8 @@ async def job_events(job_id: str, state: State, request: Request) -> ServerSentE
      description="Server-sent events for a job list page. With Last-Event-ID, first replays what was "
                  "missed since then. One shared NATS consumer serves every open stream.",
      tags=["jobs"])
-async def all_events(state: State, request: Request) -> ServerSentEvent:
+async def all_events(state: State, request: Request, caller: Caller) -> ServerSentEvent:
     ctx: ApiContext = state.ctx
-    caller = _caller(state)
     start = _resume_from(request) if (request.headers.get("last-event-id")
                                       or request.query_params.get("last_event_id")) else None
     listener = ctx.hub.listen(job_id=None, owner=caller.owner_filter)

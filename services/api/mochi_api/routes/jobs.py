@@ -8,14 +8,17 @@ import uuid
 from typing import Annotated
 
 import msgspec
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import Parameter
+from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.response import Redirect
 
 from mochi_api.context import ApiContext, Caller
 from mochi_api.job_reader import JobRead
 from mochi_api.job_resource import Job, JobList, to_resource
+from mochi_api import idempotency
 from mochi_api.problems import invalid_fields, not_found, problem
 from mochi_api.video_response import video_response
 from mochi_common.nats_conn import publish_event, publish_final
@@ -27,10 +30,6 @@ from mochi_contracts.jobs import FieldError, JobRequest, semantic_errors
 
 def _ctx(state: State) -> ApiContext:
     return state.ctx
-
-
-def _caller(state: State) -> Caller:
-    return Caller(owner="anonymous", admin=True)
 
 
 def _base(ctx: ApiContext) -> str:
@@ -51,6 +50,19 @@ def _decode_cursor(cursor: str) -> int:
     raise invalid_fields([FieldError("cursor", "not a cursor this API handed out")])
 
 
+async def _check_queue_cap(ctx: ApiContext, caller: Caller) -> None:
+    cap = ctx.settings.max_queued_per_owner
+    try:
+        page = await ctx.reader.list(catalog.ListJobs(owner=caller.owner, status=["queued"], limit=cap))
+    except (NoRespondersError, NatsTimeout):
+        return  # without the catalog the cap cannot be counted; submitting matters more
+    if len(page.jobs) >= cap:
+        exc = problem(429, "too-many-queued", "Too many queued jobs",
+                      f"{caller.owner} has {cap} queued jobs, the most allowed; wait for some to start")
+        exc.headers = {"Retry-After": "30"}
+        raise exc
+
+
 async def _load(ctx: ApiContext, caller: Caller, job_id: str) -> JobRead:
     # Someone else's job is indistinguishable from a missing one.
     found = await ctx.reader.get(job_id, caller.owner_filter) if subjects.is_job_id(job_id) else None
@@ -68,35 +80,58 @@ class JobsController(Controller):
     tags = ["jobs"]
 
     @post("/", status_code=202, summary="Submit a job",
-          description="Queues one video. Answers at once with the job and its Location.")
-    async def submit(self, data: JobRequest, state: State) -> Response[Job]:
-        ctx, caller = _ctx(state), _caller(state)
+          description="Queues one video and answers at once with the job and its Location. "
+                      "With an Idempotency-Key header, a retry with the same body returns the same job "
+                      "(for a day, across API replicas); another body under that key is refused.")
+    async def submit(
+        self, data: JobRequest, state: State, caller: Caller,
+        idempotency_key: Annotated[str | None, Parameter(
+            header="Idempotency-Key", min_length=1, max_length=255, required=False,
+            description="Any string unique to this submission, e.g. a UUID")] = None,
+    ) -> Response[Job]:
+        ctx = _ctx(state)
         errors = semantic_errors(data)
         if errors:
             raise invalid_fields(errors)
-        if data.seed is None:
-            # Fix the seed now so every delivery of this job renders the same video.
-            data = msgspec.structs.replace(data, seed=secrets.randbelow(2**32))
-        job_id = uuid.uuid4().hex
-        event = JobSubmitted(job_id=job_id, request=data, owner=caller.owner)
+        job_id, seed = uuid.uuid4().hex, data.seed if data.seed is not None else secrets.randbelow(2**32)
+        if idempotency_key is not None:
+            try:
+                held, fresh = await idempotency.claim(ctx.idempotency, caller.owner, idempotency_key,
+                                                      idempotency.Claim(job_id, idempotency.body_hash(data), seed))
+            except idempotency.KeyReused:
+                raise invalid_fields([FieldError(
+                    "Idempotency-Key", "already used for a submission with another body")]) from None
+            job_id, seed = held.job_id, held.seed
+            if not fresh and (read := await ctx.reader.get(job_id, caller.owner_filter)) is not None:
+                return Response(_resource(ctx, read), status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
+            if fresh:
+                try:
+                    await _check_queue_cap(ctx, caller)
+                except ProblemDetailsException:
+                    await idempotency.release(ctx.idempotency, caller.owner, idempotency_key)
+                    raise
+        else:
+            await _check_queue_cap(ctx, caller)
+        # The seed is fixed now so every delivery of this job renders the same video.
+        event = JobSubmitted(job_id=job_id, request=msgspec.structs.replace(data, seed=seed), owner=caller.owner)
         seq = await publish_event(ctx.js, event)
         job = to_resource(new_state(event, seq), None, _base(ctx))
         return Response(job, status_code=202, headers={"Location": job.links.self})
 
     @get("/{job_id:str}", summary="Get a job")
-    async def get_job(self, job_id: str, state: State) -> Job:
+    async def get_job(self, job_id: str, state: State, caller: Caller) -> Job:
         ctx = _ctx(state)
-        return _resource(ctx, await _load(ctx, _caller(state), job_id))
+        return _resource(ctx, await _load(ctx, caller, job_id))
 
     @get("/", summary="List jobs, newest first")
     async def list_jobs(
-        self, state: State,
+        self, state: State, caller: Caller,
         status: Annotated[list[str] | None, Parameter(
             description=f"Only jobs in these states: {', '.join(STATUSES)}")] = None,
         limit: Annotated[int, Parameter(ge=1, le=catalog.MAX_PAGE)] = 20,
         cursor: Annotated[str | None, Parameter(description="next_cursor of the previous page")] = None,
     ) -> JobList:
-        ctx, caller = _ctx(state), _caller(state)
+        ctx = _ctx(state)
         bad = [s for s in status or [] if s not in STATUSES]
         if bad:
             raise invalid_fields([FieldError("status", f"unknown status {bad[0]!r}; one of {', '.join(STATUSES)}")])
@@ -109,9 +144,9 @@ class JobsController(Controller):
 
     @get("/{job_id:str}/video", summary="Download the MP4",
          description="Supports Range requests for seeking.")
-    async def video(self, job_id: str, state: State, request: Request) -> Response:
+    async def video(self, job_id: str, state: State, request: Request, caller: Caller) -> Response:
         ctx = _ctx(state)
-        job = (await _load(ctx, _caller(state), job_id)).state
+        job = (await _load(ctx, caller, job_id)).state
         if job.status != "completed" or job.video is None:
             raise problem(409, "video-not-ready", "No video yet",
                           f"job {job_id} is {job.status}; its video exists once it is completed")
@@ -125,8 +160,8 @@ class JobsController(Controller):
 
     @post("/{job_id:str}/cancel", status_code=202, summary="Cancel a job",
           description="A queued job never starts; a running one stops within one step. 409 once finished.")
-    async def cancel(self, job_id: str, state: State) -> Job:
-        ctx, caller = _ctx(state), _caller(state)
+    async def cancel(self, job_id: str, state: State, caller: Caller) -> Job:
+        ctx = _ctx(state)
         job = (await _load(ctx, caller, job_id)).state
         if job.status in FINAL_STATUSES:
             raise problem(409, "job-finished", "Job already finished", f"job {job_id} is {job.status}")
