@@ -28,6 +28,7 @@ from mochi_contracts.events import (
     JobCancelled, JobCompleted, JobFailed, JobProgress, JobStarted, JobSubmitted, UnreadableEvent,
     VideoInfo, decode_event)
 from mochi_contracts.storage import VIDEO_CONTENT_TYPE, video_key
+from mochi_runner import metrics
 from mochi_runner.engine import MochiEngine
 from mochi_runner.job_control import JobControl, RenderStopped
 from mochi_runner.video_encode import encode_mp4
@@ -84,6 +85,7 @@ class JobHandler:
             await self.nc.subscribe(subjects.job_final(event.job_id), cb=on_final),
         ]
         self.control = control
+        metrics.BUSY.inc()
         try:
             await self._handle(msg, event, attempt, control, bound)
         except Exception as err:
@@ -91,6 +93,7 @@ class JobHandler:
             # attempt only; the runner carries on with the next job.
             await self._failed(msg, event.job_id, attempt, err, bound)
         finally:
+            metrics.BUSY.dec()
             self.control = None
             for sub in subs:
                 await sub.unsubscribe()
@@ -104,6 +107,7 @@ class JobHandler:
             return
         if await last_event(self.js, subjects.event_subject(job_id, "cancel_requested")):
             await publish_final(self.js, JobCancelled(job_id=job_id, reason="cancelled before it started"))
+            metrics.finished("cancelled")
             bound.info("job.cancelled_before_start")
             await msg.ack()
             return
@@ -122,6 +126,7 @@ class JobHandler:
         bound.info("job.started", steps=req.num_inference_steps, size=f"{req.width}x{req.height}",
                    frames=req.num_frames)
         started = time.perf_counter()
+        clock = metrics.StepClock()
         heartbeat = asyncio.create_task(self._heartbeat(msg))
         progress: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
         publisher = asyncio.create_task(self._publish_progress(job_id, attempt, progress))
@@ -129,11 +134,13 @@ class JobHandler:
 
         def on_step(step: int, total: int) -> None:  # runs in the render thread
             loop.call_soon_threadsafe(progress.put_nowait, (step, total))
+            clock.tick()
             control.check(step)
 
         try:
             try:
                 frames = await asyncio.to_thread(self.engine.render, req, on_step)
+                clock.observe_render()
             finally:
                 progress.put_nowait(None)
                 await publisher
@@ -141,6 +148,7 @@ class JobHandler:
                 path = Path(tmp) / "video.mp4"
                 await asyncio.to_thread(encode_mp4, frames, req.fps, path)
                 size = await self._store_video(job_id, key, path)
+                metrics.observe_job_since(event.time)
         except RenderStopped as stop:
             await self._stopped(msg, job_id, stop, bound)
             return
@@ -170,15 +178,18 @@ class JobHandler:
                           height=req.height, num_frames=req.num_frames, fps=req.fps)
         await publish_final(self.js, JobCompleted(
             job_id=event.job_id, video=video, runner=self.runner_id, attempt=attempt))
+        metrics.finished("completed")
 
     async def _stopped(self, msg: Msg, job_id: str, stop: RenderStopped,
                        bound: structlog.stdlib.BoundLogger) -> None:
         if stop.reason == JobControl.SHUTDOWN:
             # Hand the job back at once rather than after the ack wait.
             await msg.nak()
+            metrics.finished("handed_back")
             bound.info("job.handed_back", step=stop.step)
         elif stop.reason == JobControl.CANCELLED:
             await publish_final(self.js, JobCancelled(job_id=job_id, reason=f"cancelled at step {stop.step}"))
+            metrics.finished("cancelled")
             await msg.ack()
             bound.info("job.cancelled", step=stop.step)
         else:
@@ -196,6 +207,7 @@ class JobHandler:
             reason = f"out of GPU memory at {reason}; try fewer frames or a smaller size"
         final = _is_oom(err) or attempt >= self.max_deliver
         bound.error("job.attempt_failed", reason=reason, final=final, exc_info=err)
+        metrics.finished("failed" if final else "retried")
         if final:
             await publish_final(self.js, JobFailed(job_id=job_id, reason=reason, attempts=attempt))
             await msg.term()

@@ -20,6 +20,7 @@ from mochi_contracts.streams import (
     JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings, ensure_runner_topology)
 from mochi_runner.dead_letters import fail_dead_jobs
 from mochi_runner.engine import EngineConfig, MochiEngine
+from mochi_runner import metrics
 from mochi_runner.job_handler import JobHandler
 from mochi_runner.settings import RunnerSettings
 
@@ -50,6 +51,7 @@ async def run(settings: RunnerSettings) -> None:
     # Loading takes minutes on a GPU node; connect only once the model is
     # resident, so a runner never holds a job it cannot start on.
     engine = await asyncio.to_thread(load_engine, settings)
+    metrics.watch_gpu_memory(engine.devices)
     nc = await connect(settings.nats_url, name=f"mochi-runner-{settings.runner_id}")
     js = nc.jetstream()
     jscfg = JetStreamSettings(replicas=settings.jetstream_replicas, ack_wait_s=settings.ack_wait_s,
@@ -74,6 +76,7 @@ async def run(settings: RunnerSettings) -> None:
     dead_letters = asyncio.create_task(fail_dead_jobs(nc, stop), name="dead-letters")
     sub = await js.pull_subscribe_bind(durable=RUNNERS_CONSUMER, stream=JOBS_STREAM)
     ready = True
+    metrics.STARTUP_SECONDS.set(time.perf_counter() - started)
     log.info("runner.ready", runner_id=settings.runner_id,
              startup_seconds=round(time.perf_counter() - started, 2))
     while not stop.is_set():
