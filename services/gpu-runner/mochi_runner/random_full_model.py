@@ -40,7 +40,8 @@ def fill_random_(module: torch.nn.Module, generator: torch.Generator) -> torch.n
 
 def _materialise(module: torch.nn.Module, device: torch.device, dtype: torch.dtype,
                  seed: int) -> torch.nn.Module:
-    module = torch.nn.Module.to(module.to_empty(device=device), dtype)
+    # Cast on the meta device first, so the GPU never holds an fp32 copy.
+    module = torch.nn.Module.to(module, dtype).to_empty(device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
     return fill_random_(module, gen).eval().requires_grad_(False)
 

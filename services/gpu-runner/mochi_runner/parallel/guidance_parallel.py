@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 
 import torch
 
@@ -45,6 +46,7 @@ class GuidanceParallelTransformer(torch.nn.Module):
         # id from being reused by the next job's mask.
         self._mask: torch.Tensor | None = None
         self._carriers: list[torch.Tensor] = []
+        self._seen: set[tuple] = set()
 
     @property
     def replicas(self) -> list[torch.nn.Module]:
@@ -80,13 +82,23 @@ class GuidanceParallelTransformer(torch.nn.Module):
             raise ValueError(f"batch {batch} does not split over {n} devices")
         size = batch // n
         carriers = self._carriers_for(encoder_attention_mask, n, size)
-        futures = [
-            self.workers[i].submit(
-                self._branch, i, hidden_states[i * size:(i + 1) * size],
-                encoder_hidden_states[i * size:(i + 1) * size], timestep[i * size:(i + 1) * size],
-                encoder_attention_mask[i * size:(i + 1) * size], carriers[i] if carriers else None)
-            for i in range(n)]
-        outputs = gather(futures)
+
+        def submit(i: int) -> Future[torch.Tensor]:
+            sl = slice(i * size, (i + 1) * size)
+            return self.workers[i].submit(self._branch, i, hidden_states[sl], encoder_hidden_states[sl],
+                                          timestep[sl], encoder_attention_mask[sl], carriers[i] if carriers else None)
+
+        # A shape not seen before may make torch.compile trace, and tracing
+        # patches nn.Module.__call__ process-wide: a module running in the other
+        # thread meanwhile fails ("FX to symbolically trace a dynamo-optimized
+        # function", seen on the GPU machine). So the first call of each shape
+        # runs the devices one after the other; later calls run at once.
+        signature = (tuple(hidden_states.shape), tuple(c.shape[1] == 1 for c in carriers))
+        if signature in self._seen:
+            outputs = gather([submit(i) for i in range(n)])
+        else:
+            outputs = [gather([submit(i)])[0] for i in range(n)]
+            self._seen.add(signature)
         # The exchange: one noise prediction per branch, device to device.
         out = torch.cat([o.to(self.device) for o in outputs]) if n > 1 else outputs[0]
         return (out,) if not return_dict else _Output(out)
@@ -109,10 +121,7 @@ class GuidanceParallelTransformer(torch.nn.Module):
             return []
         if self._mask is not mask or len(self._carriers) != n:
             self._mask = mask
-            self._carriers = [length_carrier(mask[i * size:(i + 1) * size]).to(self.devices[i])
-                              for i in range(n)]
-            for carrier in self._carriers:
-                torch._dynamo.maybe_mark_dynamic(carrier, 1)
+            self._carriers = [length_carrier(mask[i * size:(i + 1) * size], self.devices[i]) for i in range(n)]
         return self._carriers
 
 

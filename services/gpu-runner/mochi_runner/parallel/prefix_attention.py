@@ -88,16 +88,18 @@ class NotAPrefixMask(ValueError):
     pass
 
 
-def length_carrier(mask: torch.Tensor) -> torch.Tensor:
-    """The (batch, valid) carrier for a prompt mask; one host sync, once per job."""
+def length_carrier(mask: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+    """The (batch, valid) carrier for a prompt mask, on `device` (default: the
+    mask's); one host sync, once per job."""
     lengths = mask.sum(dim=1).tolist()
     valid = int(lengths[0])
     if any(int(n) != valid for n in lengths):
         raise NotAPrefixMask(f"prompts of one batch have different lengths {lengths}")
     if not bool(mask[:, :valid].all()) or bool(mask[:, valid:].any()):
         raise NotAPrefixMask("the prompt's valid tokens are not a prefix of the mask")
-    carrier = mask[:, :valid]
+    carrier = mask[:, :valid].to(device or mask.device)
     # One compiled graph for every prompt length instead of one per length.
+    # (Marked after the move: the mark belongs to the tensor object.)
     torch._dynamo.maybe_mark_dynamic(carrier, 1)
     return carrier
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The Mochi Serve benchmark, one command, from the repository root:
+#
+#   bash bench/run.sh              # on the two-GPU machine: both parts (~10 min)
+#   bash bench/run.sh components   # part 1 only: each change on its own (~4 min)
+#   bash bench/run.sh e2e          # part 2 only: start-up + the default video (~6 min)
+#   BENCH_TINY=1 PYTHON=.venv/bin/python bash bench/run.sh  # dry run of the same code on the CPU, tiny model
+#
+# On the GPU machine the full-size model has RANDOM weights (real FLOPs, noise
+# pictures). Figures print as they come and land as JSON under $OUT (default var/bench).
+# Wheels that machine lacks (diffusers, av, msgspec, structlog, importlib_metadata)
+# travel in .whl/ and are installed to /tmp/site.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PART=${1:-all}
+OUT=${OUT:-var/bench}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+if ls .whl/*.whl >/dev/null 2>&1 && ! $PY -c "import diffusers" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=contracts:services/common:services/gpu-runner:bench${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+ARGS=(--out "$OUT")
+if [ -n "${BENCH_TINY:-}" ]; then
+  # Small enough for two CPU cores, large enough that the VAE tiles split.
+  ARGS+=(--tiny --width 512 --height 320 --frames 13)
+else
+  nvidia-smi --query-gpu=index,name,memory.total,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpus.txt"
+  nvidia-smi topo -m | tee -a "$OUT/gpus.txt" || true
+fi
+if [ "$PART" = all ] || [ "$PART" = components ]; then
+  $PY bench/components.py "${ARGS[@]}" 2>&1 | tee "$OUT/components.log"
+fi
+if [ "$PART" = all ] || [ "$PART" = e2e ]; then
+  E2E_ARGS=("${ARGS[@]}")
+  [ -n "${BENCH_TINY:-}" ] && E2E_ARGS+=(--steps 6)
+  $PY bench/end_to_end.py "${E2E_ARGS[@]}" 2>&1 | tee "$OUT/end_to_end.log"
+fi
