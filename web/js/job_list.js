@@ -1,0 +1,139 @@
+// The live job list: one page from GET /v1/jobs, then every change from the
+// API's event stream, so nothing polls.
+
+import { getJob, listJobs } from "./api.js";
+import { $ } from "./dom.js";
+import { applyEvent, STATUSES } from "./job_state.js";
+import { jobRow, updateRow } from "./job_row.js";
+
+const PAGE = 20;
+// Queue positions are in GET /v1/jobs/{id} only; they change when a job
+// leaves the queue, so they are asked for then, and at most this many.
+const MAX_QUEUED_REFRESH = 20;
+
+export class JobList {
+  constructor() {
+    this.list = $("#job-list");
+    this.more = $("#load-more");
+    this.empty = $("#jobs-empty");
+    this.jobs = new Map();
+    this.cursor = null;
+    this.statuses = [];
+    this.queueTimer = null;
+    this.more.addEventListener("click", () => this.loadMore());
+    $("#status-filter").addEventListener("change", () => {
+      this.statuses = STATUSES.filter((s) => $(`#filter-${s}`).checked);
+      this.reload();
+    });
+  }
+
+  async reload() {
+    const page = await listJobs({ statuses: this.statuses, limit: PAGE });
+    this.jobs.clear();
+    this.list.replaceChildren();
+    this.append(page);
+    this.refreshQueued();
+  }
+
+  async loadMore() {
+    if (!this.cursor) return;
+    this.more.disabled = true;
+    try {
+      this.append(await listJobs({ statuses: this.statuses, cursor: this.cursor, limit: PAGE }));
+    } finally {
+      this.more.disabled = false;
+    }
+  }
+
+  append(page) {
+    for (const job of page.jobs) {
+      if (this.jobs.has(job.id)) continue;
+      this.jobs.set(job.id, job);
+      this.list.append(jobRow(job));
+    }
+    this.cursor = page.next_cursor;
+    this.more.hidden = !this.cursor;
+    this.showEmpty();
+  }
+
+  showEmpty() {
+    this.empty.hidden = this.jobs.size > 0;
+    this.empty.textContent = this.statuses.length ? "No jobs with these statuses." : "No jobs yet: submit a prompt.";
+  }
+
+  matches(job) {
+    return !this.statuses.length || this.statuses.includes(job.status);
+  }
+
+  // A job this page just submitted, shown before its event arrives.
+  add(job) {
+    if (this.jobs.has(job.id) || !this.matches(job)) return;
+    this.insert(job);
+  }
+
+  insert(job) {
+    this.jobs.set(job.id, job);
+    const row = jobRow(job);
+    // Newest first, as the API lists them.
+    const after = [...this.list.children].find((li) => this.jobs.get(li.id.slice(4))?.created_at < job.created_at);
+    this.list.insertBefore(row, after || null);
+    this.showEmpty();
+  }
+
+  onEvent(type, data) {
+    const job = this.jobs.get(data.job_id);
+    if (job) {
+      const next = applyEvent(job, type, data);
+      if (next !== job) this.update(next);
+    } else if (type !== "progress" && type !== "cancel_requested") {
+      // A job this page has not seen, or one that now enters the filter.
+      this.fetchAndInsert(data.job_id);
+    }
+    if (type !== "progress") this.scheduleQueueRefresh();
+  }
+
+  update(job) {
+    const row = document.getElementById(`job-${job.id}`);
+    if (!this.matches(job)) {
+      this.jobs.delete(job.id);
+      row?.remove();
+      this.showEmpty();
+      return;
+    }
+    this.jobs.set(job.id, job);
+    if (row) updateRow(row, job);
+  }
+
+  async fetchAndInsert(id) {
+    let job;
+    try {
+      job = await getJob(id);
+    } catch {
+      return; // not visible to this key, or gone; the banner reports outages
+    }
+    if (this.jobs.has(id)) return this.update(job);
+    const oldest = [...this.jobs.values()].at(-1);
+    // Older than the last row shown: "load more" will bring it in order.
+    if (this.matches(job) && !(this.cursor && oldest && job.created_at < oldest.created_at)) this.insert(job);
+  }
+
+  scheduleQueueRefresh() {
+    clearTimeout(this.queueTimer);
+    this.queueTimer = setTimeout(() => this.refreshQueued(), 300);
+  }
+
+  async refreshQueued() {
+    const queued = [...this.jobs.values()].filter((j) => j.status === "queued").slice(0, MAX_QUEUED_REFRESH);
+    await Promise.all(queued.map(async (old) => {
+      try {
+        const fresh = await getJob(old.id);
+        const now = this.jobs.get(old.id);
+        // Events may have moved it on while this was in flight.
+        if (now && now.status === "queued") this.update(fresh);
+      } catch {
+        // the banner reports outages
+      }
+    }));
+  }
+}
+

@@ -1,0 +1,162 @@
+// One job: its settings, its event timeline (the job's own stream replays
+// the history, then follows it live), the video, and what can be done next.
+
+import { ApiError, cancelJob, getJob, withKey } from "./api.js";
+import { h } from "./dom.js";
+import { formatBytes, formatDateTime, formatSeconds } from "./format.js";
+import { applyEvent, isFinal } from "./job_state.js";
+import { LiveStream } from "./live.js";
+import { progressView } from "./progress_view.js";
+import { Timeline } from "./timeline.js";
+
+const SETTINGS = [
+  ["prompt", "Prompt"], ["negative_prompt", "Negative prompt"], ["width", "Width"], ["height", "Height"],
+  ["num_frames", "Frames"], ["fps", "Frames per second"], ["num_inference_steps", "Steps"],
+  ["guidance_scale", "Guidance"], ["seed", "Seed"],
+];
+
+export class JobPage {
+  constructor(root, { onRunAgain }) {
+    this.root = root;
+    this.onRunAgain = onRunAgain;
+    this.stream = null;
+    this.job = null;
+  }
+
+  async show(id) {
+    this.close();
+    this.root.replaceChildren(h("p", { class: "muted" }, "Loading job…"));
+    try {
+      this.job = await getJob(id);
+    } catch (err) {
+      const missing = err instanceof ApiError && err.status === 404;
+      this.root.replaceChildren(backLink(), h("h2", { tabindex: "-1" }, "Job not shown"),
+        h("p", {}, missing ? `There is no job ${id} that this API key may see.` : err.message));
+      this.root.querySelector("h2").focus();
+      return;
+    }
+    this.render();
+    this.root.querySelector("h2").focus();
+    this.stream = new LiveStream(this.job.links.events, {
+      onEvent: (type, ev) => this.onEvent(type, ev),
+      closeOnFinal: true,
+    });
+    this.stream.start();
+  }
+
+  close() {
+    this.stream?.stop();
+    this.stream = null;
+  }
+
+  // The key is in the stream's URL, so a new key needs a new stream (it replays again).
+  async restart() {
+    if (this.job) await this.show(this.job.id);
+  }
+
+  render() {
+    const job = this.job;
+    this.timeline = new Timeline(h("ol", { class: "timeline", id: "timeline" }));
+    this.root.replaceChildren(
+      backLink(),
+      h("h2", { tabindex: "-1", class: "job-title" }, job.request.prompt),
+      h("p", { class: "job-id" }, h("span", { class: "badge", id: "job-status" }), ` job ${job.id}`),
+      h("div", { id: "job-progress" }),
+      h("p", { id: "job-error", class: "error-text", hidden: true }),
+      h("div", { id: "job-video" }),
+      h("div", { class: "actions", id: "job-actions" }),
+      h("section", { "aria-labelledby": "settings-title" }, h("h3", { id: "settings-title" }, "Settings"), h("div", { id: "job-settings" })),
+      h("section", { "aria-labelledby": "timeline-title" }, h("h3", { id: "timeline-title" }, "Timeline"), this.timeline.list),
+    );
+    this.update();
+  }
+
+  update() {
+    const job = this.job;
+    const badge = this.root.querySelector("#job-status");
+    badge.textContent = job.status;
+    badge.className = `badge status-${job.status}`;
+    this.root.querySelector("#job-progress").replaceChildren(isFinal(job) ? "" : progressView(job));
+    const error = this.root.querySelector("#job-error");
+    error.hidden = !job.error;
+    error.textContent = job.error ? `${job.status === "failed" ? "Failed" : "Cancelled"}: ${job.error}` : "";
+    this.root.querySelector("#job-settings").replaceChildren(settingsList(job));
+    this.renderVideo();
+    this.renderActions();
+  }
+
+  renderVideo() {
+    const slot = this.root.querySelector("#job-video");
+    if (this.job.status !== "completed" || !this.job.video || slot.childElementCount) return;
+    const v = this.job.video;
+    slot.append(
+      h("video", { controls: true, playsInline: true, preload: "metadata", src: withKey(this.job.links.video),
+                   "aria-label": `Video: ${this.job.request.prompt}`, width: v.width, height: v.height }),
+      h("p", { class: "muted" },
+        `${v.width}×${v.height}, ${v.num_frames} frames at ${v.fps} fps (${formatSeconds(v.num_frames / v.fps)}), ${formatBytes(v.size_bytes)}`));
+  }
+
+  renderActions() {
+    const job = this.job;
+    const buttons = [];
+    if (job.status === "completed" && job.video) {
+      buttons.push(h("a", { class: "button", href: withKey(job.links.video), download: `mochi-${job.id}.mp4` }, "Download MP4"));
+    }
+    if (!isFinal(job)) {
+      buttons.push(h("button", { type: "button", id: "cancel", disabled: job.cancel_requested,
+                                 onclick: () => this.cancel() }, job.cancel_requested ? "Cancelling…" : "Cancel job"));
+    }
+    buttons.push(h("button", { type: "button", id: "run-again", onclick: () => this.onRunAgain(job.request) },
+                   "Run again with these settings"));
+    this.root.querySelector("#job-actions").replaceChildren(...buttons);
+  }
+
+  async cancel() {
+    const button = this.root.querySelector("#cancel");
+    button.disabled = true;
+    try {
+      this.job = { ...(await cancelJob(this.job.id)), request: this.job.request };
+    } catch (err) {
+      // 409: it finished meanwhile; its final event is on the way.
+      if (!(err instanceof ApiError && err.status === 409)) button.disabled = false;
+    }
+    this.update();
+  }
+
+  onEvent(type, ev) {
+    this.timeline.add(type, ev);
+    this.job = applyEvent(this.job, type, ev);
+    this.update();
+    if (isFinal(this.job)) this.refresh();
+  }
+
+  // The final event has the video; the job resource has the rest exactly.
+  async refresh() {
+    try {
+      const fresh = await getJob(this.job.id);
+      if (fresh.id === this.job?.id) {
+        this.job = fresh;
+        this.update();
+      }
+    } catch {
+      // what the events said stays on screen
+    }
+  }
+}
+
+function backLink() {
+  return h("p", {}, h("a", { href: "#/" }, "← All jobs"));
+}
+
+function settingsList(job) {
+  const dl = h("dl", { class: "settings" });
+  for (const [key, label] of SETTINGS) {
+    const value = job.request[key];
+    dl.append(h("dt", {}, label), h("dd", {}, value === "" || value === null ? "—" : String(value)));
+  }
+  dl.append(h("dt", {}, "Submitted"), h("dd", {}, formatDateTime(job.created_at)));
+  if (job.started_at) dl.append(h("dt", {}, "Started"), h("dd", {}, formatDateTime(job.started_at)));
+  if (job.finished_at) dl.append(h("dt", {}, "Finished"), h("dd", {}, formatDateTime(job.finished_at)));
+  if (job.runner) dl.append(h("dt", {}, "Runner"), h("dd", {}, `${job.runner} (attempt ${job.attempts})`));
+  return dl;
+}

@@ -1,0 +1,80 @@
+// A server-sent event stream that keeps itself open: the browser's
+// EventSource retries a dropped connection by itself, but gives up for good
+// when an answer is not an event stream (a 503 while the API starts, a 401);
+// then this opens a new one, resuming after the last event it saw.
+
+import { probe, withKey } from "./api.js";
+
+const TYPES = ["submitted", "started", "progress", "cancel_requested", "completed", "failed", "cancelled"];
+const FINAL = new Set(["completed", "failed", "cancelled"]);
+
+export class LiveStream {
+  // onEvent(type, data, id); onState("open" | "retrying"); closeOnFinal for one job's stream,
+  // which the API ends after the final event (EventSource would otherwise reopen it forever).
+  constructor(url, { onEvent, onState = () => {}, closeOnFinal = false }) {
+    Object.assign(this, { url, onEvent, onState, closeOnFinal });
+    this.lastId = null;
+    this.source = null;
+    this.timer = null;
+    this.delay = 1000;
+    this.stopped = true;
+  }
+
+  start() {
+    this.stopped = false;
+    this.open();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.source?.close();
+    this.source = null;
+  }
+
+  // A new key needs a new connection: the key is part of the URL.
+  restart() {
+    this.stop();
+    this.start();
+  }
+
+  open() {
+    let url = withKey(this.url);
+    if (this.lastId) url += `${url.includes("?") ? "&" : "?"}last_event_id=${encodeURIComponent(this.lastId)}`;
+    const source = new EventSource(url);
+    this.source = source;
+    source.onopen = () => {
+      this.delay = 1000;
+      this.onState("open");
+    };
+    source.onerror = () => {
+      if (this.stopped || source !== this.source) return;
+      this.onState("retrying");
+      // Ask once why, so the banner can say "unreachable" or "key refused".
+      probe().catch(() => {});
+      if (source.readyState === EventSource.CLOSED) this.retryLater();
+    };
+    for (const type of TYPES) {
+      source.addEventListener(type, (msg) => {
+        if (msg.lastEventId) this.lastId = msg.lastEventId;
+        let data;
+        try {
+          data = JSON.parse(msg.data);
+        } catch {
+          return; // not an event this page understands
+        }
+        this.onEvent(type, data, msg.lastEventId);
+        if (this.closeOnFinal && FINAL.has(type)) this.stop();
+      });
+    }
+  }
+
+  retryLater() {
+    this.source?.close();
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      if (!this.stopped) this.open();
+    }, this.delay);
+    this.delay = Math.min(this.delay * 2, 10000);
+  }
+}

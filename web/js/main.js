@@ -1,0 +1,118 @@
+// Start-up and hash routing: "#/" is the form and the live list,
+// "#/jobs/<id>" one job. Hash routes need no server-side fallback.
+
+import { probe } from "./api.js";
+import { setUpBanner } from "./banner.js";
+import { loadBounds } from "./bounds.js";
+import { $ } from "./dom.js";
+import { shortId } from "./format.js";
+import { JobForm } from "./job_form.js";
+import { JobList } from "./job_list.js";
+import { JobPage } from "./job_page.js";
+import { getKey, onKeyChange, setKey } from "./key.js";
+import { LiveStream } from "./live.js";
+
+const banner = setUpBanner();
+const list = new JobList();
+const page = new JobPage($("#job-view"), { onRunAgain: runAgain });
+let form = null;
+
+function runAgain(request) {
+  location.hash = "#/";
+  form?.fill(request);
+  $("#f-prompt").focus();
+  $("#form-status").textContent = "Settings copied from the job: change anything, then generate.";
+}
+
+function onSubmitted(job) {
+  list.add(job);
+  const status = $("#form-status");
+  status.replaceChildren("Queued ", Object.assign(document.createElement("a"), {
+    href: `#/jobs/${job.id}`, textContent: `job ${shortId(job.id)}`,
+  }), ". It appears in the list below and updates live.");
+}
+
+function setLiveState(state) {
+  const el = $("#live-state");
+  el.dataset.state = state;
+  el.textContent = state === "open" ? "Live" : "Reconnecting…";
+}
+
+let hadTrouble = false;
+const live = new LiveStream("/v1/events", {
+  onEvent: (type, ev) => list.onEvent(type, ev),
+  onState: (state) => {
+    setLiveState(state);
+    if (state === "retrying") hadTrouble = true;
+    if (state === "open") {
+      banner.clear();
+      if (!form) return start();
+      // Events while the API was away are not all replayed (a stream that had
+      // seen no event has no Last-Event-ID), so the list is read again once.
+      if (hadTrouble) list.reload().catch(() => {});
+      hadTrouble = false;
+    }
+  },
+});
+
+function route() {
+  const match = location.hash.match(/^#\/jobs\/([0-9a-f]+)$/);
+  $("#home-view").hidden = Boolean(match);
+  $("#job-view").hidden = !match;
+  if (match) {
+    page.show(match[1]);
+    document.title = `Job ${shortId(match[1])} · Mochi Serve`;
+  } else {
+    page.close();
+    document.title = "Mochi Serve";
+  }
+}
+
+function setUpKeyField() {
+  const input = $("#api-key");
+  input.value = getKey();
+  $("#key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    setKey(input.value.trim());
+    $("#key-status").textContent = input.value.trim() ? "Key saved in this browser." : "No key: requests go without one.";
+  });
+  $("#key-clear").addEventListener("click", () => {
+    input.value = "";
+    setKey("");
+    $("#key-status").textContent = "Key forgotten.";
+  });
+  onKeyChange(() => {
+    live.restart();
+    list.reload().catch(() => {});
+    if (!$("#job-view").hidden) page.restart();
+    if (!form) start();
+  });
+}
+
+// The form needs the bounds, which need the API; if it is down or refuses the
+// key, the banner says so, and the stream's reconnection or a new key calls
+// this again (no timer of its own).
+let starting = null;
+
+function start() {
+  starting ||= boot().finally(() => (starting = null));
+  return starting;
+}
+
+async function boot() {
+  try {
+    const bounds = await loadBounds();
+    form ||= new JobForm(bounds, { onSubmitted });
+    $("#job-form").removeAttribute("aria-busy");
+    $("#submit").disabled = false;
+    await list.reload();
+  } catch {
+    probe().catch(() => {});
+  }
+}
+
+setUpKeyField();
+window.addEventListener("hashchange", route);
+route();
+live.start();
+start();
