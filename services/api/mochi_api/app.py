@@ -19,6 +19,7 @@ from mochi_api.context import ApiContext
 from mochi_api.idempotency import open_bucket
 from mochi_api.event_hub import EventHub
 from mochi_api.job_reader import JobReader
+from mochi_api.metrics import ApiMetricsPlugin
 from mochi_api.routes.events import all_events, job_events
 from mochi_api.routes.health import healthz, readyz
 from mochi_api.routes.jobs import JobsController
@@ -57,7 +58,8 @@ def create_app(settings: ApiSettings) -> Litestar:
     return Litestar(
         route_handlers=[JobsController, job_events, all_events, healthz, readyz, *web_routes(settings.web_dir)],
         lifespan=[lifespan],
-        plugins=[ProblemDetailsPlugin(ProblemDetailsConfig(enable_for_all_http_exceptions=True))],
+        plugins=[ProblemDetailsPlugin(ProblemDetailsConfig(enable_for_all_http_exceptions=True)),
+                 ApiMetricsPlugin()],
         exception_handlers=handlers,
         dependencies={"caller": Provide(caller_dependency(keys), sync_to_thread=False)},
         middleware=[submit_rate_limit(keys, settings.submits_per_minute).middleware],
