@@ -12,6 +12,7 @@ from litestar import Request, get
 from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from mochi_api import openapi_docs as docs
 from mochi_api.context import ApiContext
 from mochi_api.event_hub import Listener, StreamEvent
 from mochi_api.event_replay import replay
@@ -64,7 +65,7 @@ async def _follow(ctx: ApiContext, listener: Listener, after: int, close_on_fina
 @get("/v1/jobs/{job_id:str}/events", summary="One job's events: history, then live",
      description="Server-sent events. `id:` is the stream sequence; send Last-Event-ID to resume. "
                  "A comment every 15 s keeps the connection open; the stream ends after the final event.",
-     tags=["jobs"])
+     tags=["jobs"], responses=docs.EVENTS_RESPONSES)
 async def job_events(job_id: str, state: State, request: Request, caller: Caller) -> ServerSentEvent:
     ctx: ApiContext = state.ctx
     await _load(ctx, caller, job_id)  # 404 unless the caller may see it
@@ -97,7 +98,7 @@ async def job_events(job_id: str, state: State, request: Request, caller: Caller
 @get("/v1/events", summary="Live events of every job the caller may see",
      description="Server-sent events for a job list page. With Last-Event-ID, first replays what was "
                  "missed since then. One shared NATS consumer serves every open stream.",
-     tags=["jobs"])
+     tags=["jobs"], responses={200: docs.EVENTS_RESPONSES[200], 401: docs.UNAUTHORIZED})
 async def all_events(state: State, request: Request, caller: Caller) -> ServerSentEvent:
     ctx: ApiContext = state.ctx
     start = _resume_from(request) if (request.headers.get("last-event-id")

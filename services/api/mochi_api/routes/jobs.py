@@ -11,7 +11,7 @@ import msgspec
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import Body, Parameter
 from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.response import Redirect
 
@@ -19,6 +19,7 @@ from mochi_api.context import ApiContext, Caller
 from mochi_api.job_reader import JobRead
 from mochi_api.job_resource import Job, JobList, to_resource
 from mochi_api import idempotency
+from mochi_api import openapi_docs as docs
 from mochi_api.problems import invalid_fields, not_found, problem
 from mochi_api.video_response import video_response
 from mochi_common.nats_conn import publish_event, publish_final
@@ -82,9 +83,10 @@ class JobsController(Controller):
     @post("/", status_code=202, summary="Submit a job",
           description="Queues one video and answers at once with the job and its Location. "
                       "With an Idempotency-Key header, a retry with the same body returns the same job "
-                      "(for a day, across API replicas); another body under that key is refused.")
+                      "(for a day, across API replicas); another body under that key is refused.",
+          responses=docs.SUBMIT_RESPONSES)
     async def submit(
-        self, data: JobRequest, state: State, caller: Caller,
+        self, data: Annotated[JobRequest, Body(examples=docs.SUBMIT_EXAMPLES)], state: State, caller: Caller,
         idempotency_key: Annotated[str | None, Parameter(
             header="Idempotency-Key", min_length=1, max_length=255, required=False,
             description="Any string unique to this submission, e.g. a UUID")] = None,
@@ -118,12 +120,12 @@ class JobsController(Controller):
         job = to_resource(new_state(event, seq), None, _base(ctx))
         return Response(job, status_code=202, headers={"Location": job.links.self})
 
-    @get("/{job_id:str}", summary="Get a job")
+    @get("/{job_id:str}", summary="Get a job", responses=docs.GET_RESPONSES)
     async def get_job(self, job_id: str, state: State, caller: Caller) -> Job:
         ctx = _ctx(state)
         return _resource(ctx, await _load(ctx, caller, job_id))
 
-    @get("/", summary="List jobs, newest first")
+    @get("/", summary="List jobs, newest first", responses=docs.LIST_RESPONSES)
     async def list_jobs(
         self, state: State, caller: Caller,
         status: Annotated[list[str] | None, Parameter(
@@ -143,7 +145,8 @@ class JobsController(Controller):
                        next_cursor=_encode_cursor(page.next_before_seq) if page.next_before_seq else None)
 
     @get("/{job_id:str}/video", summary="Download the MP4",
-         description="Supports Range requests for seeking.")
+         description="Supports Range requests for seeking; with an S3 store, redirects to a presigned URL.",
+         responses=docs.VIDEO_RESPONSES)
     async def video(self, job_id: str, state: State, request: Request, caller: Caller) -> Response:
         ctx = _ctx(state)
         job = (await _load(ctx, caller, job_id)).state
@@ -159,7 +162,8 @@ class JobsController(Controller):
         return video_response(path, request.headers.get("range"), f"{job_id}.mp4")
 
     @post("/{job_id:str}/cancel", status_code=202, summary="Cancel a job",
-          description="A queued job never starts; a running one stops within one step. 409 once finished.")
+          description="A queued job never starts; a running one stops within one step. 409 once finished.",
+          responses=docs.CANCEL_RESPONSES)
     async def cancel(self, job_id: str, state: State, caller: Caller) -> Job:
         ctx = _ctx(state)
         job = (await _load(ctx, caller, job_id)).state
