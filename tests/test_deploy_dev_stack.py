@@ -4,15 +4,18 @@ per-service users: a job submitted through the API completes on a runner
 and its video downloads.
 
 What is mapped, and nothing else: the `nats` Service name becomes one
-server's loopback port, each volume's mount path becomes a local directory
-(hostPath volumes shared between pods stay shared), each container port
-becomes a free port, Secrets become the test passwords, and the pod name
-becomes "<deployment>-0". Readiness is awaited through each container's own
+server's loopback port; MinIO (its Service and the public download address)
+becomes a local S3 server (moto); each volume's mount path becomes a local
+directory (hostPath volumes shared between pods stay shared); each container
+port becomes a free port; Secrets become test passwords; the pod name becomes
+"<deployment>-0". Readiness is awaited through each container's own
 readinessProbe path."""
 
 from __future__ import annotations
 
+import base64
 import re
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,16 +24,20 @@ from pathlib import Path
 
 import pytest
 
-from mochi_cli.client import MochiClient
-from mochi_cli.processes import Proc, free_port, spawn_service
-from test_deploy_support import nats_cluster, nats_passwords, one, service_containers
+from mochi_api.api_keys import hash_token
+from mochi_cli.client import ApiError, MochiClient
+from mochi_cli.processes import Proc, free_port, spawn, spawn_service, wait_for_port
+from test_deploy_support import REPO, nats_cluster, nats_passwords, one, service_containers
 
 pytestmark = pytest.mark.timeout(300)
 OVERLAY = "dev"
+DEV_API_KEY = "msk_dev_laptop_only"  # documented in overlays/dev/kustomization.yaml
 _REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
 def _secret(name: str, key: str) -> str:
+    if name == "mochi-minio":
+        return f"test-{key}"  # the local S3 server takes any keys
     # The server reads the same Secret key into the variable that accounts.conf uses.
     server = one(OVERLAY, "StatefulSet", "nats")["spec"]["template"]["spec"]["containers"][0]
     for e in server["env"]:
@@ -48,15 +55,26 @@ def _local_path(value: str, paths: dict[str, str]) -> str:
     return value
 
 
-def pod_env(obj: dict, container: dict, root: Path, nats_port: int) -> tuple[dict[str, str], dict[str, int]]:
+def _image_paths() -> dict[str, str]:
+    """Paths the API image fills (its Dockerfile's COPY lines) -> this checkout's files."""
+    dockerfile = (REPO / "deploy" / "docker" / "api.Dockerfile").read_text()
+    return {dest: str(REPO / src) for src, dest in re.findall(r"^COPY (web) (\S+)$", dockerfile, re.M)}
+
+
+def pod_env(obj: dict, container: dict, root: Path, nats_port: int,
+            urls: dict[str, str]) -> tuple[dict[str, str], dict[str, int]]:
     spec = obj["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
-    paths = {}
+    paths = dict(_image_paths())
     for m in container.get("volumeMounts", []):
         vol = volumes[m["name"]]
         local = (root / "node" / vol["hostPath"]["path"].lstrip("/") if "hostPath" in vol
                  else root / obj["metadata"]["name"] / m["name"])
         local.mkdir(parents=True, exist_ok=True)
+        if "secret" in vol:  # the Secret's keys become files, as the kubelet does
+            secret = one(OVERLAY, "Secret", vol["secret"]["secretName"])
+            for key, data in secret["data"].items():
+                (local / key).write_bytes(base64.b64decode(data))
         paths[m["mountPath"]] = str(local)
     ports = {p["name"]: free_port() for p in container.get("ports", [])}
     by_number = {str(p["containerPort"]): str(ports[p["name"]]) for p in container.get("ports", [])}
@@ -72,6 +90,9 @@ def pod_env(obj: dict, container: dict, root: Path, nats_port: int) -> tuple[dic
         if e["name"] in ("MOCHI_PORT", "MOCHI_HEALTH_PORT"):
             value = by_number[value]
         value = _local_path(value, paths)
+        for url, local_url in urls.items():
+            if value == url:
+                value = local_url
         env[e["name"]] = value
     url = env["MOCHI_NATS_URL"]
     assert "@nats:4222" in url
@@ -93,10 +114,26 @@ def _wait_ready(proc: Proc, url: str, timeout: float) -> None:
     raise AssertionError(f"{proc.name} never ready at {url}:\n{proc.log()[-3000:]}")
 
 
+def _minio_urls() -> list[str]:
+    """The MinIO addresses the services are given: in-cluster and public."""
+    found = set()
+    for _, _, c in service_containers(OVERLAY):
+        for e in c["env"]:
+            if e["name"] in ("MOCHI_S3_ENDPOINT", "MOCHI_S3_PUBLIC_ENDPOINT"):
+                found.add(e["value"])
+    assert "http://minio:9000" in found
+    return sorted(found)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pytest.importorskip("moto.server", reason="the local S3 server: pip install 'moto[server]'")
     root = tmp_path_factory.mktemp("dev-stack")
-    procs: list[Proc] = []
+    s3_port = free_port()
+    procs: list[Proc] = [spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                      "-p", str(s3_port)], {}, root / "logs")]
+    wait_for_port(s3_port, timeout=60, proc=procs[0].popen)
+    urls = {url: f"http://127.0.0.1:{s3_port}" for url in _minio_urls()}
     with nats_cluster(root / "nats", OVERLAY) as servers:
         try:
             api_url = ""
@@ -104,7 +141,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             found = {service: (obj, c) for service, obj, c in service_containers(OVERLAY)}
             for i, service in enumerate(("catalog", "runner", "api")):
                 obj, container = found[service]
-                env, ports = pod_env(obj, container, root, servers[i % len(servers)]["client"])
+                env, ports = pod_env(obj, container, root, servers[i % len(servers)]["client"], urls)
                 proc = spawn_service(service, env, root / "logs", name=service)
                 procs.append(proc)
                 probe = container["readinessProbe"]["httpGet"]
@@ -119,7 +156,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_a_job_completes_on_the_dev_stack(stack: str, tmp_path: Path) -> None:
-    with MochiClient(stack) as client:
+    keys = base64.b64decode(one(OVERLAY, "Secret", "mochi-api-keys")["data"]["keys"]).decode()
+    assert hash_token(DEV_API_KEY) in keys  # the key the dev overlay documents
+    with MochiClient(stack) as anonymous:
+        with pytest.raises(ApiError) as refused:
+            anonymous.submit("no key")
+        assert refused.value.status == 401
+    with MochiClient(stack, api_key=DEV_API_KEY) as client:
         job = client.submit("a red ball bouncing", width=64, height=64, num_frames=7,
                             num_inference_steps=2, seed=1)
         done = client.wait(job["id"], timeout=180)

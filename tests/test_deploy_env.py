@@ -17,7 +17,7 @@ from mochi_api.settings import ApiSettings
 from mochi_catalog.settings import CatalogSettings
 from mochi_common.settings import PREFIX, env_names, load_settings
 from mochi_runner.settings import RunnerSettings
-from test_deploy_support import OVERLAYS, one, service_containers
+from test_deploy_support import OVERLAYS, REPO, one, service_containers
 
 SETTINGS: dict[str, type[msgspec.Struct]] = {
     "api": ApiSettings,
@@ -27,10 +27,20 @@ SETTINGS: dict[str, type[msgspec.Struct]] = {
 
 # Fields whose defaults suit one laptop, not a cluster; a manifest must set them.
 MUST_SET = {
-    "api": {"nats_url", "host", "port", "store_url", "jetstream_replicas"},
+    "api": {"nats_url", "host", "port", "store_url", "jetstream_replicas", "api_keys_file", "web_dir"},
     "catalog": {"nats_url", "db_path", "jetstream_replicas", "health_port"},
     "runner": {"nats_url", "model_dir", "store_url", "jetstream_replicas", "health_port", "runner_id"},
 }
+
+# An s3:// video store has no usable defaults for where and who.
+MUST_SET_FOR_S3 = {"s3_endpoint", "s3_access_key", "s3_secret_key"}
+MINIO = "http://minio:9000"
+
+
+def must_set(service: str, env: dict[str, dict]) -> set[str]:
+    store = env.get("MOCHI_STORE_URL", {}).get("value", "")
+    return MUST_SET[service] | (MUST_SET_FOR_S3 if store.startswith("s3://") else set())
+
 
 _REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
@@ -53,7 +63,7 @@ def test_manifest_variables_are_settings(overlay: str) -> None:
         mochi = {n for n in env if n.startswith(PREFIX)}
         unknown = mochi - env_names(cls)
         assert not unknown, f"{overlay}/{service}: {sorted(unknown)} are not fields of {cls.__name__}"
-        missing = {PREFIX + f.upper() for f in MUST_SET[service]} - mochi
+        missing = {PREFIX + f.upper() for f in must_set(service, env)} - mochi
         assert not missing, f"{overlay}/{service}: must set {sorted(missing)}"
 
 
@@ -88,7 +98,7 @@ def test_values_load_into_the_settings(overlay: str) -> None:
                 value = "from-the-cluster"
             environ[name] = _REF.sub("secret", value)
         settings = load_settings(SETTINGS[service], environ)
-        for field in MUST_SET[service]:
+        for field in must_set(service, _env(container)):
             assert getattr(settings, field) is not None
 
 
@@ -117,6 +127,44 @@ def test_settings_agree_with_the_rest_of_the_manifests(overlay: str) -> None:
             path = env["MOCHI_STORE_URL"].removeprefix("file://")
             mounts = [m["mountPath"] for m in container["volumeMounts"]]
             assert path in mounts, f"{overlay}/{service}: the video store is not a mounted volume"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_video_store_is_the_deployed_minio(overlay: str) -> None:
+    bucket_job = one(overlay, "Job", "minio-create-bucket")["spec"]["template"]["spec"]["containers"][0]
+    bucket = next(e["value"] for e in bucket_job["env"] if e["name"] == "BUCKET")
+    minio = one(overlay, "Service", "minio")
+    for service, container in _containers(overlay):
+        env = _env(container)
+        if "MOCHI_STORE_URL" not in env:
+            continue
+        assert env["MOCHI_STORE_URL"]["value"] == f"s3://{bucket}", f"{overlay}/{service}"
+        host, port = env["MOCHI_S3_ENDPOINT"]["value"].removeprefix("http://").split(":")
+        assert host == minio["metadata"]["name"] and int(port) in {p["port"] for p in minio["spec"]["ports"]}
+        # The bucket-only user the bucket Job creates, never MinIO's root login.
+        for var, key in (("MOCHI_S3_ACCESS_KEY", "app-access-key"), ("MOCHI_S3_SECRET_KEY", "app-secret-key")):
+            assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "mochi-minio", "key": key}
+    # Presigned download URLs point at the Ingress in front of MinIO.
+    if overlay != "dev":
+        (api,) = [c for s, _, c in service_containers(overlay) if s == "api"]
+        public = _env(api)["MOCHI_S3_PUBLIC_ENDPOINT"]["value"]
+        rule = one(overlay, "Ingress", "minio-videos")["spec"]["rules"][0]
+        assert public == f"https://{rule['host']}"
+        assert rule["http"]["paths"][0]["backend"]["service"]["name"] == minio["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_api_keys_and_web_app_are_where_the_settings_say(overlay: str) -> None:
+    (api,) = [c for s, c in _containers(overlay) if s == "api"]
+    env = {n: e.get("value") for n, e in _env(api).items()}
+    assert env.get("MOCHI_ALLOW_ANONYMOUS", "false") == "false", "a deployed API always checks keys"
+    spec = one(overlay, "Deployment", "mochi-api")["spec"]["template"]["spec"]
+    secret_mounts = {m["mountPath"]: v["secret"]["secretName"] for m in api["volumeMounts"]
+                     for v in spec["volumes"] if v["name"] == m["name"] and "secret" in v}
+    keys_dir, key = env["MOCHI_API_KEYS_FILE"].rsplit("/", 1)
+    assert secret_mounts.get(keys_dir) == "mochi-api-keys" and key == "keys"
+    dockerfile = (REPO / "deploy" / "docker" / "api.Dockerfile").read_text()
+    assert re.search(rf"^COPY web {re.escape(env['MOCHI_WEB_DIR'])}$", dockerfile, re.M)
 
 
 def test_dev_builds_the_tiny_model() -> None:

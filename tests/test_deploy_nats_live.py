@@ -20,6 +20,7 @@ from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 from prometheus_client import REGISTRY
 
+from mochi_api import idempotency
 from mochi_api.job_reader import JobReader
 from mochi_catalog import metrics as catalog_metrics
 from mochi_catalog.service import Catalog
@@ -201,6 +202,14 @@ async def test_every_service_runs_its_nats_code_as_its_user(users: dict[str, Ses
     await publish_event(ajs, poison)
     (msg,) = await pull.fetch(1, timeout=5)
     await msg.term()
+
+    # API: Idempotency-Key claims in its KV bucket (create, read back, release).
+    kv = await idempotency.open_bucket(ajs, 60.0, 1)
+    kv = await idempotency.open_bucket(ajs, 60.0, 1)  # the bucket exists now: the lookup path
+    wanted = idempotency.Claim(job_id=job.job_id, body_sha256="0" * 64, seed=1)
+    assert (await idempotency.claim(kv, "someone", "key-1", wanted))[1] is True
+    assert (await idempotency.claim(kv, "someone", "key-1", wanted))[1] is False
+    await idempotency.release(kv, "someone", "key-1")
 
     # API: cancelling a queued job writes its final event.
     queued = _job()

@@ -59,6 +59,21 @@ def _subject(node: ast.AST) -> str:
     raise AssertionError(f"cannot tell the subject of {ast.unparse(node)!r}; teach this test")
 
 
+def _constants(tree: ast.AST) -> dict[str, str]:
+    """Module-level NAME = "string" assignments (e.g. a KV bucket's name)."""
+    return {t.id: n.value.value for n in getattr(tree, "body", []) if isinstance(n, ast.Assign)
+            and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+            for t in n.targets if isinstance(t, ast.Name)}
+
+
+def _bucket(node: ast.AST, constants: dict[str, str]) -> str:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in constants:
+        return constants[node.id]
+    raise AssertionError(f"cannot tell which KV bucket {ast.unparse(node)!r} is; teach this test")
+
+
 def _kw(call: ast.Call, name: str) -> ast.AST | None:
     return next((k.value for k in call.keywords if k.arg == name), None)
 
@@ -78,6 +93,7 @@ def needs(service: str) -> dict[str, object]:
     serves = False
     catalog_subjects = set()
     for tree in trees:
+        constants = _constants(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in ("CATALOG_GET", "CATALOG_LIST"):
                 catalog_subjects.add(getattr(subjects, node.attr))
@@ -113,6 +129,11 @@ def needs(service: str) -> dict[str, object]:
             elif name == "get_msg":
                 assert _true(_kw(node, "direct")), ast.unparse(node)
                 pub |= direct_get_seq(_stream_name(node.args[0]))
+            elif name == "key_value":
+                pub |= uses_kv(_bucket(node.args[0], constants))
+            elif name == "KeyValueConfig":
+                assert not _true(_kw(node, "direct")), "a direct KV bucket reads through DIRECT.GET"
+                pub |= uses_kv(_bucket(_kw(node, "bucket"), constants))  # type: ignore[arg-type]
             elif name == "add_service":
                 serves = True
             elif name == "add_endpoint":
@@ -144,6 +165,14 @@ def direct_get_last(stream: str) -> set[str]:
 
 def direct_get_seq(stream: str) -> set[str]:
     return {f"{API}.DIRECT.GET.{stream}"}
+
+
+def uses_kv(bucket: str) -> set[str]:
+    # js.key_value / create_key_value, then create, update, delete (publishes
+    # to $KV.<bucket>.<key>) and get (a non-direct bucket: STREAM.MSG.GET).
+    stream = f"KV_{bucket}"
+    return {f"{API}.STREAM.INFO.{stream}", f"{API}.STREAM.CREATE.{stream}",
+            f"{API}.STREAM.MSG.GET.{stream}", f"$KV.{bucket}.>"}
 
 
 def reads_ordered(stream: str) -> set[str]:

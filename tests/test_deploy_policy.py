@@ -245,6 +245,8 @@ def test_clients_can_reach_what_they_use(overlay: str) -> None:
             assert labels.get("mochi-serve/nats-client") == "true", where
             assert _egress_to(overlay, labels, "nats", 4222), where
             assert _ingress_from(overlay, "nats", 4222, labels), where
+        if "http://minio:9000" in env:
+            assert labels.get("mochi-serve/minio-client") == "true", where
         if labels.get("mochi-serve/minio-client") == "true":
             assert _egress_to(overlay, labels, "minio", 9000), where
             assert _ingress_from(overlay, "minio", 9000, labels), where

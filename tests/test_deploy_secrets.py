@@ -32,13 +32,20 @@ def created_by_script() -> set[tuple[str, str]]:
     return created
 
 
+def mounted(overlay: str) -> set[str]:
+    return {v["secret"]["secretName"] for _, template in pod_templates(overlay)
+            for v in template["spec"].get("volumes", []) if "secret" in v}
+
+
 @pytest.mark.parametrize("overlay", ("h100x8", "keda"))
 def test_script_creates_every_secret_key(overlay: str) -> None:
     missing = referenced(overlay) - created_by_script()
     assert not missing, f"{overlay} reads secret keys the script never creates: {sorted(missing)}"
+    assert mounted(overlay) <= {name for name, _ in created_by_script()}
 
 
 def test_dev_generates_its_secrets() -> None:
     generated = {(s["metadata"]["name"], k) for s in objects("dev", "Secret") for k in s["data"]}
     assert referenced("dev") <= generated
+    assert mounted("dev") <= {name for name, _ in generated}
     assert "dev" in OVERLAYS

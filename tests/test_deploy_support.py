@@ -153,6 +153,9 @@ def nats_cluster(root: Path, overlay: str = "h100x8") -> Iterator[list[dict[str,
                 stdout=log, stderr=subprocess.STDOUT))
         for p, proc in zip(ports, procs):
             wait_for_port(p["client"], proc=proc)
+        # As the StatefulSet's startup probe does: JetStream has its meta
+        # leader, so the services' stream set-up will not time out.
+        _wait_healthy([p["http"] for p in ports], procs)
         yield ports
     finally:
         for proc in procs:
@@ -161,3 +164,22 @@ def nats_cluster(root: Path, overlay: str = "h100x8") -> Iterator[list[dict[str,
             proc.wait(10)
         for log in logs:
             log.close()
+
+
+def _wait_healthy(http_ports: list[int], procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    pending = set(http_ports)
+    while pending:
+        assert all(p.poll() is None for p in procs), "a nats-server exited"
+        assert time.monotonic() < deadline, f"nats-servers on {sorted(pending)} never became healthy"
+        for port in list(pending):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                    if resp.status == 200:
+                        pending.discard(port)
+            except OSError:
+                pass
+        time.sleep(0.2)

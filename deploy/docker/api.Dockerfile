@@ -15,6 +15,8 @@ COPY pyproject.toml README.md ./
 COPY contracts ./contracts
 COPY services ./services
 RUN pip install ".[api,catalog]" && rm -rf /src
+# The browser app: static files, served by the API from MOCHI_WEB_DIR.
+COPY web /opt/mochi/web
 
 # The uid the manifests run as (runAsUser: 10001); the image works without a
 # writable root filesystem, with /tmp from an emptyDir.

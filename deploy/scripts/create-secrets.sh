@@ -1,8 +1,9 @@
 #!/bin/sh
-# Creates the three Secrets the manifests read, with random passwords:
+# Creates the four Secrets the manifests read, with random passwords:
 #   mochi-nats-users  passwords of the NATS users (api, catalog, runner, admin, sys)
 #   mochi-minio       MinIO's root login and the services' bucket-only login
 #   mochi-hf-token    the Hugging Face token the weights Job downloads with
+#   mochi-api-keys    the API's keys file, with one admin key (printed once)
 # Run once per cluster, before the first `kubectl apply -k`. It refuses to
 # replace an existing Secret: rotating a password means restarting NATS and
 # every service, see docs/deploy.md.
@@ -31,4 +32,13 @@ kubectl -n "$ns" create secret generic mochi-minio \
   --from-literal=app-secret-key="$(pw)"
 
 kubectl -n "$ns" create secret generic mochi-hf-token --from-literal=token="$HF_TOKEN"
+
+# The keys file holds "<owner> <sha256 of the key> [admin]" lines, as
+# `mochi keys new` prints them; the key itself is never stored.
+api_key="msk_$(openssl rand -hex 32)"
+api_key_hash="$(printf '%s' "$api_key" | openssl dgst -sha256 -r | cut -d' ' -f1)"
+kubectl -n "$ns" create secret generic mochi-api-keys \
+  --from-literal=keys="admin $api_key_hash admin"
+
 echo "secrets created in namespace $ns"
+echo "the admin API key (shown only now; keep it): $api_key"
