@@ -15,6 +15,7 @@ import functools
 from pathlib import Path
 
 import pytest
+from nats.js import JetStreamContext
 
 from mochi_contracts import events, streams, subjects
 from test_deploy_support import (
@@ -30,6 +31,14 @@ INBOX = "_INBOX.>"  # replies to requests, JetStream API calls and pull fetches
 ANY_JOB = "0" * 32
 # Attributes that hold a stream name with a contracts default (ApiContext.jobs_stream).
 STREAM_ATTRIBUTES = {"jobs_stream": streams.JOBS_STREAM}
+
+
+# JetStream calls on a `js` context that `needs` has no rule for fail loudly,
+# so a new kind of call cannot slip past with no permission to match it.
+_TAUGHT = {"subscribe", "pull_subscribe_bind", "stream_info", "consumer_info", "get_msg",
+           "get_last_msg", "key_value", "create_key_value"}
+UNTAUGHT = {n for n in dir(JetStreamContext) if not n.startswith("_")
+            and callable(getattr(JetStreamContext, n))} - _TAUGHT
 
 
 def _any_job(subject: str) -> str:
@@ -138,6 +147,10 @@ def needs(service: str) -> dict[str, object]:
                 serves = True
             elif name == "add_endpoint":
                 sub.add(_subject(_kw(node, "subject")))  # type: ignore[arg-type]
+            elif name in UNTAUGHT and isinstance(node.func, ast.Attribute) \
+                    and ast.unparse(node.func.value).endswith("js"):
+                raise AssertionError(f"{service} calls {ast.unparse(node.func)}(), which this test "
+                                     "does not know the subjects of; teach it, then grant them")
     if serves:
         sub.add("$SRV.>")  # nats.micro discovery: $SRV.PING/INFO/STATS[.name[.id]]
     else:
