@@ -52,6 +52,13 @@ def test_runners_use_every_gpu_they_hold(overlay: str) -> None:
     assert devices == [f"cuda:{i}" for i in range(c["resources"]["limits"][GPU])]
 
 
+def test_h100x8_schedules_everything_on_a_tainted_gpu_node() -> None:
+    # One node: whatever runs must tolerate the GPU taint some providers set.
+    for obj, template in pod_templates("h100x8"):
+        tolerations = template["spec"].get("tolerations", [])
+        assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in tolerations, _name(obj)
+
+
 def test_h100x8_runs_four_runners() -> None:
     assert one("h100x8", "Deployment", "mochi-runner")["spec"]["replicas"] == 4
 
