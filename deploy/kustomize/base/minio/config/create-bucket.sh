@@ -7,6 +7,8 @@ until mc alias set mochi http://minio:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSW
   echo "waiting for minio"; sleep 3
 done
 mc mb --ignore-existing "mochi/$BUCKET"
-mc admin policy create mochi mochi-videos /config/videos-policy.json
+# A second run may meet the policy already there; that is fine.
+mc admin policy create mochi mochi-videos /config/videos-policy.json \
+  || mc admin policy info mochi mochi-videos >/dev/null
 mc admin user add mochi "$APP_ACCESS_KEY" "$APP_SECRET_KEY"
 mc admin policy attach mochi mochi-videos --user "$APP_ACCESS_KEY" || true  # already attached
