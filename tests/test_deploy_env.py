@@ -8,6 +8,7 @@ set, and every value must load into the settings class."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import msgspec
@@ -17,7 +18,7 @@ from mochi_api.settings import ApiSettings
 from mochi_catalog.settings import CatalogSettings
 from mochi_common.settings import PREFIX, env_names, load_settings
 from mochi_runner.settings import RunnerSettings
-from test_deploy_support import OVERLAYS, REPO, one, service_containers
+from test_deploy_support import OVERLAYS, REPO, objects, one, service_containers
 
 SETTINGS: dict[str, type[msgspec.Struct]] = {
     "api": ApiSettings,
@@ -134,6 +135,9 @@ def test_video_store_is_the_deployed_minio(overlay: str) -> None:
     bucket_job = one(overlay, "Job", "minio-create-bucket")["spec"]["template"]["spec"]["containers"][0]
     bucket = next(e["value"] for e in bucket_job["env"] if e["name"] == "BUCKET")
     minio = one(overlay, "Service", "minio")
+    (cm,) = [c for c in objects(overlay, "ConfigMap") if c["metadata"]["name"].startswith("minio-bucket")]
+    resources = {r for st in json.loads(cm["data"]["videos-policy.json"])["Statement"] for r in st["Resource"]}
+    assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}, "the user's policy names another bucket"
     for service, container in _containers(overlay):
         env = _env(container)
         if "MOCHI_STORE_URL" not in env:
