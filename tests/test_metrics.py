@@ -156,6 +156,33 @@ def test_catalog_reports_queue_depth_and_rejected_events(system):
     assert cat.get("mochi_catalog_applied_sequence") == len(jobs) + 2
 
 
+def test_runner_is_busy_while_rendering_and_counts_a_cancel(system):
+    catalog = system.start_catalog(MOCHI_METRICS_INTERVAL_S="0.2")
+    runner = system.start_runner(wait=True)
+    system.start_api()
+    client = system.client()
+    job = client.submit("a long one", **{**SMALL, "num_inference_steps": 150})
+    wait_until(lambda: client.get(job["id"])["progress"]["step"] >= 3, timeout=60, what="running")
+    busy = Scrape(runner.health_url)
+    assert busy.get("mochi_runner_busy") == 1
+    assert busy.get("mochi_runner_step_seconds_count") >= 3
+    wait_until(lambda: Scrape(catalog.health_url).get("mochi_catalog_jobs", status="running") == 1,
+               timeout=30, what="running in the catalog")
+    wait_until(lambda: Scrape(catalog.health_url).get(
+        "mochi_catalog_consumer_ack_pending", **GPU_RUNNERS) == 1, timeout=30, what="in flight")
+
+    client.cancel(job["id"])
+    assert client.wait(job["id"], timeout=60)["status"] == "cancelled"
+    after = wait_until(lambda: (s := Scrape(runner.health_url)).get("mochi_runner_busy") == 0 and s,
+                       what="runner idle")
+    assert after.get("mochi_runner_jobs_finished_total", outcome="cancelled") == 1
+    assert after.get("mochi_runner_jobs_finished_total", outcome="completed") == 0
+    assert after.get("mochi_runner_render_seconds_count") == 0  # a stopped render is not timed
+    assert after.get("mochi_runner_job_seconds_count") == 0
+    wait_until(lambda: Scrape(catalog.health_url).get("mochi_catalog_jobs", status="cancelled") == 1,
+               timeout=30, what="cancelled in the catalog")
+
+
 def test_runner_reports_gpu_memory_per_device():
     """On a CUDA machine: each device the engine uses, read at scrape time."""
     import pytest
