@@ -1,5 +1,5 @@
 """Fixtures for the web app's tests: Debian's Chromium driven by Playwright
-(never a downloaded browser), and one stack shared by a module's tests."""
+(never a downloaded browser), and one stack the web tests share."""
 
 from __future__ import annotations
 
@@ -50,9 +50,10 @@ def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:  # type: 
     assert not errors, errors
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def web_stack(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[System]:
-    """nats-server, catalog, one runner and the API, shared by one module's tests."""
+    """nats-server, catalog, one runner and the API, shared by the web tests
+    (they assert on their own jobs, so sharing only saves start-up time)."""
     system = System(root=tmp_path_factory.mktemp("web"), model_dir=tiny_model)
     system.start_nats()
     try:
