@@ -20,15 +20,19 @@ export class JobList {
     this.cursor = null;
     this.statuses = [];
     this.queueTimer = null;
+    this.generation = 0;
     this.more.addEventListener("click", () => this.loadMore());
     $("#status-filter").addEventListener("change", () => {
       this.statuses = STATUSES.filter((s) => $(`#filter-${s}`).checked);
-      this.reload();
+      this.reload().catch(() => {}); // the banner says why
     });
   }
 
   async reload() {
+    // A newer reload (another filter click) wins over one still in flight.
+    const generation = ++this.generation;
     const page = await listJobs({ statuses: this.statuses, limit: PAGE });
+    if (generation !== this.generation) return;
     this.jobs.clear();
     this.list.replaceChildren();
     this.append(page);
@@ -39,7 +43,11 @@ export class JobList {
     if (!this.cursor) return;
     this.more.disabled = true;
     try {
-      this.append(await listJobs({ statuses: this.statuses, cursor: this.cursor, limit: PAGE }));
+      const generation = this.generation;
+      const page = await listJobs({ statuses: this.statuses, cursor: this.cursor, limit: PAGE });
+      if (generation === this.generation) this.append(page);
+    } catch {
+      // the banner says why; the button stays for another try
     } finally {
       this.more.disabled = false;
     }
