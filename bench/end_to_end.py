@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from common import DEFAULT, PROMPT, Report, median, peaks_gib, reset_peaks, sync, versions
+from common import DEFAULT, PROMPT, Report, matmul_peak_tflops, median, peaks_gib, reset_peaks, sync, versions
 from flops import forward_flops
 
 
@@ -103,6 +103,9 @@ def main() -> None:
                "RANDOM full-size weights: real FLOPs, noise pictures")
     report.add("versions", versions())
     devices_spec = ("cpu", "cpu") if args.tiny else tuple(args.devices.split(","))
+    if not args.tiny:
+        for d in devices_spec:
+            report.add(f"bf16_matmul_peak_tflops[{d}]", matmul_peak_tflops(torch.device(d)))
     sampler = UtilSampler(0 if args.tiny else torch.cuda.device_count())
     if args.tiny:
         from mochi_runner.tiny_model import save_tiny_model

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The Mochi Serve benchmark, one command, from the repository root:
 #
-#   bash bench/run.sh              # on the two-GPU machine: both parts (~10 min)
+#   bash bench/run.sh              # on the two-GPU machine: all three parts (~11 min)
 #   bash bench/run.sh components   # part 1 only: each change on its own (~4 min)
 #   bash bench/run.sh e2e          # part 2 only: start-up + the default video (~6 min)
+#   bash bench/run.sh lanes        # part 3 only: jobs without guidance, one per GPU (~2 min)
 #   BENCH_TINY=1 PYTHON=.venv/bin/python bash bench/run.sh  # dry run of the same code on the CPU, tiny model
 #
 # On the GPU machine the full-size model has RANDOM weights (real FLOPs, noise
@@ -37,4 +38,7 @@ if [ "$PART" = all ] || [ "$PART" = e2e ]; then
   E2E_ARGS=("${ARGS[@]}")
   [ -n "${BENCH_TINY:-}" ] && E2E_ARGS+=(--steps 6)
   $PY bench/end_to_end.py "${E2E_ARGS[@]}" 2>&1 | tee "$OUT/end_to_end.log"
+fi
+if [ "$PART" = all ] || [ "$PART" = lanes ]; then
+  $PY bench/guidance_free.py "${ARGS[@]}" 2>&1 | tee "$OUT/guidance_free.log"
 fi

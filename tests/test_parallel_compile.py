@@ -41,3 +41,34 @@ def test_block_compiles_without_graph_breaks_and_matches_eager():
     assert ours.graph_break_count == 0
     # aten.nonzero: its output shape depends on the data, so dynamo splits the block.
     assert theirs.graph_break_count > 0
+
+
+def test_compile_gate_keeps_a_first_call_apart_from_other_calls():
+    import threading
+    import time
+
+    from mochi_runner.parallel.compile_gate import CompileGate
+
+    gate = CompileGate()
+    events: list[str] = []
+
+    def call(key: str, name: str, hold: float) -> None:
+        with gate.call(key):
+            events.append(f"{name}+")
+            time.sleep(hold)
+            events.append(f"{name}-")
+
+    call("seen", "warm", 0.0)  # "seen" is now known: later calls with it are shared
+    threads = [threading.Thread(target=call, args=("seen", "a", 0.2)),
+               threading.Thread(target=call, args=("seen", "b", 0.2))]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    first = threading.Thread(target=call, args=("new", "compile", 0.1))
+    first.start()
+    for t in [*threads, first]:
+        t.join()
+    # a and b overlapped; the first call of "new" ran alone, after both.
+    assert events.index("b+") < events.index("a-") or events.index("a+") < events.index("b-")
+    assert events.index("compile+") > max(events.index("a-"), events.index("b-"))
+    assert events[-1] == "compile-"

@@ -112,3 +112,39 @@ def test_cancel_by_raising_from_the_step_hook(tiny_dir):
                                   num_inference_steps=2, seed=1), lambda s, t: None)
     finally:
         engine.close()
+
+
+def test_two_guidance_free_jobs_at_once_one_per_lane(tiny_dir):
+    """Guidance <= 1 leaves the second GPU idle in a guided engine; two such
+    jobs instead run at once, one per device lane, each exactly as alone."""
+    import threading
+
+    reqs = [JobRequest(prompt="a bird flying over a forest", width=96, height=64, num_frames=7,
+                       num_inference_steps=3, guidance_scale=1.0, seed=s) for s in (3, 4)]
+    single = MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu"))
+    engine = MochiEngine(EngineConfig(model_dir=tiny_dir, devices=("cpu", "cpu")))
+    try:
+        reference = [single.denoise(r, lambda s, t: None) for r in reqs]
+        results: dict[int, torch.Tensor] = {}
+        errors: list[BaseException] = []
+
+        def run(lane: int) -> None:
+            try:
+                results[lane] = engine.denoise(reqs[lane], lambda s, t: None, lane=lane)
+            except BaseException as err:  # noqa: BLE001 - reported by the assert below
+                errors.append(err)
+
+        threads = [threading.Thread(target=run, args=(lane,)) for lane in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        for lane in (0, 1):
+            assert torch.equal(results[lane], reference[lane]), f"lane {lane}"
+        with pytest.raises(ValueError):
+            engine.denoise(JobRequest(prompt="a bird", width=64, height=64, num_frames=7,
+                                      num_inference_steps=2, guidance_scale=4.5), lambda s, t: None, lane=1)
+    finally:
+        engine.close()
+        single.close()

@@ -10,11 +10,18 @@ tiled VAE decode spreads its tiles over the devices (parallel/vae_split.py).
 T5 stays on the first device: its encode costs milliseconds there (see
 docs/benchmarks.md), against seconds on the CPU.
 
+Without guidance a step is one batch-1 forward, which would leave the second
+device idle: `denoise(..., lane=i)` runs such a job on device i alone, so two
+guidance-free jobs can denoise at once from two threads.
+
 Rendering is split in two, `denoise()` then `decode()`, so a runner can hand
-one job's decode/encode/upload to other threads while it starts the next."""
+one job's decode/encode/upload to other threads while it starts the next.
+Every model call goes through parallel/compile_gate.py, which keeps
+torch.compile's process-wide tracing away from calls in other threads."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -115,6 +122,9 @@ class MochiEngine:
         self.parallel: GuidanceParallelTransformer | None = None
         self.vaes: list[torch.nn.Module] = [self.pipe.vae]
         self.vae_workers: list[DeviceWorker] = []
+        # One pipeline per device for guidance-free jobs, two of which run at once.
+        self.lanes: list = []
+        self._encode_lock = threading.Lock()
         if len(devices) > 1:
             base = self.pipe.transformer
             replicas = [base] + [replicate(base, d) for d in devices[1:]]
@@ -129,6 +139,8 @@ class MochiEngine:
                 if config.vae_tiling:
                     vae.enable_tiling()
             self.vae_workers = [DeviceWorker(d) for d in devices]
+            self.lanes = [self._lane(replica, vae, device)
+                          for replica, vae, device in zip(replicas, self.vaes, devices)]
         elif config.compile_blocks:
             compile_blocks(self.pipe.transformer)
         self.load_seconds = time.perf_counter() - started
@@ -137,6 +149,22 @@ class MochiEngine:
                  random_weights_benchmark_only=config.random_weights,
                  seconds=round(self.load_seconds, 2))
 
+    def _lane(self, replica: torch.nn.Module, vae: torch.nn.Module, device: torch.device):
+        """A pipeline whose latents, transformer and VAE all live on `device`, so
+        two lanes never queue work on each other's GPU. It gets its prompt
+        embeddings from the engine (T5 stays on the first device)."""
+        from diffusers import MochiPipeline
+
+        from mochi_runner.parallel.guidance_parallel import GuidanceParallelTransformer
+
+        lane = MochiPipeline(
+            scheduler=type(self.pipe.scheduler).from_config(self.pipe.scheduler.config), vae=vae,
+            text_encoder=None, tokenizer=None,
+            transformer=GuidanceParallelTransformer([replica], prefix_attention=self.config.prefix_attention,
+                                                    output_device=device))
+        lane.set_progress_bar_config(disable=True)
+        return lane
+
     @property
     def devices(self) -> list[torch.device]:
         return self.parallel.devices if self.parallel is not None else [self.device]
@@ -144,6 +172,8 @@ class MochiEngine:
     def close(self) -> None:
         if self.parallel is not None:
             self.parallel.close()
+        for lane in self.lanes:
+            lane.transformer.close()
         for worker in self.vae_workers:
             worker.close()
 
@@ -161,32 +191,63 @@ class MochiEngine:
         """Render one video; T x H x W x 3 uint8 frames."""
         return self.decode(self.denoise(req, on_step))
 
-    def denoise(self, req: JobRequest, on_step: StepHook) -> torch.Tensor:
-        """Text to final latents (still scaled), on the first device."""
+    def denoise(self, req: JobRequest, on_step: StepHook, lane: int | None = None) -> torch.Tensor:
+        """Text to final latents (still scaled).
+
+        lane=None: the whole engine (both GPUs on a guided job). lane=i: the
+        i-th device alone, for a guidance-free job (guidance <= 1), so that two
+        such jobs can denoise at once from two threads, one per GPU."""
         steps = req.num_inference_steps
+        pipe, device = self.pipe, self.device
+        if lane is not None:
+            if not self.lanes:
+                raise ValueError("lanes need two or more devices")
+            if req.guidance_scale > 1.0:
+                raise ValueError("a lane runs guidance-free jobs; a guided job takes both GPUs")
+            pipe, device = self.lanes[lane], self.devices[lane]
 
         def step_end(pipe, index, timestep, tensors):  # diffusers' callback signature
             # Nothing else waits for the GPU now (no per-layer sync): wait here
             # so progress reports real steps and a cancel lands between real steps.
-            # The step ends on the first device, after the other's prediction came over.
-            if self.device.type == "cuda":
-                torch.cuda.current_stream(self.device).synchronize()
+            # The step ends where the latents live, after the predictions came over.
+            if device.type == "cuda":
+                torch.cuda.current_stream(device).synchronize()
             on_step(index + 1, steps)
             return {}
 
         # The generator lives on the CPU so one seed gives one video on any device.
         generator = torch.Generator(device="cpu").manual_seed(req.seed or 0)
         with torch.inference_mode():
-            out = self.pipe(
-                prompt=req.prompt, negative_prompt=req.negative_prompt or None,
-                width=req.width, height=req.height, num_frames=req.num_frames,
-                num_inference_steps=steps, guidance_scale=req.guidance_scale,
+            out = pipe(
+                **self._prompt_inputs(req, device), width=req.width, height=req.height,
+                num_frames=req.num_frames, num_inference_steps=steps, guidance_scale=req.guidance_scale,
                 generator=generator, output_type="latent", callback_on_step_end=step_end)
         return out.frames
+
+    def _prompt_inputs(self, req: JobRequest, device: torch.device) -> dict:
+        """The pipeline's prompt arguments. On several devices the engine runs
+        T5 itself (the pipeline's own encode_prompt, so the same numbers) under
+        the compile gate, and hands the embeddings over."""
+        if self.parallel is None:
+            return dict(prompt=req.prompt, negative_prompt=req.negative_prompt or None)
+        from mochi_runner.parallel.compile_gate import GATE
+
+        # One tokenizer and one T5 for all lanes: a fast tokenizer is not safe
+        # to call from two threads at once, and the encode takes milliseconds.
+        with self._encode_lock, GATE.shared(), torch.inference_mode():
+            embeds, mask, neg_embeds, neg_mask = self.pipe.encode_prompt(
+                prompt=req.prompt, negative_prompt=req.negative_prompt or None,
+                do_classifier_free_guidance=req.guidance_scale > 1.0, device=self.device)
+        inputs = dict(prompt_embeds=embeds.to(device), prompt_attention_mask=mask.to(device))
+        if req.guidance_scale > 1.0:
+            inputs.update(negative_prompt_embeds=neg_embeds.to(device),
+                          negative_prompt_attention_mask=neg_mask.to(device))
+        return inputs
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """Latents to T x H x W x 3 uint8 frames: MochiPipeline's own unscaling,
         decode and post-processing, with the tiles spread over the devices."""
+        from mochi_runner.parallel.compile_gate import GATE
         from mochi_runner.parallel.vae_split import needs_tiling, split_tiled_decode
 
         vae = self.pipe.vae
@@ -203,7 +264,8 @@ class MochiEngine:
             if len(self.vaes) > 1 and needs_tiling(vae, latents):
                 video = split_tiled_decode(self.vaes, self.vae_workers, latents)
             else:
-                video = vae.decode(latents, return_dict=False)[0]
+                with GATE.shared():
+                    video = vae.decode(latents, return_dict=False)[0]
             return video_to_uint8(video)
 
 

@@ -19,7 +19,7 @@ from mochi_common.storage.retry import RetryPolicy
 from mochi_contracts.streams import (
     JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings, ensure_runner_topology)
 from mochi_runner.dead_letters import fail_dead_jobs
-from mochi_runner.engine import EngineConfig, MochiEngine
+from mochi_runner.engine import MochiEngine, engine_config
 from mochi_runner import metrics
 from mochi_runner.job_handler import JobHandler
 from mochi_runner.settings import RunnerSettings
@@ -33,8 +33,8 @@ def load_engine(settings: RunnerSettings) -> MochiEngine:
         from mochi_runner.tiny_model import ensure_tiny_model
 
         ensure_tiny_model(model_dir)
-    engine = MochiEngine(EngineConfig(model_dir=model_dir, device=settings.device,
-                                      dtype=settings.dtype, vae_tiling=settings.vae_tiling))
+    # engine_config also carries the multi-GPU, compile and benchmark-only options.
+    engine = MochiEngine(engine_config(settings))
     if settings.warmup:
         engine.warm_up()
     return engine
@@ -47,7 +47,9 @@ async def run(settings: RunnerSettings) -> None:
     ready = False
     if settings.health_port:
         # Up before the model loads: alive (healthz) but not ready (readyz) while loading.
-        await serve_health(settings.health_host, settings.health_port, lambda: ready and not stop.is_set())
+        # `ready` turns true only once `nc` exists, so the lambda never reads it unbound.
+        await serve_health(settings.health_host, settings.health_port,
+                           lambda: ready and nc.is_connected and not stop.is_set())
     # Loading takes minutes on a GPU node; connect only once the model is
     # resident, so a runner never holds a job it cannot start on.
     engine = await asyncio.to_thread(load_engine, settings)
@@ -63,7 +65,8 @@ async def run(settings: RunnerSettings) -> None:
     # In a thread: an s3:// store checks its bucket over the network at start.
     store = await asyncio.to_thread(open_store, settings.store_url, settings)
     handler = JobHandler(nc, engine, store, settings.runner_id,
-                         settings.ack_wait_s, settings.max_deliver, store_retry=store_retry)
+                         settings.ack_wait_s, settings.max_deliver, store_retry=store_retry,
+                         max_run_s=settings.max_run_s)
 
     def on_signal() -> None:
         log.info("runner.draining")

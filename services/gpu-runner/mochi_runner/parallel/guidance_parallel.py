@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
 
 import torch
 
+from mochi_runner.parallel.compile_gate import GATE
 from mochi_runner.parallel.device_worker import DeviceWorker, gather
 from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forward, use_prefix_attention
 
@@ -27,7 +27,8 @@ from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forwar
 class GuidanceParallelTransformer(torch.nn.Module):
     """A `MochiTransformer3DModel` look-alike over one replica per device."""
 
-    def __init__(self, replicas: Sequence[torch.nn.Module], prefix_attention: bool = True):
+    def __init__(self, replicas: Sequence[torch.nn.Module], prefix_attention: bool = True,
+                 output_device: torch.device | None = None):
         super().__init__()
         if not replicas:
             raise ValueError("need at least one transformer replica")
@@ -36,6 +37,8 @@ class GuidanceParallelTransformer(torch.nn.Module):
         self._replicas = list(replicas)
         self.devices = [next(r.parameters()).device for r in self._replicas]
         self.workers = [DeviceWorker(d) for d in self.devices]
+        # Where the pipeline keeps its latents; the predictions come back here.
+        self.output_device = output_device or self.devices[0]
         self.prefix_attention = prefix_attention
         if prefix_attention:
             for replica in self._replicas:
@@ -46,7 +49,6 @@ class GuidanceParallelTransformer(torch.nn.Module):
         # id from being reused by the next job's mask.
         self._mask: torch.Tensor | None = None
         self._carriers: list[torch.Tensor] = []
-        self._seen: set[tuple] = set()
 
     @property
     def replicas(self) -> list[torch.nn.Module]:
@@ -54,7 +56,7 @@ class GuidanceParallelTransformer(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.devices[0]
+        return self.output_device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -76,37 +78,37 @@ class GuidanceParallelTransformer(torch.nn.Module):
             raise ValueError("attention_kwargs (LoRA scale) are not supported on the parallel path")
         batch = hidden_states.shape[0]
         # A batch of 2 is the guidance pair; without guidance (batch 1) the
-        # first device runs it alone (see docs/benchmarks.md for why).
+        # first replica runs it alone (MochiEngine's lanes put two such jobs
+        # on two single-replica wrappers instead).
         n = min(len(self.workers), batch)
         if batch % n:
             raise ValueError(f"batch {batch} does not split over {n} devices")
         size = batch // n
         carriers = self._carriers_for(encoder_attention_mask, n, size)
 
-        def submit(i: int) -> Future[torch.Tensor]:
-            sl = slice(i * size, (i + 1) * size)
-            return self.workers[i].submit(self._branch, i, hidden_states[sl], encoder_hidden_states[sl],
-                                          timestep[sl], encoder_attention_mask[sl], carriers[i] if carriers else None)
-
-        # A shape not seen before may make torch.compile trace, and tracing
-        # patches nn.Module.__call__ process-wide: a module running in the other
-        # thread meanwhile fails ("FX to symbolically trace a dynamo-optimized
-        # function", seen on the GPU machine). So the first call of each shape
-        # runs the devices one after the other; later calls run at once.
-        signature = (tuple(hidden_states.shape), tuple(c.shape[1] == 1 for c in carriers))
-        if signature in self._seen:
-            outputs = gather([submit(i) for i in range(n)])
-        else:
-            outputs = [gather([submit(i)])[0] for i in range(n)]
-            self._seen.add(signature)
+        futures = [
+            self.workers[i].submit(
+                self._branch, i, hidden_states[i * size:(i + 1) * size],
+                encoder_hidden_states[i * size:(i + 1) * size], timestep[i * size:(i + 1) * size],
+                encoder_attention_mask[i * size:(i + 1) * size], carriers[i] if carriers else None)
+            for i in range(n)]
+        outputs = gather(futures)
         # The exchange: one noise prediction per branch, device to device.
-        out = torch.cat([o.to(self.device) for o in outputs]) if n > 1 else outputs[0]
+        out = torch.cat([o.to(self.device) for o in outputs])
         return (out,) if not return_dict else _Output(out)
 
     def _branch(self, i: int, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 timestep: torch.Tensor, mask: torch.Tensor, carrier: torch.Tensor | None) -> torch.Tensor:
         device = self.devices[i]
         replica = self._replicas[i]
+        # A new input signature may compile: see compile_gate.py.
+        signature = (id(replica), tuple(hidden_states.shape), None if carrier is None else carrier.shape[1] == 1)
+        with GATE.call(signature):
+            return self._forward(replica, device, hidden_states, encoder_hidden_states, timestep, mask, carrier)
+
+    def _forward(self, replica: torch.nn.Module, device: torch.device, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor, timestep: torch.Tensor, mask: torch.Tensor,
+                 carrier: torch.Tensor | None) -> torch.Tensor:
         hidden_states = hidden_states.to(device)
         encoder_hidden_states = encoder_hidden_states.to(device)
         timestep = timestep.to(device)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from mochi_runner.parallel.compile_gate import GATE
 from mochi_runner.parallel.device_worker import DeviceWorker, gather
 
 Tile = tuple[int, int]  # (row start, column start) in latent pixels
@@ -53,7 +54,8 @@ def _decode_tiles(vae, z: torch.Tensor, tiles: list[Tile]) -> dict[Tile, torch.T
     z = z.to(next(vae.parameters()).device)
     out: dict[Tile, torch.Tensor] = {}
     for i, j in tiles:
-        time, _ = vae.decoder(z[:, :, :, i:i + tile_h, j:j + tile_w])
+        with GATE.shared():  # the VAE is not compiled; see compile_gate.py
+            time, _ = vae.decoder(z[:, :, :, i:i + tile_h, j:j + tile_w])
         if vae.drop_last_temporal_frames and time.size(2) >= vae.temporal_compression_ratio:
             time = time[:, :, vae.temporal_compression_ratio - 1:]
         out[(i, j)] = time
