@@ -47,9 +47,7 @@ async def run(settings: RunnerSettings) -> None:
     ready = False
     if settings.health_port:
         # Up before the model loads: alive (healthz) but not ready (readyz) while loading.
-        # `ready` turns true only once `nc` exists, so the lambda never reads it unbound.
-        await serve_health(settings.health_host, settings.health_port,
-                           lambda: ready and nc.is_connected and not stop.is_set())
+        await serve_health(settings.health_host, settings.health_port, lambda: ready and not stop.is_set())
     # Loading takes minutes on a GPU node; connect only once the model is
     # resident, so a runner never holds a job it cannot start on.
     engine = await asyncio.to_thread(load_engine, settings)
@@ -65,8 +63,7 @@ async def run(settings: RunnerSettings) -> None:
     # In a thread: an s3:// store checks its bucket over the network at start.
     store = await asyncio.to_thread(open_store, settings.store_url, settings)
     handler = JobHandler(nc, engine, store, settings.runner_id,
-                         settings.ack_wait_s, settings.max_deliver, store_retry=store_retry,
-                         max_run_s=settings.max_run_s)
+                         settings.ack_wait_s, settings.max_deliver, store_retry=store_retry)
 
     def on_signal() -> None:
         log.info("runner.draining")
