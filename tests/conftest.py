@@ -16,6 +16,8 @@ from stream_reader import read_events
 
 # Small renders keep the suite fast on two cores; one test uses the default size.
 SMALL = {"width": 64, "height": 64, "num_frames": 7, "num_inference_steps": 4}
+# The webhook dispatcher's Standard Webhooks secret in tests.
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 @pytest.fixture(scope="session")
@@ -74,10 +76,22 @@ class System:
 
     def start_api(self, name: str = "api", **extra: str) -> Proc:
         port = free_port()
-        env = self.env(MOCHI_PORT=str(port), **{"MOCHI_ALLOW_ANONYMOUS": "true", **extra})
+        env = self.env(MOCHI_PORT=str(port), **{"MOCHI_ALLOW_ANONYMOUS": "true",
+                                                "MOCHI_WEBHOOK_ALLOW_LOOPBACK": "true", **extra})
         proc = self._add(spawn_service("api", env, self.logs, name=name))
         self.api_url = f"http://127.0.0.1:{port}"
         wait_for_http(f"{self.api_url}/readyz", timeout=60, proc=proc.popen)
+        return proc
+
+    def start_webhooks(self, name: str = "webhooks", wait: bool = True, **extra: str) -> Proc:
+        """The webhook dispatcher (webhooks and deadlines); loopback receivers allowed."""
+        port = free_port()
+        env = self.env(MOCHI_HEALTH_PORT=str(port), **{
+            "MOCHI_WEBHOOK_SECRET": WEBHOOK_SECRET, "MOCHI_WEBHOOK_ALLOW_LOOPBACK": "true", **extra})
+        proc = self._add(spawn_service("webhooks", env, self.logs, name=name))
+        proc.health_url = f"http://127.0.0.1:{port}"
+        if wait:
+            wait_for_http(f"{proc.health_url}/readyz", timeout=60, proc=proc.popen)
         return proc
 
     def _add(self, proc: Proc) -> Proc:

@@ -76,13 +76,46 @@ class JobCancelled(Event, tag="cancelled"):
     reason: str
 
 
-JobEvent = JobSubmitted | JobStarted | JobProgress | JobCancelRequested | JobCompleted | JobFailed | JobCancelled
+class JobExpired(Event, tag="expired"):
+    """Its deadline passed before any runner started it; no GPU touched it."""
 
-EventType = Literal["submitted", "started", "progress", "cancel_requested", "completed", "failed", "cancelled"]
+    reason: str
+
+
+class JobLog(Event, tag="log"):
+    """One line a runner wrote about this job (and no other)."""
+
+    level: Literal["debug", "info", "warning", "error"]
+    message: str
+    runner: str | None = None
+
+
+class WebhookAttempt(Event, tag="webhook"):
+    """One try at delivering one webhook (`delivery_id` is its webhook-id, the
+    same on every retry). `outcome`: delivered; retrying (a retry is due at
+    next_attempt_at); failed (a 4xx other than 408/429, a redirect, or the
+    retry window is over)."""
+
+    delivery_id: str
+    event_type: str
+    attempt: int
+    outcome: Literal["delivered", "retrying", "failed"]
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: int = 0
+    next_attempt_at: datetime | None = None
+
+
+JobEvent = (JobSubmitted | JobStarted | JobProgress | JobCancelRequested | JobCompleted | JobFailed
+            | JobCancelled | JobExpired | JobLog | WebhookAttempt)
+
+EventType = Literal["submitted", "started", "progress", "cancel_requested", "completed", "failed", "cancelled",
+                    "expired", "log", "webhook"]
 EVENT_TYPES: Final[tuple[str, ...]] = (
-    "submitted", "started", "progress", "cancel_requested", "completed", "failed", "cancelled")
+    "submitted", "started", "progress", "cancel_requested", "completed", "failed", "cancelled",
+    "expired", "log", "webhook")
 # A job has exactly one of these, written with a create-if-absent guard.
-FINAL_TYPES: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled"})
+FINAL_TYPES: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled", "expired"})
 
 
 def event_type(event: JobEvent) -> str:

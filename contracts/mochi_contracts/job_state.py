@@ -13,17 +13,33 @@ from mochi_contracts.events import (
     JobCancelRequested,
     JobCompleted,
     JobEvent,
+    JobExpired,
     JobFailed,
+    JobLog,
     JobProgress,
     JobStarted,
     JobSubmitted,
     VideoInfo,
+    WebhookAttempt,
 )
 from mochi_contracts.jobs import JobRequest
 
-Status = Literal["queued", "running", "completed", "failed", "cancelled"]
-STATUSES: tuple[Status, ...] = ("queued", "running", "completed", "failed", "cancelled")
-FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+Status = Literal["queued", "running", "completed", "failed", "cancelled", "expired"]
+STATUSES: tuple[Status, ...] = ("queued", "running", "completed", "failed", "cancelled", "expired")
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "expired"})
+
+
+class WebhookDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one webhook delivery stands, from its recorded attempts."""
+
+    id: str  # the webhook-id header, the same on every retry
+    event_type: str
+    status: Literal["delivered", "retrying", "failed"]
+    attempts: int
+    last_attempt_at: datetime
+    last_status_code: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
 
 
 class JobState(msgspec.Struct, kw_only=True):
@@ -46,6 +62,7 @@ class JobState(msgspec.Struct, kw_only=True):
     cancel_requested: bool = False
     error: str | None = None
     video: VideoInfo | None = None
+    webhook_deliveries: list[WebhookDelivery] = msgspec.field(default_factory=list)
 
 
 def new_state(event: JobSubmitted, seq: int) -> JobState:
@@ -61,6 +78,12 @@ def apply(state: JobState, event: JobEvent, seq: int) -> JobState:
     if seq <= state.last_seq:
         return state
     state = msgspec.structs.replace(state, last_seq=seq, updated_at=event.time)
+    match event:
+        case WebhookAttempt():
+            # Deliveries go on after the job's end; they never change its status.
+            return msgspec.structs.replace(state, webhook_deliveries=_delivery(state, event))
+        case JobLog():
+            return state
     if state.status in FINAL_STATUSES:
         return state
     match event:
@@ -83,4 +106,21 @@ def apply(state: JobState, event: JobEvent, seq: int) -> JobState:
         case JobCancelled(reason=reason):
             return msgspec.structs.replace(
                 state, status="cancelled", finished_at=event.time, error=reason)
+        case JobExpired(reason=reason):
+            return msgspec.structs.replace(
+                state, status="expired", finished_at=event.time, error=reason)
     return state
+
+
+def _delivery(state: JobState, event: WebhookAttempt) -> list[WebhookDelivery]:
+    previous = next((d for d in state.webhook_deliveries if d.id == event.delivery_id), None)
+    if previous is not None and previous.status == "delivered":
+        return state.webhook_deliveries  # a success is never undone
+    now = WebhookDelivery(
+        id=event.delivery_id, event_type=event.event_type, status=event.outcome,
+        attempts=max(event.attempt, previous.attempts if previous else 0),
+        last_attempt_at=event.time, last_status_code=event.status_code, last_error=event.error,
+        next_attempt_at=event.next_attempt_at)
+    if previous is None:
+        return [*state.webhook_deliveries, now]
+    return [now if d.id == event.delivery_id else d for d in state.webhook_deliveries]

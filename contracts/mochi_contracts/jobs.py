@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Final, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -30,6 +32,21 @@ Guidance = Annotated[float, msgspec.Meta(ge=0.0, le=20.0,
 Seed = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Fps = Annotated[int, msgspec.Meta(ge=1, le=60)]
 
+# What a job's webhook may be told about; progress is sent at most once a second.
+WebhookEvent = Literal["started", "progress", "completed", "failed", "cancelled", "expired"]
+WEBHOOK_EVENTS: Final[tuple[str, ...]] = ("started", "progress", "completed", "failed", "cancelled", "expired")
+# Without a filter a webhook hears of the end only.
+DEFAULT_WEBHOOK_EVENTS: Final[tuple[str, ...]] = ("completed", "failed", "cancelled", "expired")
+WebhookUrl = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=2048,
+    description="http(s) URL told of this job's events (Standard Webhooks signing). "
+                "Private, loopback and link-local addresses are refused unless the deployment allows them.")]
+WebhookEvents = Annotated[list[WebhookEvent], msgspec.Meta(
+    max_length=6, description="Which events the webhook hears of; default: completed, failed, cancelled, expired.")]
+Deadline = Annotated[datetime, msgspec.Meta(
+    tz=True, description="A job not started by then ends `expired` without running "
+                         "(the Cancel-After header sets it as a duration from now).")]
+
 
 class JobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One video to generate. Defaults are Mochi-1's reference settings."""
@@ -44,6 +61,12 @@ class JobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # None asks the API to draw one, so a redelivered job renders the same video.
     seed: Seed | None = None
     fps: Fps = 30
+    webhook_url: WebhookUrl | None = None
+    webhook_events: WebhookEvents | None = None
+    deadline: Deadline | None = None
+
+    def webhook_wants(self, event_type: str) -> bool:
+        return self.webhook_url is not None and event_type in (self.webhook_events or DEFAULT_WEBHOOK_EVENTS)
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -86,6 +109,17 @@ def semantic_errors(req: JobRequest) -> list[FieldError]:
             f"must be 6k+1 (1, 7, 13, ..., {MAX_FRAMES}); nearest below is {lower}"))
     if not req.prompt.strip():
         errors.append(FieldError("prompt", "must contain more than whitespace"))
+    if req.webhook_url is not None:
+        try:
+            url = urlsplit(req.webhook_url)
+            ok = url.scheme in ("http", "https") and bool(url.hostname)
+            url.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            ok = False
+        if not ok:
+            errors.append(FieldError("webhook_url", "must be an absolute http:// or https:// URL"))
+    if req.webhook_events is not None and req.webhook_url is None:
+        errors.append(FieldError("webhook_events", "needs a webhook_url"))
     return errors
 
 

@@ -32,6 +32,15 @@ MAX_DELIVERIES_ADVISORY = (
 
 DUPLICATE_WINDOW_S = 120.0
 
+# The webhook dispatcher: its own durable consumer on the job stream (never the
+# catalog's or the runners'), and its own stream of pending work: one message per
+# webhook to deliver and one timer per deadline, kept (limits retention) so a
+# create-if-absent guard makes each unique while it lives.
+DISPATCH_STREAM = "MOCHI_DISPATCH"
+DISPATCHER_CONSUMER = "webhook-dispatcher"
+WEBHOOK_SENDER_CONSUMER = "webhook-sender"
+DEADLINE_CONSUMER = "deadlines"
+
 
 @dataclass(frozen=True)
 class JetStreamSettings:
@@ -75,6 +84,69 @@ def dead_letter_stream(cfg: JetStreamSettings) -> StreamConfig:
     )
 
 
+def dispatch_stream(cfg: JetStreamSettings, max_age_s: float = 7 * 86400.0) -> StreamConfig:
+    # max_age must outlive the longest retry window and the furthest deadline.
+    return StreamConfig(
+        name=DISPATCH_STREAM,
+        description="Webhooks to deliver and deadline timers (the webhook dispatcher's work)",
+        subjects=[subjects.ALL_DISPATCH],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        num_replicas=cfg.replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        max_age=max_age_s,
+        max_msg_size=256 * 1024,
+        allow_direct=True,
+    )
+
+
+def dispatcher_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
+    """Reads job events and turns them into deliveries and timers; acks an
+    event only once its work is stored in the dispatch stream."""
+    return ConsumerConfig(
+        durable_name=DISPATCHER_CONSUMER,
+        description="Webhook dispatcher: job events to deliveries and deadline timers",
+        filter_subjects=list(subjects.DISPATCHER_SOURCES),
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=-1,
+        max_ack_pending=1024,
+        num_replicas=cfg.replicas,
+    )
+
+
+def webhook_sender_consumer(cfg: JetStreamSettings, ack_wait_s: float = 60.0) -> ConsumerConfig:
+    # A delivery waiting for its retry is nak'ed with a delay and still counts
+    # as pending, hence the large max_ack_pending; ack_wait outlives one HTTP try.
+    return ConsumerConfig(
+        durable_name=WEBHOOK_SENDER_CONSUMER,
+        description="Webhook dispatcher: deliveries and their retries",
+        filter_subject=subjects.ALL_WEBHOOK_DELIVERIES,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait_s,
+        max_deliver=-1,
+        max_ack_pending=100_000,
+        num_replicas=cfg.replicas,
+    )
+
+
+def deadline_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=DEADLINE_CONSUMER,
+        description="Webhook dispatcher: queued jobs' deadlines",
+        filter_subject=subjects.ALL_DEADLINES,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=-1,
+        max_ack_pending=100_000,
+        num_replicas=cfg.replicas,
+    )
+
+
 def runners_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=RUNNERS_CONSUMER,
@@ -103,7 +175,7 @@ def dead_letter_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
 
 _STREAM_FIELDS = ("subjects", "retention", "storage", "discard", "num_replicas",
                   "duplicate_window", "max_age", "max_msg_size", "allow_direct", "description")
-_CONSUMER_FIELDS = ("filter_subject", "ack_policy", "ack_wait", "max_deliver",
+_CONSUMER_FIELDS = ("filter_subject", "filter_subjects", "ack_policy", "ack_wait", "max_deliver",
                     "max_ack_pending", "description")
 
 
@@ -152,4 +224,18 @@ async def ensure_runner_topology(js: JetStreamContext, cfg: JetStreamSettings) -
         DEAD_LETTER_STREAM: await ensure_stream(js, dead_letter_stream(cfg)),
         DEAD_LETTER_CONSUMER: await ensure_consumer(
             js, DEAD_LETTER_STREAM, dead_letter_consumer(cfg)),
+    }
+
+
+async def ensure_dispatcher_topology(js: JetStreamContext, cfg: JetStreamSettings,
+                                     dispatch_max_age_s: float = 7 * 86400.0,
+                                     sender_ack_wait_s: float = 60.0) -> dict[str, str]:
+    """Everything the webhook dispatcher needs."""
+    return {
+        JOBS_STREAM: await ensure_stream(js, jobs_stream(cfg)),
+        DISPATCH_STREAM: await ensure_stream(js, dispatch_stream(cfg, dispatch_max_age_s)),
+        DISPATCHER_CONSUMER: await ensure_consumer(js, JOBS_STREAM, dispatcher_consumer(cfg)),
+        WEBHOOK_SENDER_CONSUMER: await ensure_consumer(
+            js, DISPATCH_STREAM, webhook_sender_consumer(cfg, sender_ack_wait_s)),
+        DEADLINE_CONSUMER: await ensure_consumer(js, DISPATCH_STREAM, deadline_consumer(cfg)),
     }

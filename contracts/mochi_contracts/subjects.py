@@ -1,7 +1,11 @@
 """Every NATS subject of the system. Services build subjects only through these.
 
 Job events:   mochi.jobs.<job_id>.<type>        submitted, started, progress, cancel_requested
-Final events: mochi.jobs.<job_id>.final.<type>  completed, failed, cancelled
+               and log (a runner's line about the job)
+Final events: mochi.jobs.<job_id>.final.<type>  completed, failed, cancelled, expired
+Webhook tries: mochi.jobs.<job_id>.webhook.<delivery seq>  every attempt of one delivery
+Dispatcher:   mochi.dispatch.webhooks.<job_id>.<type>.<seq>  a webhook to deliver (one per job event)
+              mochi.dispatch.deadlines.<job_id>              a queued job's deadline timer
 The extra `final` token lets one guard (expected last sequence 0 on
 `mochi.jobs.<id>.final.*`) make the final event unique per job, for ever."""
 
@@ -16,6 +20,15 @@ JOBS_PREFIX: Final = "mochi.jobs"
 ALL_JOB_EVENTS: Final = f"{JOBS_PREFIX}.>"
 ALL_SUBMITTED: Final = f"{JOBS_PREFIX}.*.submitted"
 ALL_CANCEL_REQUESTED: Final = f"{JOBS_PREFIX}.*.cancel_requested"
+
+# What the webhook dispatcher reads from the job stream: the job events a
+# webhook may hear of, and submissions (for deadlines).
+DISPATCHER_SOURCES: Final = (f"{JOBS_PREFIX}.*.submitted", f"{JOBS_PREFIX}.*.started",
+                             f"{JOBS_PREFIX}.*.progress", f"{JOBS_PREFIX}.*.final.*")
+DISPATCH_PREFIX: Final = "mochi.dispatch"
+ALL_DISPATCH: Final = f"{DISPATCH_PREFIX}.>"
+ALL_WEBHOOK_DELIVERIES: Final = f"{DISPATCH_PREFIX}.webhooks.>"
+ALL_DEADLINES: Final = f"{DISPATCH_PREFIX}.deadlines.*"
 
 # Catalog queries (request-reply through nats.micro).
 CATALOG_SERVICE: Final = "mochi-catalog"
@@ -58,3 +71,25 @@ def job_id_of(subject: str) -> str | None:
     if len(parts) >= 4 and f"{parts[0]}.{parts[1]}" == JOBS_PREFIX and is_job_id(parts[2]):
         return parts[2]
     return None
+
+
+def webhook_attempts(job_id: str, delivery_seq: int) -> str:
+    """Every recorded attempt of one webhook delivery (the delivery is named by
+    the stream sequence of the job event it tells of)."""
+    return f"{JOBS_PREFIX}.{_checked(job_id)}.webhook.{int(delivery_seq)}"
+
+
+def webhook_delivery(job_id: str, event_type: str, seq: int) -> str:
+    return f"{DISPATCH_PREFIX}.webhooks.{_checked(job_id)}.{event_type}.{int(seq)}"
+
+
+def job_webhook_deliveries(job_id: str, event_type: str) -> str:
+    return f"{DISPATCH_PREFIX}.webhooks.{_checked(job_id)}.{event_type}.*"
+
+
+def deadline_timer(job_id: str) -> str:
+    return f"{DISPATCH_PREFIX}.deadlines.{_checked(job_id)}"
+
+
+def job_logs(job_id: str) -> str:
+    return f"{JOBS_PREFIX}.{_checked(job_id)}.log"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,7 @@ from mochi_api.context import ApiContext
 from mochi_api.idempotency import open_bucket
 from mochi_api.event_hub import EventHub
 from mochi_api.job_reader import JobReader
+from mochi_api.retention import keep_videos
 from mochi_api.metrics import ApiMetricsPlugin
 from mochi_api.routes.events import all_events, job_events
 from mochi_api.routes.health import healthz, readyz
@@ -45,10 +47,13 @@ def create_app(settings: ApiSettings) -> Litestar:
                                    store=open_store(settings.store_url, settings), hub=hub,
                                    idempotency=await open_bucket(js, settings.idempotency_ttl_s,
                                                                  settings.jetstream_replicas))
+        retention = asyncio.create_task(keep_videos(app.state.ctx.store, settings.video_lifetime_s,
+                                                    settings.retention_sweep_interval_s), name="retention")
         log.info("api.ready", url=f"http://{settings.host}:{settings.port}")
         try:
             yield
         finally:
+            retention.cancel()
             await hub.stop()
             await nc.drain()
 

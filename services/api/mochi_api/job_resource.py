@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 
 from mochi_api.estimates import estimated_finish, seconds_per_step
 from mochi_contracts.events import VideoInfo
-from mochi_contracts.job_state import JobState, Status
-from mochi_contracts.jobs import JobRequest
+from mochi_contracts.events import utcnow
+from mochi_contracts.job_state import JobState, Status, WebhookDelivery
+from mochi_contracts.jobs import DEFAULT_WEBHOOK_EVENTS, JobRequest
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,6 +25,24 @@ class Links(msgspec.Struct, frozen=True, kw_only=True):
     events: str
     video: str
     cancel: str
+    logs: str
+
+
+class JobMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    """Seconds from submit to start (so far, while queued), from start to end
+    (so far, while running), per denoising step, and the runner that ran it."""
+
+    queued_seconds: float
+    running_seconds: float | None
+    seconds_per_step: float | None
+    runner: str | None
+
+
+class Webhook(msgspec.Struct, frozen=True, kw_only=True):
+    url: str
+    events: list[str]
+    # One per job event the webhook was told of, with its attempts so far.
+    deliveries: list[WebhookDelivery]
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,7 +62,23 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     cancel_requested: bool
     error: str | None
     video: VideoInfo | None
+    # When the video is deleted (completed jobs; null when videos are kept for ever).
+    expires_at: datetime | None
+    metrics: JobMetrics
+    webhook: Webhook | None
     links: Links
+
+
+class LogLine(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int  # the stream sequence, as the event stream's `id:`
+    time: datetime
+    level: str
+    message: str
+    runner: str | None
+
+
+class LogList(msgspec.Struct, frozen=True, kw_only=True):
+    logs: list[LogLine]
 
 
 class JobList(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,11 +89,33 @@ class JobList(msgspec.Struct, frozen=True, kw_only=True):
 
 def job_links(base: str, job_id: str) -> Links:
     root = f"{base}/v1/jobs/{job_id}"
-    return Links(self=root, events=f"{root}/events", video=f"{root}/video", cancel=f"{root}/cancel")
+    return Links(self=root, events=f"{root}/events", video=f"{root}/video", cancel=f"{root}/cancel",
+                 logs=f"{root}/logs")
+
+
+def video_expires_at(state: JobState, lifetime_s: float) -> datetime | None:
+    if state.status != "completed" or state.finished_at is None or lifetime_s <= 0:
+        return None
+    return state.finished_at + timedelta(seconds=lifetime_s)
+
+
+def job_metrics(state: JobState, now: datetime | None = None) -> JobMetrics:
+    now = now or utcnow()
+    end = state.finished_at or now
+    queued_until = state.started_at or end
+    running = (end - state.started_at).total_seconds() if state.started_at else None
+    # The render's own pace: the last progress (or the end) over the steps done.
+    last_step_at = state.finished_at if state.status == "completed" else state.updated_at
+    per_step = ((last_step_at - state.started_at).total_seconds() / state.step
+                if state.started_at and state.step > 0 else None)
+    return JobMetrics(queued_seconds=round(max((queued_until - state.created_at).total_seconds(), 0.0), 3),
+                      running_seconds=round(max(running, 0.0), 3) if running is not None else None,
+                      seconds_per_step=round(per_step, 4) if per_step is not None else None,
+                      runner=state.runner)
 
 
 def to_resource(state: JobState, queue_position: int | None, base: str,
-                estimated_start_at: datetime | None = None) -> Job:
+                estimated_start_at: datetime | None = None, video_lifetime_s: float = 0.0) -> Job:
     total = state.total_steps or state.request.num_inference_steps
     per_step = seconds_per_step(state)
     return Job(
@@ -70,4 +127,8 @@ def to_resource(state: JobState, queue_position: int | None, base: str,
         queue_position=queue_position, estimated_start_at=estimated_start_at,
         estimated_finish_at=estimated_finish(state), attempts=state.attempts, runner=state.runner,
         cancel_requested=state.cancel_requested, error=state.error, video=state.video,
+        expires_at=video_expires_at(state, video_lifetime_s), metrics=job_metrics(state),
+        webhook=Webhook(url=state.request.webhook_url,
+                        events=list(state.request.webhook_events or DEFAULT_WEBHOOK_EVENTS),
+                        deliveries=state.webhook_deliveries) if state.request.webhook_url else None,
         links=job_links(base, state.id))

@@ -11,7 +11,7 @@ import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
-from mochi_api.job_resource import Job, JobList
+from mochi_api.job_resource import Job, JobList, LogList
 
 _ID = "3f2a9c0d4b1e4f7a8c6d5e4f3a2b1c0d"
 
@@ -28,7 +28,7 @@ _REQUEST = {"prompt": "Waves crashing on black volcanic rocks", "negative_prompt
             "height": 480, "num_frames": 163, "num_inference_steps": 64, "guidance_scale": 4.5,
             "seed": 42, "fps": 30}
 _LINKS = {"self": f"/v1/jobs/{_ID}", "events": f"/v1/jobs/{_ID}/events",
-          "video": f"/v1/jobs/{_ID}/video", "cancel": f"/v1/jobs/{_ID}/cancel"}
+          "video": f"/v1/jobs/{_ID}/video", "cancel": f"/v1/jobs/{_ID}/cancel", "logs": f"/v1/jobs/{_ID}/logs"}
 
 
 def _job(**over: Any) -> dict[str, Any]:
@@ -37,7 +37,9 @@ def _job(**over: Any) -> dict[str, Any]:
            "progress": {"step": 0, "total_steps": 64, "fraction": 0.0, "seconds_per_step": None},
            "queue_position": 2, "estimated_start_at": "2026-11-23T08:03:10Z", "estimated_finish_at": None,
            "attempts": 0, "runner": None, "cancel_requested": False, "error": None, "video": None,
-           "links": _LINKS}
+           "expires_at": None, "metrics": {"queued_seconds": 12.4, "running_seconds": None,
+                                           "seconds_per_step": None, "runner": None},
+           "webhook": None, "links": _LINKS}
     job.update(over)
     return job
 
@@ -51,7 +53,15 @@ COMPLETED = _job(status="completed", started_at="2026-11-23T08:03:02Z", finished
                  queue_position=None, estimated_start_at=None, attempts=1, runner="gpu-runner-7d9f-0",
                  progress={"step": 64, "total_steps": 64, "fraction": 1.0, "seconds_per_step": None},
                  video={"key": f"videos/3f/{_ID}.mp4", "size_bytes": 4812731, "content_type": "video/mp4",
-                        "width": 848, "height": 480, "num_frames": 163, "fps": 30})
+                        "width": 848, "height": 480, "num_frames": 163, "fps": 30},
+                 expires_at="2026-11-30T08:06:12Z",
+                 metrics={"queued_seconds": 182.0, "running_seconds": 190.0, "seconds_per_step": 2.71,
+                          "runner": "gpu-runner-7d9f-0"},
+                 webhook={"url": "https://example.com/hooks/mochi", "events": ["completed", "failed"],
+                          "deliveries": [{"id": f"msg_{_ID}_412", "event_type": "completed",
+                                          "status": "delivered", "attempts": 2,
+                                          "last_attempt_at": "2026-11-23T08:06:19Z", "last_status_code": 200,
+                                          "last_error": None, "next_attempt_at": None}]})
 
 
 class Problem(msgspec.Struct):
@@ -83,6 +93,8 @@ RATE_LIMITED = _problem(429, "rate-limited", "Too many requests",
 FINISHED = _problem(409, "job-finished", "Job already finished", f"job {_ID} is completed")
 NOT_READY = _problem(409, "video-not-ready", "No video yet",
                      f"job {_ID} is running; its video exists once it is completed")
+GONE = _problem(410, "video-gone", "Video gone",
+                f"the video of job {_ID} expired at 2026-11-30T08:06:12+00:00 and was deleted")
 UNAVAILABLE = _problem(503, "unavailable", "Service unavailable",
                        "the job system is not reachable right now; retry shortly")
 
@@ -105,7 +117,13 @@ LIST_RESPONSES = {200: LIST_RESPONSE, 401: UNAUTHORIZED, 422: INVALID, 503: UNAV
 VIDEO_RESPONSES = {
     200: ResponseSpec(data_container=bytes, media_type="video/mp4", description="The MP4 (206 for a Range)"),
     307: ResponseSpec(data_container=None, description="Redirect to a presigned URL of the object store"),
-    401: UNAUTHORIZED, 404: NOT_FOUND, 409: NOT_READY}
+    401: UNAUTHORIZED, 404: NOT_FOUND, 409: NOT_READY, 410: GONE}
+LOGS_RESPONSES = {
+    200: ResponseSpec(data_container=LogList, description="The job's log lines, oldest first", examples=[
+        Example(summary="A job's lines", value={"logs": [
+            {"seq": 41, "time": "2026-11-23T08:03:02Z", "level": "info", "runner": "gpu-runner-7d9f-0",
+             "message": "started on gpu-runner-7d9f-0 (attempt 1); model resident and warm on cuda:0"}]})]),
+    401: UNAUTHORIZED, 404: NOT_FOUND, 503: UNAVAILABLE}
 CANCEL_RESPONSES = {202: job_response("Cancel requested", ("A queued job, cancelled at once", {
     **QUEUED, "status": "cancelled", "cancel_requested": True, "queue_position": None,
     "estimated_start_at": None, "error": "cancelled while queued"})),

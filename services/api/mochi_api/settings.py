@@ -42,4 +42,13 @@ class ApiSettings(msgspec.Struct, kw_only=True, frozen=True):
     max_queued_per_owner: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
     # How long an Idempotency-Key is remembered.
     idempotency_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 86400.0
+    # Webhook URLs resolving to loopback / private or link-local addresses are
+    # refused at submit unless allowed (the embedded default allows loopback).
+    webhook_allow_loopback: bool = False
+    webhook_allow_private: bool = False
+    # How long a video is kept after its job completes (0: for ever); each
+    # completed job shows expires_at, and after it the download answers 410.
+    video_lifetime_s: Annotated[float, msgspec.Meta(ge=0)] = 7 * 86400.0
+    # How often a file:// store is swept of expired videos (an s3:// store gets a lifecycle rule).
+    retention_sweep_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     log_level: str = "info"

@@ -1,20 +1,123 @@
-"""A small typed HTTP client for the API, used by the CLI and the tests."""
+"""A typed Python client for the Mochi Serve API, used by the CLI and the tests.
+
+    from mochi_cli.client import MochiClient
+
+    with MochiClient("http://127.0.0.1:8000") as mochi:
+        job = mochi.submit("a cat walks on the grass", width=256, height=144, num_frames=13)
+        done = mochi.wait(job["id"], on_update=lambda j: print(j["status"], j["progress"]["step"]))
+        mochi.download(done["id"], Path("cat.mp4"))
+"""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import httpx
 
+Status = Literal["queued", "running", "completed", "failed", "cancelled", "expired"]
+FINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "expired"})
+
+
+class Progress(TypedDict):
+    step: int
+    total_steps: int
+    fraction: float
+    seconds_per_step: float | None
+
+
+class Metrics(TypedDict):
+    queued_seconds: float
+    running_seconds: float | None
+    seconds_per_step: float | None
+    runner: str | None
+
+
+class WebhookDelivery(TypedDict):
+    id: str
+    event_type: str
+    status: Literal["delivered", "retrying", "failed"]
+    attempts: int
+    last_attempt_at: str
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: str | None
+
+
+class Webhook(TypedDict):
+    url: str
+    events: list[str]
+    deliveries: list[WebhookDelivery]
+
+
+class Links(TypedDict):
+    self: str
+    events: str
+    video: str
+    cancel: str
+    logs: str
+
+
+class Job(TypedDict):
+    id: str
+    status: Status
+    request: dict[str, Any]
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    progress: Progress
+    queue_position: int | None
+    estimated_start_at: str | None
+    estimated_finish_at: str | None
+    attempts: int
+    runner: str | None
+    cancel_requested: bool
+    error: str | None
+    video: dict[str, Any] | None
+    expires_at: str | None
+    metrics: Metrics
+    webhook: Webhook | None
+    links: Links
+
+
+class JobList(TypedDict):
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class LogLine(TypedDict):
+    seq: int
+    time: str
+    level: str
+    message: str
+    runner: str | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event of a job's stream: `id` is its stream sequence."""
+
+    id: int
+    type: str
+    data: dict[str, Any]
+
 
 class ApiError(Exception):
+    """An answer >= 400, with its application/problem+json body."""
+
     def __init__(self, status: int, problem: dict[str, Any]):
         super().__init__(f"{status}: {problem.get('detail') or problem.get('title')}")
         self.status = status
         self.problem = problem
+
+    @property
+    def field_errors(self) -> dict[str, str]:
+        return {e["field"]: e["message"] for e in self.problem.get("errors") or []}
 
 
 class MochiClient:
@@ -40,14 +143,31 @@ class MochiClient:
             raise ApiError(resp.status_code, body)
         return resp.json()
 
-    def submit(self, prompt: str, **params: Any) -> dict[str, Any]:
-        return self._json(self.http.post("/v1/jobs", json={"prompt": prompt, **params}))
+    # ---- jobs ------------------------------------------------------------
 
-    def get(self, job_id: str) -> dict[str, Any]:
+    def submit(self, prompt: str, *, webhook_url: str | None = None, webhook_events: list[str] | None = None,
+               deadline: datetime | str | None = None, cancel_after: str | None = None,
+               idempotency_key: str | None = None, **params: Any) -> Job:
+        """Queue a job. `params` are the request's other fields (width, height,
+        num_frames, num_inference_steps, guidance_scale, seed, fps, negative_prompt)."""
+        body: dict[str, Any] = {"prompt": prompt, **params}
+        if webhook_url is not None:
+            body["webhook_url"] = webhook_url
+        if webhook_events is not None:
+            body["webhook_events"] = webhook_events
+        if deadline is not None:
+            body["deadline"] = deadline.isoformat() if isinstance(deadline, datetime) else deadline
+        headers = {}
+        if cancel_after is not None:
+            headers["Cancel-After"] = cancel_after
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return self._json(self.http.post("/v1/jobs", json=body, headers=headers))
+
+    def get(self, job_id: str) -> Job:
         return self._json(self.http.get(f"/v1/jobs/{job_id}"))
 
-    def list(self, status: list[str] | None = None, limit: int = 20,
-             cursor: str | None = None) -> dict[str, Any]:
+    def list(self, status: list[str] | None = None, limit: int = 20, cursor: str | None = None) -> JobList:
         params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
@@ -55,7 +175,7 @@ class MochiClient:
             params["cursor"] = cursor
         return self._json(self.http.get("/v1/jobs", params=params))
 
-    def iter_jobs(self, status: list[str] | None = None, page_size: int = 50) -> Iterator[dict[str, Any]]:
+    def iter_jobs(self, status: list[str] | None = None, page_size: int = 50) -> Iterator[Job]:
         cursor = None
         while True:
             page = self.list(status, page_size, cursor)
@@ -64,23 +184,58 @@ class MochiClient:
             if not cursor:
                 return
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str) -> Job:
         return self._json(self.http.post(f"/v1/jobs/{job_id}/cancel"))
 
+    def logs(self, job_id: str) -> list[LogLine]:
+        return self._json(self.http.get(f"/v1/jobs/{job_id}/logs"))["logs"]
+
     def wait(self, job_id: str, timeout: float = 3600.0, poll: float = 0.5,
-             on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+             on_update: Callable[[Job], None] | None = None) -> Job:
+        """Poll until the job is final; `on_update` sees every poll (for a progress bar)."""
         deadline = time.monotonic() + timeout
         while True:
             job = self.get(job_id)
             if on_update:
                 on_update(job)
-            if job["status"] in ("completed", "failed", "cancelled"):
+            if job["status"] in FINAL:
                 return job
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
             time.sleep(poll)
 
+    def events(self, job_id: str, last_event_id: int | None = None, reconnects: int = 5,
+               timeout: float = 60.0) -> Iterator[Event]:
+        """The job's events (history, then live) until its final event. A dropped
+        connection is resumed from the last event seen (Last-Event-ID), so no
+        event is missed or repeated; pass `last_event_id` to resume yourself."""
+        last = last_event_id
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last is not None:
+                headers["Last-Event-ID"] = str(last)
+            try:
+                with self.http.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers,
+                                      timeout=httpx.Timeout(timeout, connect=10.0)) as resp:
+                    if resp.status_code >= 400:
+                        resp.read()
+                        self._json(resp)
+                    for event in _parse_sse(resp.iter_lines()):
+                        failures = 0
+                        last = event.id
+                        yield event
+                        if event.type in FINAL:
+                            return
+                return  # the server ended the stream after the final event
+            except (httpx.TransportError, httpx.RemoteProtocolError):
+                failures += 1
+                if failures > reconnects:
+                    raise
+                time.sleep(min(0.5 * 2 ** failures, 10.0))
+
     def download(self, job_id: str, dest: Path) -> Path:
+        """Save the MP4 (follows the redirect to a presigned URL); ApiError 410 once it expired."""
         with self.http.stream("GET", f"/v1/jobs/{job_id}/video", follow_redirects=True) as resp:
             if resp.status_code >= 400:
                 resp.read()
@@ -89,3 +244,29 @@ class MochiClient:
                 for chunk in resp.iter_bytes():
                     f.write(chunk)
         return dest
+
+
+def _parse_sse(lines: Iterator[str]) -> Iterator[Event]:
+    fields: dict[str, str] = {}
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data and fields.get("id", "").isdigit():
+                yield Event(int(fields["id"]), fields.get("event", ""), json.loads("\n".join(data)))
+            fields, data = {}, []
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data.append(value)
+            else:
+                fields[name] = value
+
+
+def verify_webhook(secret: str, body: bytes | str, headers: Mapping[str, str]) -> dict[str, Any]:
+    """Check a webhook's Standard Webhooks signature (webhook-id, webhook-timestamp,
+    webhook-signature; at most five minutes old) and return its JSON body. Raises
+    standardwebhooks.WebhookVerificationError if it was not signed with `secret`."""
+    from standardwebhooks import Webhook as Verifier
+
+    return Verifier(secret).verify(body, dict(headers))

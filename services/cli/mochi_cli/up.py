@@ -6,11 +6,25 @@ stops everything, runner first so a running job is handed back."""
 
 from __future__ import annotations
 
+import base64
+import os
+import secrets
 import signal
 import time
 from pathlib import Path
 
 from mochi_cli.processes import Stack, spawn_service, start_nats, wait_for_http
+
+
+def webhook_secret(data_dir: Path) -> str:
+    """The embedded default's Standard Webhooks secret, made once and kept."""
+    path = data_dir / "webhook-secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    return path.read_text().strip()
 
 
 def run_up(data_dir: Path, api_port: int, nats_port: int, runners: int = 1) -> int:
@@ -36,14 +50,19 @@ def run_up(data_dir: Path, api_port: int, nats_port: int, runners: int = 1) -> i
                 **common, "MOCHI_MODEL_DIR": str(data_dir / "models" / "tiny-mochi"),
                 "MOCHI_BUILD_TINY_MODEL": "true", "MOCHI_RUNNER_ID": f"local-runner-{i + 1}"},
                 logs, name=f"runner-{i + 1}"))
+        # Webhooks to this machine are allowed here (a receiver on localhost while developing).
+        stack.add(spawn_service("webhooks", {**common, "MOCHI_WEBHOOK_SECRET": webhook_secret(data_dir),
+                                             "MOCHI_WEBHOOK_ALLOW_LOOPBACK": "true"}, logs))
         # Without keys: the embedded default is one person's machine.
         api = stack.add(spawn_service("api", {**common, "MOCHI_PORT": str(api_port),
-                                              "MOCHI_ALLOW_ANONYMOUS": "true"}, logs))
+                                              "MOCHI_ALLOW_ANONYMOUS": "true",
+                                              "MOCHI_WEBHOOK_ALLOW_LOOPBACK": "true"}, logs))
         url = f"http://127.0.0.1:{api_port}"
         wait_for_http(f"{url}/readyz", timeout=120, proc=api.popen)
         print(f"\nMochi Serve is up: {url}\n  API docs: {url}/schema\n  logs:     {logs}\n"
               "  submit:   mochi submit 'a cat walks on the grass' --width 256 --height 144 "
-              "--frames 13 --steps 8 --out cat.mp4\nCtrl-C stops everything.", flush=True)
+              "--frames 13 --steps 8 --out cat.mp4\n"
+              f"  webhook signing secret: {data_dir / 'webhook-secret'}\nCtrl-C stops everything.", flush=True)
         while not stopping:
             dead = stack.dead()
             if dead:

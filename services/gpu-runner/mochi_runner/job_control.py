@@ -19,6 +19,7 @@ class JobControl:
     CANCELLED = "cancelled"
     SHUTDOWN = "shutdown"
     FINISHED_ELSEWHERE = "finished elsewhere"
+    TIMED_OUT = "timed out"
 
     def __init__(self) -> None:
         self._reason: str | None = None

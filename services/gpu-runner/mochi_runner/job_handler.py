@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import structlog
@@ -25,8 +26,8 @@ from mochi_common.storage import VideoStore
 from mochi_common.storage.retry import RetryPolicy, call_with_retries
 from mochi_contracts import subjects
 from mochi_contracts.events import (
-    JobCancelled, JobCompleted, JobFailed, JobProgress, JobStarted, JobSubmitted, UnreadableEvent,
-    VideoInfo, decode_event)
+    JobCancelled, JobCompleted, JobExpired, JobFailed, JobLog, JobProgress, JobStarted, JobSubmitted,
+    UnreadableEvent, VideoInfo, decode_event, utcnow)
 from mochi_contracts.storage import VIDEO_CONTENT_TYPE, video_key
 from mochi_runner import metrics
 from mochi_runner.engine import MochiEngine
@@ -44,7 +45,8 @@ def _is_oom(err: BaseException) -> bool:
 
 class JobHandler:
     def __init__(self, nc: Client, engine: MochiEngine, store: VideoStore, runner_id: str,
-                 ack_wait_s: float, max_deliver: int, store_retry: RetryPolicy = RetryPolicy()):
+                 ack_wait_s: float, max_deliver: int, store_retry: RetryPolicy = RetryPolicy(),
+                 max_run_s: float = 0.0):
         self.nc = nc
         self.js = nc.jetstream()
         self.engine = engine
@@ -54,6 +56,18 @@ class JobHandler:
         self.max_deliver = max_deliver
         self.store_retry = store_retry
         self.control: JobControl | None = None  # the job running now, if any
+        self.max_run_s = max_run_s
+        self.jobs_started = 0
+
+    async def job_log(self, job_id: str, level: str, message: str) -> None:
+        """One line in the job's own log (GET /v1/jobs/{id}/logs, its SSE stream);
+        never fails the job."""
+        try:
+            await publish_event(self.js, JobLog(job_id=job_id, level=level, message=message,  # type: ignore[arg-type]
+                                                runner=self.runner_id),
+                                dedupe=f"{job_id}:log:{uuid.uuid4().hex}")
+        except Exception as err:
+            log.warning("job.log_not_published", job_id=job_id, error=repr(err))
 
     def shutdown(self) -> None:
         if self.control is not None:
@@ -111,6 +125,13 @@ class JobHandler:
             bound.info("job.cancelled_before_start")
             await msg.ack()
             return
+        if req.deadline is not None and utcnow() >= req.deadline:
+            # Not started by its deadline: it ends without touching a GPU.
+            await publish_final(self.js, JobExpired(
+                job_id=job_id, reason=f"not started by its deadline {req.deadline.isoformat()}"))
+            bound.info("job.expired_before_start")
+            await msg.ack()
+            return
         key = video_key(job_id)
         size = await call_with_retries(lambda: self.store.size(key), self.store_retry, "size",
                                        job_id=job_id)
@@ -125,6 +146,16 @@ class JobHandler:
                             dedupe=f"{job_id}:started:{attempt}")
         bound.info("job.started", steps=req.num_inference_steps, size=f"{req.width}x{req.height}",
                    frames=req.num_frames)
+        self.jobs_started += 1
+        devices = ", ".join(str(d) for d in self.engine.devices)
+        warm = ("first job since start-up" if self.jobs_started == 1
+                else f"warm, {self.jobs_started - 1} jobs before this one")
+        await self.job_log(job_id, "info", f"started on {self.runner_id} (attempt {attempt}); "
+                                           f"model resident on {devices}, {warm}")
+        if attempt > 1:
+            await self.job_log(job_id, "warning", f"attempt {attempt}: an earlier attempt did not finish")
+        timer = (asyncio.get_running_loop().call_later(self.max_run_s, control.stop, JobControl.TIMED_OUT)
+                 if self.max_run_s > 0 else None)
         started = time.perf_counter()
         clock = metrics.StepClock()
         heartbeat = asyncio.create_task(self._heartbeat(msg))
@@ -154,9 +185,14 @@ class JobHandler:
             return
         finally:
             heartbeat.cancel()
+            if timer is not None:
+                timer.cancel()
+        seconds = time.perf_counter() - started
+        await self.job_log(job_id, "info", f"rendered {req.num_inference_steps} steps and stored "
+                                           f"{size} bytes in {seconds:.1f}s")
         await self._complete(event, attempt, size)
         await msg.ack()
-        bound.info("job.completed", seconds=round(time.perf_counter() - started, 2), bytes=size)
+        bound.info("job.completed", seconds=round(seconds, 2), bytes=size)
 
     async def _store_video(self, job_id: str, key: str, path: Path) -> int:
         """Upload without overwriting, riding out the store's short outages, then
@@ -187,6 +223,14 @@ class JobHandler:
             await msg.nak()
             metrics.finished("handed_back")
             bound.info("job.handed_back", step=stop.step)
+        elif stop.reason == JobControl.TIMED_OUT:
+            reason = f"ran past the maximum run time of {self.max_run_s:g}s (stopped at step {stop.step})"
+            await self.job_log(job_id, "error", reason)
+            await publish_final(self.js, JobFailed(job_id=job_id, reason=reason,
+                                                   attempts=msg.metadata.num_delivered))
+            metrics.finished("failed")
+            await msg.term()
+            bound.info("job.timed_out", step=stop.step)
         elif stop.reason == JobControl.CANCELLED:
             await publish_final(self.js, JobCancelled(job_id=job_id, reason=f"cancelled at step {stop.step}"))
             metrics.finished("cancelled")
@@ -207,6 +251,8 @@ class JobHandler:
             reason = f"out of GPU memory at {reason}; try fewer frames or a smaller size"
         final = _is_oom(err) or attempt >= self.max_deliver
         bound.error("job.attempt_failed", reason=reason, final=final, exc_info=err)
+        await self.job_log(job_id, "error", f"attempt {attempt} failed: {reason}"
+                                            + ("" if final else "; it will be retried"))
         metrics.finished("failed" if final else "retried")
         if final:
             await publish_final(self.js, JobFailed(job_id=job_id, reason=reason, attempts=attempt))

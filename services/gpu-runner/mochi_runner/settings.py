@@ -54,6 +54,8 @@ class RunnerSettings(msgspec.Struct, kw_only=True, frozen=True):
     jetstream_replicas: int = 1
     ack_wait_s: float = 60.0
     max_deliver: int = 5
+    # A job running longer than this fails with the reason (0: no limit).
+    max_run_s: Annotated[float, msgspec.Meta(ge=0)] = 7200.0
     # Warm the model with one tiny render before pulling work.
     warmup: bool = True
     # /healthz, /readyz and /metrics; 0 turns the endpoint off.

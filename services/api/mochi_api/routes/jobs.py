@@ -17,14 +17,15 @@ from litestar.response import Redirect
 
 from mochi_api.context import ApiContext, Caller
 from mochi_api.job_reader import JobRead
-from mochi_api.job_resource import Job, JobList, to_resource
-from mochi_api import idempotency
+from mochi_api.job_resource import Job, JobList, LogLine, LogList, to_resource, video_expires_at
+from mochi_api.event_replay import replay
+from mochi_api import idempotency, submission
 from mochi_api import openapi_docs as docs
 from mochi_api.problems import invalid_fields, not_found, problem
 from mochi_api.video_response import video_response
-from mochi_common.nats_conn import publish_event, publish_final
+from mochi_common.nats_conn import last_event, publish_event, publish_final
 from mochi_contracts import catalog, subjects
-from mochi_contracts.events import JobCancelled, JobCancelRequested, JobSubmitted
+from mochi_contracts.events import JobCancelled, JobCancelRequested, JobLog, JobSubmitted, utcnow
 from mochi_contracts.job_state import FINAL_STATUSES, STATUSES, new_state
 from mochi_contracts.jobs import FieldError, JobRequest, semantic_errors
 
@@ -73,7 +74,8 @@ async def _load(ctx: ApiContext, caller: Caller, job_id: str) -> JobRead:
 
 
 def _resource(ctx: ApiContext, read: JobRead) -> Job:
-    return to_resource(read.state, read.queue_position, _base(ctx), read.estimated_start)
+    return to_resource(read.state, read.queue_position, _base(ctx), read.estimated_start,
+                       ctx.settings.video_lifetime_s)
 
 
 class JobsController(Controller):
@@ -90,9 +92,15 @@ class JobsController(Controller):
         idempotency_key: Annotated[str | None, Parameter(
             header="Idempotency-Key", min_length=1, max_length=255, required=False,
             description="Any string unique to this submission, e.g. a UUID")] = None,
+        cancel_after: Annotated[str | None, Parameter(
+            header="Cancel-After", max_length=32, required=False,
+            description="Sets `deadline` this long from now: 90s, 5m, 1h30m")] = None,
     ) -> Response[Job]:
         ctx = _ctx(state)
         errors = semantic_errors(data)
+        if errors:
+            raise invalid_fields(errors)
+        checked, errors = await submission.checked(data, cancel_after, ctx.settings, utcnow())
         if errors:
             raise invalid_fields(errors)
         job_id, seed = uuid.uuid4().hex, data.seed if data.seed is not None else secrets.randbelow(2**32)
@@ -115,7 +123,8 @@ class JobsController(Controller):
         else:
             await _check_queue_cap(ctx, caller)
         # The seed is fixed now so every delivery of this job renders the same video.
-        event = JobSubmitted(job_id=job_id, request=msgspec.structs.replace(data, seed=seed), owner=caller.owner)
+        event = JobSubmitted(job_id=job_id, request=msgspec.structs.replace(checked, seed=seed),
+                             owner=caller.owner)
         seq = await publish_event(ctx.js, event)
         job = to_resource(new_state(event, seq), None, _base(ctx))
         return Response(job, status_code=202, headers={"Location": job.links.self})
@@ -141,7 +150,7 @@ class JobsController(Controller):
                                  before_seq=_decode_cursor(cursor) if cursor else None)
         page = await ctx.reader.list(query)
         base = _base(ctx)
-        return JobList(jobs=[to_resource(j, None, base) for j in page.jobs],
+        return JobList(jobs=[to_resource(j, None, base, None, ctx.settings.video_lifetime_s) for j in page.jobs],
                        next_cursor=_encode_cursor(page.next_before_seq) if page.next_before_seq else None)
 
     @get("/{job_id:str}/video", summary="Download the MP4",
@@ -153,6 +162,11 @@ class JobsController(Controller):
         if job.status != "completed" or job.video is None:
             raise problem(409, "video-not-ready", "No video yet",
                           f"job {job_id} is {job.status}; its video exists once it is completed")
+        expires_at = video_expires_at(job, ctx.settings.video_lifetime_s)
+        if expires_at is not None and utcnow() >= expires_at:
+            raise problem(410, "video-gone", "Video gone",
+                          f"the video of job {job_id} expired at {expires_at.isoformat()} and was deleted",
+                          expired_at=expires_at.isoformat())
         url = ctx.store.presigned_url(job.video.key, ctx.settings.video_url_expiry_s)
         if url is not None:
             return Redirect(url, status_code=307)
@@ -175,3 +189,21 @@ class JobsController(Controller):
             # and one that started it meanwhile stops on this very event.
             await publish_final(ctx.js, JobCancelled(job_id=job_id, reason="cancelled while queued"))
         return _resource(ctx, await _load(ctx, caller, job_id))
+
+    @get("/{job_id:str}/logs", summary="The job's log lines",
+         description="What the runner wrote about this job (warm-up state, warnings, the summary of an "
+                     "error), oldest first. The same lines arrive live as `log` events on the job's "
+                     "event stream.", responses=docs.LOGS_RESPONSES)
+    async def logs(self, job_id: str, state: State, caller: Caller) -> LogList:
+        ctx = _ctx(state)
+        await _load(ctx, caller, job_id)  # 404 unless the caller may see it
+        subject = subjects.job_logs(job_id)
+        newest = await last_event(ctx.js, subject)
+        lines: list[LogLine] = []
+        if newest is not None:
+            async for raw in replay(ctx.js, subject, 1, newest.seq):
+                event = msgspec.json.decode(raw.data, type=JobLog)
+                if event.job_id == job_id:
+                    lines.append(LogLine(seq=raw.seq, time=event.time, level=event.level,
+                                         message=event.message, runner=event.runner))
+        return LogList(logs=lines)

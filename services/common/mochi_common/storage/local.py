@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -47,3 +48,16 @@ class LocalVideoStore:
 
     def presigned_url(self, key: str, expires_s: int) -> str | None:
         return None
+
+    def sweep_expired(self, lifetime_s: float) -> int:
+        """Delete videos stored more than lifetime_s ago; return how many."""
+        cutoff = time.time() - lifetime_s
+        removed = 0
+        for path in (self.root / "videos").glob("*/*.mp4"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass  # another replica swept it
+        return removed

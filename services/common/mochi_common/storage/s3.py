@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
@@ -211,3 +212,28 @@ class S3VideoStore:
             self.bucket, key, expires=timedelta(seconds=expires_s),
             # Same disposition as the local store's streamed answer.
             response_headers={"response-content-disposition": f'inline; filename="{name}"'})
+
+    # ---- retention -------------------------------------------------------
+
+    def set_video_lifetime(self, lifetime_s: float) -> bool:
+        """An expiration rule on videos/ (S3 counts whole days); False if the
+        lifetime is shorter than a day, which only a sweep can keep."""
+        from minio.commonconfig import ENABLED, Filter
+        from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+
+        if lifetime_s < 86400:
+            return False
+        self.ensure_bucket()
+        rule = Rule(ENABLED, rule_filter=Filter(prefix="videos/"), rule_id="mochi-video-lifetime",
+                    expiration=Expiration(days=math.ceil(lifetime_s / 86400)))
+        self._client.set_bucket_lifecycle(self.bucket, LifecycleConfig([rule]))
+        return True
+
+    def sweep_expired(self, lifetime_s: float) -> int:
+        cutoff = datetime.now(UTC) - timedelta(seconds=lifetime_s)
+        removed = 0
+        for obj in self._client.list_objects(self.bucket, prefix="videos/", recursive=True):
+            if obj.last_modified is not None and obj.last_modified < cutoff and obj.object_name:
+                self._client.remove_object(self.bucket, obj.object_name)
+                removed += 1
+        return removed

@@ -1,0 +1,38 @@
+"""How long videos are kept. The API answers 410 once a video's expires_at has
+passed (see job_resource.video_expires_at); this makes the store forget it too:
+an S3 lifecycle rule where the store takes one (whole days), a sweep otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from mochi_common.storage import VideoStore
+
+log = structlog.get_logger()
+
+
+async def keep_videos(store: VideoStore, lifetime_s: float, sweep_interval_s: float) -> None:
+    if lifetime_s <= 0:
+        return  # kept for ever
+    set_rule = getattr(store, "set_video_lifetime", None)
+    if set_rule is not None:
+        try:
+            if await asyncio.to_thread(set_rule, lifetime_s):
+                log.info("retention.lifecycle_rule", lifetime_s=lifetime_s)
+                return
+        except Exception as err:  # a store without lifecycle rules, or no right to set one
+            log.warning("retention.no_lifecycle_rule", error=repr(err))
+    sweep = getattr(store, "sweep_expired", None)
+    if sweep is None:
+        log.warning("retention.not_enforced", store=type(store).__name__)
+        return
+    while True:
+        try:
+            removed = await asyncio.to_thread(sweep, lifetime_s)
+            if removed:
+                log.info("retention.swept", videos=removed)
+        except Exception as err:
+            log.warning("retention.sweep_failed", error=repr(err))
+        await asyncio.sleep(sweep_interval_s)

@@ -1,0 +1,47 @@
+"""Submit-time checks beyond the request's own bounds: the deadline (from the
+body or the Cancel-After header) and where the webhook may go."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import msgspec
+
+from mochi_api.settings import ApiSettings
+from mochi_common.webhook_targets import refused_target
+from mochi_contracts.jobs import FieldError, JobRequest
+
+# Go-style durations as Replicate takes them ("90s", "5m", "1h30m") or bare seconds.
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float | None:
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    if not text or _PART.sub("", text):
+        return None
+    return sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
+
+
+async def checked(data: JobRequest, cancel_after: str | None, settings: ApiSettings,
+                  now: datetime) -> tuple[JobRequest, list[FieldError]]:
+    errors: list[FieldError] = []
+    deadline = data.deadline
+    if cancel_after is not None:
+        seconds = parse_duration(cancel_after)
+        if seconds is None or seconds <= 0:
+            errors.append(FieldError("Cancel-After", "a duration such as 90s, 5m or 1h30m"))
+        else:
+            header_deadline = now + timedelta(seconds=seconds)
+            deadline = min(deadline, header_deadline) if deadline else header_deadline
+    if deadline is not None and deadline <= now:
+        errors.append(FieldError("deadline", f"must be in the future (now is {now.isoformat()})"))
+    if data.webhook_url is not None:
+        reason = await refused_target(data.webhook_url, settings.webhook_allow_loopback,
+                                      settings.webhook_allow_private)
+        if reason is not None:
+            errors.append(FieldError("webhook_url", f"refused: {reason}"))
+    return msgspec.structs.replace(data, deadline=deadline), errors

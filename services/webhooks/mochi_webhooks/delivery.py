@@ -1,0 +1,117 @@
+"""One webhook: its body, its signature, one try and what the answer means."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+import msgspec
+from standardwebhooks import Webhook
+
+from mochi_contracts.events import JobEvent, event_type, utcnow
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """A webhook to deliver, as stored in the dispatch stream. The body is made
+    once, so every retry sends the same bytes under the same webhook-id."""
+
+    id: str
+    job_id: str
+    seq: int  # stream sequence of the job event it tells of
+    event_type: str
+    url: str
+    event_time: datetime
+    created_at: datetime
+    body: str
+
+
+class DeadlineTimer(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    deadline: datetime
+
+
+_STATUS = {"started": "running", "progress": "running"}
+
+
+def delivery_id(job_id: str, seq: int) -> str:
+    return f"msg_{job_id}_{seq}"
+
+
+def make_delivery(event: JobEvent, seq: int, url: str, public_url: str) -> Delivery:
+    kind = event_type(event)
+    root = f"{public_url.rstrip('/')}/v1/jobs/{event.job_id}"
+    body = {
+        "type": f"job.{kind}",
+        "timestamp": event.time,
+        "data": {
+            "job_id": event.job_id,
+            "status": _STATUS.get(kind, kind),
+            "event": event,
+            "links": {"self": root, "events": f"{root}/events", "video": f"{root}/video",
+                      "cancel": f"{root}/cancel", "logs": f"{root}/logs"},
+        },
+    }
+    return Delivery(id=delivery_id(event.job_id, seq), job_id=event.job_id, seq=seq, event_type=kind,
+                    url=url, event_time=event.time, created_at=utcnow(),
+                    body=msgspec.json.encode(body).decode())
+
+
+@dataclass(frozen=True)
+class TryResult:
+    outcome: str  # delivered | retry | failed
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    retry_after_s: float | None = None
+
+
+def signed_headers(signer: Webhook, delivery: Delivery, now: datetime) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "user-agent": "mochi-serve-webhooks/0.1",
+        "webhook-id": delivery.id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signer.sign(delivery.id, now, delivery.body),
+    }
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
+
+
+async def try_once(http: httpx.AsyncClient, signer: Webhook, delivery: Delivery) -> TryResult:
+    started = time.monotonic()
+    try:
+        resp = await http.post(delivery.url, content=delivery.body.encode(),
+                               headers=signed_headers(signer, delivery, utcnow()))
+    except httpx.TimeoutException as err:
+        return TryResult("retry", None, f"timeout: {type(err).__name__}", _ms(started))
+    except httpx.TransportError as err:
+        return TryResult("retry", None, f"connection error: {type(err).__name__}: {err}", _ms(started))
+    code = resp.status_code
+    if 200 <= code < 300:
+        return TryResult("delivered", code, None, _ms(started))
+    if code in (408, 429) or code >= 500:
+        return TryResult("retry", code, f"HTTP {code}", _ms(started), _retry_after(resp))
+    if 300 <= code < 400:
+        return TryResult("failed", code, f"HTTP {code}: redirects are not followed", _ms(started))
+    return TryResult("failed", code, f"HTTP {code}: not retried", _ms(started))
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def backoff_s(attempt: int, first_s: float, max_s: float, retry_after_s: float | None = None) -> float:
+    """Exponential, capped, with jitter (half fixed, half random) so a fleet of
+    failed deliveries does not come back at one instant; a receiver's
+    Retry-After is honoured up to the cap."""
+    base = min(first_s * 2.0 ** (attempt - 1), max_s)
+    delay = base / 2 + random.uniform(0, base / 2)
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, max_s))
+    return delay
