@@ -79,7 +79,7 @@ export class JobPage {
     this.root.querySelector("#job-progress").replaceChildren(isFinal(job) ? "" : progressView(job));
     const error = this.root.querySelector("#job-error");
     error.hidden = !job.error;
-    error.textContent = job.error ? `${job.status === "failed" ? "Failed" : "Cancelled"}: ${job.error}` : "";
+    error.textContent = job.error ? `${job.status[0].toUpperCase()}${job.status.slice(1)}: ${job.error}` : "";
     this.root.querySelector("#job-settings").replaceChildren(settingsList(job));
     this.renderVideo();
     this.renderActions();

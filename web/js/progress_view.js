@@ -7,7 +7,8 @@ import { formatClock, formatIn, shortId } from "./format.js";
 export function progressView(job) {
   const { step, total_steps: total } = job.progress;
   const wrap = h("div", { class: "progress" });
-  if (job.status === "running" || job.status === "queued") {
+  // A queued job has no steps yet: its place in the queue says more.
+  if (job.status === "running") {
     wrap.append(h("progress", { max: total || 1, value: step, "aria-label": `Progress of job ${shortId(job.id)}` }),
                 h("span", { class: "step" }, `step ${step} of ${total}`));
   }
