@@ -2,8 +2,8 @@
 // contracts/mochi_contracts/job_state.py folds it, so a progress bar moves
 // on each event without asking the API again.
 
-export const STATUSES = ["queued", "running", "completed", "failed", "cancelled"];
-export const FINAL = new Set(["completed", "failed", "cancelled"]);
+export const STATUSES = ["queued", "running", "completed", "failed", "cancelled", "expired"];
+export const FINAL = new Set(["completed", "failed", "cancelled", "expired"]);
 
 export function isFinal(job) {
   return FINAL.has(job.status);
@@ -36,6 +36,9 @@ export function applyEvent(job, type, ev) {
       break;
     case "cancelled":
       Object.assign(next, { status: "cancelled", finished_at: ev.time, error: ev.reason });
+      break;
+    case "expired":
+      Object.assign(next, { status: "expired", finished_at: ev.time, error: ev.reason });
       break;
     default:
       return job;

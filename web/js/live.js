@@ -5,8 +5,9 @@
 
 import { probe, withKey } from "./api.js";
 
-const TYPES = ["submitted", "started", "progress", "cancel_requested", "completed", "failed", "cancelled"];
-const FINAL = new Set(["completed", "failed", "cancelled"]);
+const TYPES = ["submitted", "started", "progress", "cancel_requested", "completed", "failed", "cancelled",
+               "expired"];
+const FINAL = new Set(["completed", "failed", "cancelled", "expired"]);
 
 export class LiveStream {
   // onEvent(type, data, id); onState("open" | "retrying"); closeOnFinal for one job's stream,

@@ -37,6 +37,7 @@ function detail(type, ev) {
     case "completed": return `${ev.video.width}×${ev.video.height}, ${ev.video.num_frames} frames, ${formatBytes(ev.video.size_bytes)}`;
     case "failed": return `${ev.reason} (after ${ev.attempts} attempts)`;
     case "cancelled": return ev.reason;
+    case "expired": return ev.reason;
     default: return "";
   }
 }

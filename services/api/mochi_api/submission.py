@@ -15,6 +15,8 @@ from mochi_contracts.jobs import FieldError, JobRequest
 # Go-style durations as Replicate takes them ("90s", "5m", "1h30m") or bare seconds.
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# The longest a job may be told to wait for a runner (also bounds `deadline`).
+MAX_WAIT_S = 30 * 86400.0
 
 
 def parse_duration(text: str) -> float | None:
@@ -32,13 +34,15 @@ async def checked(data: JobRequest, cancel_after: str | None, settings: ApiSetti
     deadline = data.deadline
     if cancel_after is not None:
         seconds = parse_duration(cancel_after)
-        if seconds is None or seconds <= 0:
-            errors.append(FieldError("Cancel-After", "a duration such as 90s, 5m or 1h30m"))
+        if seconds is None or not 0 < seconds <= MAX_WAIT_S:
+            errors.append(FieldError("Cancel-After", "a duration such as 90s, 5m or 1h30m, at most 30 days"))
         else:
             header_deadline = now + timedelta(seconds=seconds)
             deadline = min(deadline, header_deadline) if deadline else header_deadline
     if deadline is not None and deadline <= now:
         errors.append(FieldError("deadline", f"must be in the future (now is {now.isoformat()})"))
+    elif deadline is not None and (deadline - now).total_seconds() > MAX_WAIT_S:
+        errors.append(FieldError("deadline", "at most 30 days from now"))
     if data.webhook_url is not None:
         reason = await refused_target(data.webhook_url, settings.webhook_allow_loopback,
                                       settings.webhook_allow_private)

@@ -5,7 +5,7 @@
     with MochiClient("http://127.0.0.1:8000") as mochi:
         job = mochi.submit("a cat walks on the grass", width=256, height=144, num_frames=13)
         done = mochi.wait(job["id"], on_update=lambda j: print(j["status"], j["progress"]["step"]))
-        mochi.download(done["id"], Path("cat.mp4"))
+        mochi.download(done["id"], "cat.mp4")
 """
 
 from __future__ import annotations
@@ -234,8 +234,9 @@ class MochiClient:
                     raise
                 time.sleep(min(0.5 * 2 ** failures, 10.0))
 
-    def download(self, job_id: str, dest: Path) -> Path:
+    def download(self, job_id: str, dest: Path | str) -> Path:
         """Save the MP4 (follows the redirect to a presigned URL); ApiError 410 once it expired."""
+        dest = Path(dest)
         with self.http.stream("GET", f"/v1/jobs/{job_id}/video", follow_redirects=True) as resp:
             if resp.status_code >= 400:
                 resp.read()

@@ -16,7 +16,9 @@ def _submit(args: argparse.Namespace) -> int:
         "guidance_scale": args.guidance, "seed": args.seed, "fps": args.fps}.items() if v is not None}
     with MochiClient(args.api, api_key=args.api_key) as client:
         try:
-            job = client.submit(args.prompt, **params)
+            job = client.submit(args.prompt, webhook_url=args.webhook_url,
+                                webhook_events=args.webhook_events.split(",") if args.webhook_events else None,
+                                cancel_after=args.cancel_after, **params)
         except ApiError as err:
             for e in err.problem.get("errors", []):
                 print(f"  {e['field']}: {e['message']}", file=sys.stderr)
@@ -42,6 +44,26 @@ def _submit(args: argparse.Namespace) -> int:
         if args.out:
             client.download(job["id"], Path(args.out))
             print(f"saved {args.out}")
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from mochi_cli.client import ApiError, MochiClient
+
+    with MochiClient(args.api, api_key=args.api_key) as client:
+        try:
+            if args.follow:
+                for event in client.events(args.job_id):
+                    if event.type == "log":
+                        print(f"{event.data['time']} {event.data['level']:<7} {event.data['message']}", flush=True)
+                    elif event.type in ("completed", "failed", "cancelled", "expired"):
+                        print(f"{event.data['time']} {event.type}", flush=True)
+            else:
+                for line in client.logs(args.job_id):
+                    print(f"{line['time']} {line['level']:<7} {line['message']}")
+        except ApiError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -76,8 +98,16 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--guidance", type=float)
     s.add_argument("--seed", type=int)
     s.add_argument("--fps", type=int)
+    s.add_argument("--webhook-url", help="told of the job's events (Standard Webhooks signed)")
+    s.add_argument("--webhook-events", help="comma-separated: started,progress,completed,failed,cancelled,expired")
+    s.add_argument("--cancel-after", help="expire the job if it has not started within this (90s, 5m, 1h)")
     s.add_argument("--wait", action="store_true", help="wait with a progress bar")
     s.add_argument("--out", help="download the MP4 here (implies --wait)")
+    lg = sub.add_parser("logs", help="a job's log lines")
+    lg.add_argument("job_id")
+    lg.add_argument("--api", default="http://127.0.0.1:8000")
+    lg.add_argument("--api-key", default=None)
+    lg.add_argument("--follow", "-f", action="store_true", help="follow the job's events until it ends")
     args = parser.parse_args(argv)
 
     if args.command == "api":
@@ -106,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         print(save_tiny_model(args.dest))
     elif args.command == "submit":
         sys.exit(_submit(args))
+    elif args.command == "logs":
+        sys.exit(_logs(args))
 
 
 if __name__ == "__main__":

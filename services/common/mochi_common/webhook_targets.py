@@ -36,7 +36,7 @@ async def refused_target(url: str, allow_loopback: bool, allow_private: bool,
             infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(
                 host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM),
                 timeout_s)
-        except (OSError, TimeoutError, UnicodeError) as err:
+        except (OSError, TimeoutError, UnicodeError, ValueError) as err:
             return f"{host} does not resolve ({type(err).__name__})"
         addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
     for ip in addresses:
