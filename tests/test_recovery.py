@@ -95,7 +95,11 @@ def test_job_failing_on_every_delivery_ends_failed_with_its_reason(system):
     assert done["status"] == "failed"
     assert "NotADirectoryError" in done["error"] and done["attempts"] == 2
     # The store is checked before a render starts, so neither attempt rendered.
-    assert [m.type for m in system.events(f"mochi.jobs.{job['id']}.>")] == ["submitted", "failed"]
+    types = [m.type for m in system.events(f"mochi.jobs.{job['id']}.>")]
+    assert [t for t in types if t != "log"] == ["submitted", "failed"]
+    # The job's own log has each attempt's error summary.
+    errors = [line["message"] for line in client.logs(job["id"]) if line["level"] == "error"]
+    assert len(errors) == 2 and all("NotADirectoryError" in e for e in errors), errors
 
     # The runner is still there for the next job once the store is back.
     videos.unlink()
