@@ -265,3 +265,21 @@ def test_upload_rides_out_an_outage(system: System, s3: int) -> None:
     types = job_events(system, job["id"])
     assert types.count("completed") == 1 and types.count("started") == 1 and "failed" not in types
     check_download(system, job["id"], s3)
+
+
+def test_video_lifetime_is_a_lifecycle_rule_or_a_sweep(s3: int, tmp_path: Path) -> None:
+    store = open_store(f"s3://{BUCKET}", store_settings(s3))
+    assert isinstance(store, S3VideoStore)
+    # Whole days go into a lifecycle rule on videos/, which the store enforces itself.
+    assert store.set_video_lifetime(1.5 * 86400) is True
+    rules = minio_client(s3).get_bucket_lifecycle(BUCKET).rules
+    assert [(r.rule_filter.prefix, r.expiration.days) for r in rules] == [("videos/", 2)]
+    # Shorter than a day: the API sweeps instead.
+    assert store.set_video_lifetime(60) is False
+    key = video_key("ef" + "2" * 30)
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x" * 1000)
+    store.put_new(key, video, VIDEO_CONTENT_TYPE)
+    assert store.sweep_expired(3600) == 0 and store.size(key) == 1000
+    wait_until(lambda: store.sweep_expired(0.5) == 1, timeout=10, what="an expired video swept")
+    assert store.size(key) is None
