@@ -264,6 +264,9 @@ def test_upload_rides_out_an_outage(system: System, s3: int) -> None:
     assert done["status"] == "completed", done
     types = job_events(system, job["id"])
     assert types.count("completed") == 1 and types.count("started") == 1 and "failed" not in types
+    # The job's own log tells of the retried upload.
+    assert any("store put_new failed" in line["message"] and line["level"] == "warning"
+               for line in client.logs(job["id"]))
     check_download(system, job["id"], s3)
 
 

@@ -197,10 +197,13 @@ class JobHandler:
     async def _store_video(self, job_id: str, key: str, path: Path) -> int:
         """Upload without overwriting, riding out the store's short outages, then
         confirm the object exists: the completed event promises a download."""
+        async def warn(text: str) -> None:
+            await self.job_log(job_id, "warning", text)
+
         stored = await call_with_retries(lambda: self.store.put_new(key, path, VIDEO_CONTENT_TYPE),
-                                         self.store_retry, "put_new", job_id=job_id)
+                                         self.store_retry, "put_new", on_retry=warn, job_id=job_id)
         size = await call_with_retries(lambda: self.store.size(key), self.store_retry, "size",
-                                       job_id=job_id)
+                                       on_retry=warn, job_id=job_id)
         if size is None:
             raise RuntimeError(f"the store has no {key} right after storing it")
         if not stored:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -31,9 +31,11 @@ class RetryPolicy:
 
 
 async def call_with_retries(op: Callable[[], T], policy: RetryPolicy, what: str,
+                            on_retry: Callable[[str], Awaitable[None]] | None = None,
                             **context: object) -> T:
     """Run the blocking store call `op` in a thread; retry it only on
-    TransientStoreError, so a refused or malformed request fails at once."""
+    TransientStoreError, so a refused or malformed request fails at once.
+    `on_retry` hears of each retry in a line (the job's own log)."""
     for attempt in range(1, policy.attempts + 1):
         try:
             return await asyncio.to_thread(op)
@@ -44,5 +46,8 @@ async def call_with_retries(op: Callable[[], T], policy: RetryPolicy, what: str,
             delay = policy.delay(attempt)
             log.warning("store.retry", op=what, attempt=attempt, of=policy.attempts,
                         delay_s=round(delay, 2), error=str(err), **context)
+            if on_retry is not None:
+                await on_retry(f"store {what} failed ({err}); retry {attempt} of {policy.attempts - 1} "
+                               f"in {delay:.1f}s")
             await asyncio.sleep(delay)
     raise AssertionError("unreachable: the last attempt returns or raises")
