@@ -56,6 +56,7 @@ export class JobPage {
 
   render() {
     const job = this.job;
+    this.actionsState = null;
     this.timeline = new Timeline(h("ol", { class: "timeline", id: "timeline" }));
     this.root.replaceChildren(
       backLink(),
@@ -98,6 +99,11 @@ export class JobPage {
 
   renderActions() {
     const job = this.job;
+    // Rebuilt only when they change: a progress event must not take the
+    // keyboard focus (or a half-done click) away from a button.
+    const state = `${job.status} ${job.cancel_requested} ${Boolean(job.video)}`;
+    if (state === this.actionsState) return;
+    this.actionsState = state;
     const buttons = [];
     if (job.status === "completed" && job.video) {
       buttons.push(h("a", { class: "button", href: withKey(job.links.video), download: `mochi-${job.id}.mp4` }, "Download MP4"));
@@ -116,11 +122,12 @@ export class JobPage {
     button.disabled = true;
     try {
       this.job = { ...(await cancelJob(this.job.id)), request: this.job.request };
+      this.update();
+      this.root.querySelector("#run-again").focus(); // the cancel button is gone or disabled
     } catch (err) {
       // 409: it finished meanwhile; its final event is on the way.
       if (!(err instanceof ApiError && err.status === 409)) button.disabled = false;
     }
-    this.update();
   }
 
   onEvent(type, ev) {
