@@ -74,7 +74,7 @@ def test_cancel_a_running_job(page, web_stack) -> None:  # noqa: F811
     open_app(page, web_stack.api_url, f"#/jobs/{job['id']}")
     page.wait_for_selector('#job-status:text("running")', timeout=60_000)
     page.get_by_role("button", name="Cancel job").click()
-    page.wait_for_selector('#job-status:text("cancelled")', timeout=30_000)
+    page.wait_for_selector('#job-status:text("cancelled")', timeout=120_000)
     assert page.inner_text("#job-error").startswith("Cancelled:")
     timeline = page.inner_text("#timeline")
     assert "cancel requested" in timeline and "cancelled" in timeline
