@@ -25,16 +25,22 @@ export class JobPage {
 
   async show(id) {
     this.close();
+    this.wanted = id;
+    this.job = null;
     this.root.replaceChildren(h("p", { class: "muted" }, "Loading job…"));
+    let job;
     try {
-      this.job = await getJob(id);
+      job = await getJob(id);
     } catch (err) {
+      if (this.wanted !== id) return; // the user has moved on
       const missing = err instanceof ApiError && err.status === 404;
       this.root.replaceChildren(backLink(), h("h2", { tabindex: "-1" }, "Job not shown"),
         h("p", {}, missing ? `There is no job ${id} that this API key may see.` : err.message));
       this.root.querySelector("h2").focus();
       return;
     }
+    if (this.wanted !== id) return;
+    this.job = job;
     this.render();
     this.root.querySelector("h2").focus();
     this.stream = new LiveStream(this.job.links.events, {
@@ -49,9 +55,20 @@ export class JobPage {
     this.stream = null;
   }
 
+  leave() {
+    this.close();
+    this.wanted = null;
+  }
+
+  // A page that could not load its job (API down, key refused) tries again
+  // when the API is back; a loaded one keeps its own stream.
+  retry() {
+    if (!this.job && this.wanted) this.show(this.wanted);
+  }
+
   // The key is in the stream's URL, so a new key needs a new stream (it replays again).
   async restart() {
-    if (this.job) await this.show(this.job.id);
+    if (this.wanted) await this.show(this.wanted);
   }
 
   render() {

@@ -50,6 +50,7 @@ const live = new LiveStream("/v1/events", {
       // Events while the API was away are not all replayed (a stream that had
       // seen no event has no Last-Event-ID), so the list is read again once.
       if (hadTrouble) list.reload().catch(() => {});
+      if (!$("#job-view").hidden) page.retry();
       hadTrouble = false;
     }
   },
@@ -63,7 +64,7 @@ function route() {
     page.show(match[1]);
     document.title = `Job ${shortId(match[1])} · Mochi Serve`;
   } else {
-    page.close();
+    page.leave();
     document.title = "Mochi Serve";
   }
 }
