@@ -103,14 +103,26 @@ export async function loadOpenApi() {
   return (await call("/schema/openapi.json")).data;
 }
 
+// The video as a blob, fetched with the key in the header (see videoSource in job_page.js).
+export async function fetchVideo(url) {
+  let resp;
+  try {
+    resp = await fetch(url, { headers: authHeaders() });
+  } catch {
+    throw new ApiError("unreachable", 0, null);
+  }
+  if (!resp.ok) throw new ApiError(resp.status === 401 || resp.status === 403 ? "auth" : "http", resp.status, null);
+  return resp.blob();
+}
+
 // A cheap authenticated call that tells why a stream could not open.
 export async function probe() {
   await call("/v1/jobs?limit=1");
 }
 
-// EventSource, <video src> and download links cannot send an Authorization
-// header, so those URLs carry the key as the `api_key` query parameter, which
-// the API accepts on its GET event streams (and must on the video, see README).
+// EventSource cannot send an Authorization header, so event stream URLs carry
+// the key as the `api_key` query parameter, which the API accepts on its GET
+// event streams (and only there: a key in a URL ends up in logs and history).
 export function withKey(url) {
   const key = getKey();
   if (!key) return url;

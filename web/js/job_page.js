@@ -1,10 +1,11 @@
 // One job: its settings, its event timeline (the job's own stream replays
 // the history, then follows it live), the video, and what can be done next.
 
-import { ApiError, cancelJob, getJob, withKey } from "./api.js";
+import { ApiError, cancelJob, fetchVideo, getJob } from "./api.js";
 import { h } from "./dom.js";
 import { formatBytes, formatDateTime, formatSeconds } from "./format.js";
 import { applyEvent, isFinal } from "./job_state.js";
+import { getKey } from "./key.js";
 import { LiveStream } from "./live.js";
 import { progressView } from "./progress_view.js";
 import { Timeline } from "./timeline.js";
@@ -53,6 +54,8 @@ export class JobPage {
   close() {
     this.stream?.stop();
     this.stream = null;
+    if (this.videoBlobUrl) URL.revokeObjectURL(this.videoBlobUrl);
+    this.videoBlobUrl = null;
   }
 
   leave() {
@@ -103,28 +106,47 @@ export class JobPage {
     this.renderActions();
   }
 
-  renderVideo() {
+  async renderVideo() {
     const slot = this.root.querySelector("#job-video");
-    if (this.job.status !== "completed" || !this.job.video || slot.childElementCount) return;
+    if (this.job.status !== "completed" || !this.job.video || slot.dataset.for === this.job.id) return;
+    slot.dataset.for = this.job.id;
     const v = this.job.video;
+    const src = await this.videoSource();
+    if (!src) return;
     slot.append(
-      h("video", { controls: true, playsInline: true, preload: "metadata", src: withKey(this.job.links.video),
+      h("video", { controls: true, playsInline: true, preload: "metadata", src,
                    "aria-label": `Video: ${this.job.request.prompt}`, width: v.width, height: v.height }),
       h("p", { class: "muted" },
         `${v.width}×${v.height}, ${v.num_frames} frames at ${v.fps} fps (${formatSeconds(v.num_frames / v.fps)}), ${formatBytes(v.size_bytes)}`));
+    this.renderActions();
+  }
+
+  // Without a key the video's own URL streams with Range requests (or
+  // redirects to the store). A <video> or a link cannot send the key, so with
+  // one the video is fetched with it and played from memory.
+  async videoSource() {
+    if (!getKey()) return this.job.links.video;
+    if (this.videoBlobUrl) return this.videoBlobUrl;
+    try {
+      this.videoBlobUrl = URL.createObjectURL(await fetchVideo(this.job.links.video));
+      return this.videoBlobUrl;
+    } catch (err) {
+      const slot = this.root.querySelector("#job-video");
+      slot.append(h("p", { class: "error-text" }, `The video could not be loaded: ${err.message}`));
+      return null;
+    }
   }
 
   renderActions() {
     const job = this.job;
     // Rebuilt only when they change: a progress event must not take the
     // keyboard focus (or a half-done click) away from a button.
-    const state = `${job.status} ${job.cancel_requested} ${Boolean(job.video)}`;
+    const src = job.status === "completed" && job.video ? (getKey() ? this.videoBlobUrl : job.links.video) : null;
+    const state = `${job.status} ${job.cancel_requested} ${src}`;
     if (state === this.actionsState) return;
     this.actionsState = state;
     const buttons = [];
-    if (job.status === "completed" && job.video) {
-      buttons.push(h("a", { class: "button", href: withKey(job.links.video), download: `mochi-${job.id}.mp4` }, "Download MP4"));
-    }
+    if (src) buttons.push(h("a", { class: "button", href: src, download: `mochi-${job.id}.mp4` }, "Download MP4"));
     if (!isFinal(job)) {
       buttons.push(h("button", { type: "button", id: "cancel", disabled: job.cancel_requested,
                                  onclick: () => this.cancel() }, job.cancel_requested ? "Cancelling…" : "Cancel job"));
