@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from conftest import SMALL
 from web_browser import browser, fill_form, needs_chromium, open_app, page, web_stack  # noqa: F401
 
 pytestmark = needs_chromium
 
 REFUSED = {"status": 401, "title": "API key required", "detail": "send 'Authorization: Bearer <key>'"}
+KEY = "msk_gateway"
+
+
+def keyed_gateway(route) -> None:  # type: ignore[no-untyped-def]
+    """A deployment with keys in front of the test API (which runs without):
+    a /v1 call without the key is refused, one with it goes on without it."""
+    url = urlsplit(route.request.url)
+    query = dict(parse_qsl(url.query))
+    headers = {k: v for k, v in route.request.headers.items() if k != "authorization"}
+    keyed = route.request.headers.get("authorization") == f"Bearer {KEY}" or (
+        url.path.endswith("/events") and query.get("api_key") == KEY)
+    if not keyed:
+        route.fulfill(status=401, json=REFUSED, headers={"content-type": "application/problem+json"})
+        return
+    query.pop("api_key", None)
+    route.continue_(url=url._replace(query=urlencode(query)).geturl(), headers=headers)
 
 
 def test_refused_key_is_explained_and_a_new_key_is_sent(page, web_stack) -> None:  # noqa: F811
@@ -68,3 +88,17 @@ def test_phone_screen_and_keyboard(browser, web_stack) -> None:  # noqa: F811
         assert phone.evaluate(no_sideways_scroll)
     finally:
         context.close()
+
+
+def test_with_a_key_the_video_plays_and_downloads(page, web_stack) -> None:  # noqa: F811
+    page.route("**/v1/**", keyed_gateway)
+    page.add_init_script(f"localStorage.setItem('mochi-serve.api-key', '{KEY}')")
+    job = web_stack.client().submit("a keyed video", **{**SMALL, "fps": 7})
+    open_app(page, web_stack.api_url, f"#/jobs/{job['id']}")
+    page.wait_for_selector('#job-status:text("completed")', timeout=180_000)
+    page.wait_for_function("(v => v && v.readyState >= 1)(document.querySelector('#job-video video'))")
+    assert abs(page.eval_on_selector("#job-video video", "v => v.duration") - 1.0) < 0.05
+    with page.expect_download() as got:
+        page.get_by_role("link", name="Download MP4").click()
+    assert Path(got.value.path()).read_bytes()[4:8] == b"ftyp"
+    assert page.is_hidden("#banner")
