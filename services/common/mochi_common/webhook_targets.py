@@ -27,6 +27,15 @@ async def refused_target(url: str, allow_loopback: bool, allow_private: bool,
                          timeout_s: float = 3.0) -> str | None:
     """Why `url` may not receive webhooks, or None if it may. Every address the
     host resolves to must be allowed."""
+    reason, _ = await checked_addresses(url, allow_loopback, allow_private, timeout_s)
+    return reason
+
+
+async def checked_addresses(url: str, allow_loopback: bool, allow_private: bool,
+                            timeout_s: float = 3.0) -> tuple[str | None, list[str]]:
+    """(why refused, or None; the addresses the host resolves to now). A sender
+    connects to these very addresses, so a name that resolves elsewhere a
+    moment later (DNS rebinding) cannot reach a refused one."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
@@ -37,10 +46,10 @@ async def refused_target(url: str, allow_loopback: bool, allow_private: bool,
                 host, parts.port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM),
                 timeout_s)
         except (OSError, TimeoutError, UnicodeError, ValueError) as err:
-            return f"{host} does not resolve ({type(err).__name__})"
+            return f"{host} does not resolve ({type(err).__name__})", []
         addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
     for ip in addresses:
         reason = _refusal(ip, allow_loopback, allow_private)
         if reason is not None:
-            return f"{host} resolves to {reason}" if str(ip) != host else reason
-    return None
+            return (f"{host} resolves to {reason}" if str(ip) != host else reason), []
+    return None, list(dict.fromkeys(str(ip) for ip in addresses))

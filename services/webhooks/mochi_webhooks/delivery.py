@@ -6,6 +6,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
@@ -83,11 +84,41 @@ def _retry_after(resp: httpx.Response) -> float | None:
     return float(value) if value.isdigit() else None
 
 
-async def try_once(http: httpx.AsyncClient, signer: Webhook, delivery: Delivery) -> TryResult:
+def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """`url` with its host replaced by `address` (already checked), the Host
+    header and TLS server name of the original host."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host.strip("[]") == address:
+        return url, {}, {}
+    userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    netloc = userinfo + (f"[{address}]" if ":" in address else address) + (f":{parts.port}" if parts.port else "")
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return urlunsplit(parts._replace(netloc=netloc)), {"host": parts.netloc.rsplit("@", 1)[-1]}, extensions
+
+
+async def _post(http: httpx.AsyncClient, delivery: Delivery, headers: dict[str, str],
+                addresses: list[str]) -> httpx.Response:
+    if not addresses:
+        return await http.post(delivery.url, content=delivery.body.encode(), headers=headers)
+    for i, address in enumerate(addresses):
+        url, host, extensions = pinned(delivery.url, address)
+        try:
+            return await http.post(url, content=delivery.body.encode(), headers={**headers, **host},
+                                   extensions=extensions)
+        except httpx.ConnectError:
+            if i == len(addresses) - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def try_once(http: httpx.AsyncClient, signer: Webhook, delivery: Delivery,
+                   addresses: list[str] | None = None) -> TryResult:
+    """One POST, to the checked addresses when given (tried in turn while the
+    connection is refused)."""
     started = time.monotonic()
     try:
-        resp = await http.post(delivery.url, content=delivery.body.encode(),
-                               headers=signed_headers(signer, delivery, utcnow()))
+        resp = await _post(http, delivery, signed_headers(signer, delivery, utcnow()), addresses or [])
     except httpx.TimeoutException as err:
         return TryResult("retry", None, f"timeout: {type(err).__name__}", _ms(started))
     except httpx.TransportError as err:

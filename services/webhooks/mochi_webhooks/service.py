@@ -33,7 +33,7 @@ from mochi_common.health_server import serve_health
 from mochi_common.logs import configure_logging
 from mochi_common.nats_conn import WRONG_LAST_SEQUENCE, connect, last_event, publish_final
 from mochi_common.settings import SettingsError, load_settings
-from mochi_common.webhook_targets import refused_target
+from mochi_common.webhook_targets import checked_addresses
 from mochi_contracts import subjects
 from mochi_contracts.events import (
     HDR_MSG_ID, JobExpired, JobSubmitted, UnreadableEvent, WebhookAttempt, decode_event, encode_event,
@@ -41,6 +41,7 @@ from mochi_contracts.events import (
 from mochi_contracts.streams import (
     DEADLINE_CONSUMER, DISPATCH_STREAM, DISPATCHER_CONSUMER, JOBS_STREAM, WEBHOOK_SENDER_CONSUMER,
     JetStreamSettings, ensure_dispatcher_topology)
+from mochi_webhooks import metrics
 from mochi_webhooks.delivery import DeadlineTimer, Delivery, backoff_s, make_delivery, try_once
 from mochi_webhooks.settings import WebhooksSettings
 
@@ -108,7 +109,8 @@ class Dispatcher:
         delivery = make_delivery(event, seq, request.webhook_url, self.settings.public_url)
         if await _create(self.js, subjects.webhook_delivery(event.job_id, kind, seq), _encode(delivery),
                          delivery.id):
-            log.info("webhook.planned", job_id=event.job_id, delivery_id=delivery.id, event=kind)
+            metrics.PLANNED.labels(kind).inc()
+            log.info("webhook.planned", job_id=event.job_id, delivery_id=delivery.id, event_type=kind)
         await msg.ack()
 
     async def _too_soon(self, job_id: str, time) -> bool:  # type: ignore[no-untyped-def]
@@ -143,12 +145,15 @@ class Dispatcher:
         except NotFoundError:
             pass
         bound = log.bind(job_id=delivery.job_id, delivery_id=delivery.id, attempt=attempt)
-        refused = await refused_target(delivery.url, self.settings.webhook_allow_loopback,
-                                       self.settings.webhook_allow_private)
-        if refused is not None:
+        refused, addresses = await checked_addresses(delivery.url, self.settings.webhook_allow_loopback,
+                                                     self.settings.webhook_allow_private)
+        if refused is not None and "does not resolve" in refused:
+            # DNS may be down for a moment: a retry, like a connection error.
+            outcome, code, error, duration, retry_after = "retry", None, refused, 0, None
+        elif refused is not None:
             outcome, code, error, duration, retry_after = "failed", None, f"refused: {refused}", 0, None
         else:
-            result = await try_once(self.http, self.signer, delivery)
+            result = await try_once(self.http, self.signer, delivery, addresses)
             outcome, code, error, duration, retry_after = (
                 result.outcome, result.status_code, result.error, result.duration_ms, result.retry_after_s)
         delay = None
@@ -161,7 +166,8 @@ class Dispatcher:
                 outcome, delay = "failed", None
                 error = f"{error}; gave up after {attempt} attempts over {self.settings.webhook_retry_window_s:g}s"
         record = WebhookAttempt(
-            job_id=delivery.job_id, delivery_id=delivery.id, event_type=delivery.event_type, attempt=attempt,
+            job_id=delivery.job_id, time=now, delivery_id=delivery.id, event_type=delivery.event_type,
+            attempt=attempt,
             outcome="retrying" if outcome == "retry" else outcome,  # type: ignore[arg-type]
             status_code=code, error=error, duration_ms=duration,
             next_attempt_at=now + timedelta(seconds=delay) if delay is not None else None)
@@ -178,6 +184,9 @@ class Dispatcher:
             bound.info("webhook.recorded_elsewhere")
             await msg.nak(delay=1.0)
             return
+        metrics.ATTEMPTS.labels(record.outcome).inc()
+        if duration:
+            metrics.ATTEMPT_SECONDS.observe(duration / 1000)
         bound.info("webhook.attempt", outcome=record.outcome, status_code=code, error=error,
                    retry_in_s=round(delay, 2) if delay is not None else None)
         if delay is None:
@@ -202,6 +211,7 @@ class Dispatcher:
             seq = await publish_final(self.js, JobExpired(
                 job_id=timer.job_id, reason=f"not started by its deadline {timer.deadline.isoformat()}"))
             if seq is not None:
+                metrics.EXPIRED.inc()
                 log.info("job.expired", job_id=timer.job_id, deadline=timer.deadline.isoformat())
         await msg.ack()
 
@@ -222,20 +232,31 @@ class Dispatcher:
                 except Exception:
                     pass
 
+        # Concurrent: up to `batch` tries in flight, a slot refilled as soon as
+        # one ends, so a slow receiver never holds up the others.
+        running: set[asyncio.Task[None]] = set()
         while not self.stop.is_set():
+            free = batch - len(running)
+            if free <= 0:
+                await asyncio.wait(running, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                continue
             try:
-                msgs = await sub.fetch(batch, timeout=1.0)
+                msgs = await sub.fetch(free if concurrent else batch, timeout=1.0)
             except NatsTimeout:
                 continue
             except Exception as err:
                 log.warning("dispatch.fetch_failed", error=repr(err))
                 await asyncio.sleep(1.0)
                 continue
-            if concurrent:
-                await asyncio.gather(*(one(m) for m in msgs))
-            else:
-                for m in msgs:
+            for m in msgs:
+                if concurrent:
+                    task = asyncio.create_task(one(m))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                else:
                     await one(m)
+        if running:
+            await asyncio.wait(running, timeout=15)
         await sub.unsubscribe()
 
 
