@@ -18,12 +18,14 @@ from mochi_api.settings import ApiSettings
 from mochi_catalog.settings import CatalogSettings
 from mochi_common.settings import PREFIX, env_names, load_settings
 from mochi_runner.settings import RunnerSettings
+from mochi_webhooks.settings import WebhooksSettings
 from test_deploy_support import OVERLAYS, REPO, objects, one, service_containers
 
 SETTINGS: dict[str, type[msgspec.Struct]] = {
     "api": ApiSettings,
     "catalog": CatalogSettings,
     "runner": RunnerSettings,
+    "webhooks": WebhooksSettings,
 }
 
 # Fields whose defaults suit one laptop, not a cluster; a manifest must set them.
@@ -31,6 +33,7 @@ MUST_SET = {
     "api": {"nats_url", "host", "port", "store_url", "jetstream_replicas", "api_keys_file", "web_dir"},
     "catalog": {"nats_url", "db_path", "jetstream_replicas", "health_port"},
     "runner": {"nats_url", "model_dir", "store_url", "jetstream_replicas", "health_port", "runner_id"},
+    "webhooks": {"nats_url", "jetstream_replicas", "health_port", "webhook_secret"},
 }
 
 # An s3:// video store has no usable defaults for where and who.

@@ -25,6 +25,7 @@ SOURCES = {
     "api": REPO / "services/api/mochi_api",
     "catalog": REPO / "services/catalog/mochi_catalog",
     "runner": REPO / "services/gpu-runner/mochi_runner",
+    "webhooks": REPO / "services/webhooks/mochi_webhooks",
 }
 API = "$JS.API"
 INBOX = "_INBOX.>"  # replies to requests, JetStream API calls and pull fetches
@@ -36,13 +37,20 @@ STREAM_ATTRIBUTES = {"jobs_stream": streams.JOBS_STREAM}
 # JetStream calls on a `js` context that `needs` has no rule for fail loudly,
 # so a new kind of call cannot slip past with no permission to match it.
 _TAUGHT = {"subscribe", "pull_subscribe_bind", "stream_info", "consumer_info", "get_msg",
-           "get_last_msg", "key_value", "create_key_value"}
+           "get_last_msg", "key_value", "create_key_value", "publish"}
+# Events whose subject is not event_subject(job, type): a webhook attempt
+# is recorded per delivery, mochi.jobs.<id>.webhook.<delivery seq>.
+_ANY_INT = 987654321
+EVENT_SUBJECTS = {"webhook": lambda: subjects.webhook_attempts(ANY_JOB, _ANY_INT)}
+# A stream's own subjects, for a publish whose subject is a parameter.
+STREAM_SUBJECTS = {streams.JOBS_STREAM: streams.jobs_stream(streams.JetStreamSettings()).subjects,
+                   streams.DISPATCH_STREAM: streams.dispatch_stream(streams.JetStreamSettings()).subjects}
 UNTAUGHT = {n for n in dir(JetStreamContext) if not n.startswith("_")
             and callable(getattr(JetStreamContext, n))} - _TAUGHT
 
 
 def _any_job(subject: str) -> str:
-    return subject.replace(ANY_JOB, "*")
+    return subject.replace(ANY_JOB, "*").replace(str(_ANY_INT), "*")
 
 
 def _trees(package: Path) -> list[ast.AST]:
@@ -61,10 +69,11 @@ def _subject(node: ast.AST) -> str:
     """A subscription's subject with any job id as `*`."""
     if isinstance(node, ast.Attribute) and hasattr(subjects, node.attr):
         return getattr(subjects, node.attr)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-        args = [ANY_JOB] + [a.value for a in node.args[1:] if isinstance(a, ast.Constant)]
-        if node.func.attr in ("event_subject", "job_final", "job_events") and len(args) == len(node.args):
-            return _any_job(getattr(subjects, node.func.attr)(*args))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "subjects":
+        # Any job id and any number stand for `*`; string constants stay.
+        args = [ANY_JOB] + [a.value if isinstance(a, ast.Constant) else _ANY_INT for a in node.args[1:]]
+        return _any_job(getattr(subjects, node.func.attr)(*args))
     raise AssertionError(f"cannot tell the subject of {ast.unparse(node)!r}; teach this test")
 
 
@@ -81,6 +90,16 @@ def _bucket(node: ast.AST, constants: dict[str, str]) -> str:
     if isinstance(node, ast.Name) and node.id in constants:
         return constants[node.id]
     raise AssertionError(f"cannot tell which KV bucket {ast.unparse(node)!r} is; teach this test")
+
+
+def _assigned(func: ast.AST | None, name: str) -> ast.AST | None:
+    """The subjects.x(...) call that `name` is set to in `func`, if any."""
+    for n in ast.walk(func) if func is not None else ():
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in n.targets) \
+                and isinstance(n.value, ast.Call) and isinstance(n.value.func, ast.Attribute) \
+                and isinstance(n.value.func.value, ast.Name) and n.value.func.value.id == "subjects":
+            return n.value
+    return None
 
 
 def _kw(call: ast.Call, name: str) -> ast.AST | None:
@@ -103,6 +122,12 @@ def needs(service: str) -> dict[str, object]:
     catalog_subjects = set()
     for tree in trees:
         constants = _constants(tree)
+        # `name = subjects.x(...)` in the function that publishes `name`.
+        scope = {}
+        for func in ast.walk(tree):
+            if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for inner in ast.walk(func):
+                    scope[id(inner)] = func  # the innermost function wins: walked last
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in ("CATALOG_GET", "CATALOG_LIST"):
                 catalog_subjects.add(getattr(subjects, node.attr))
@@ -110,13 +135,30 @@ def needs(service: str) -> dict[str, object]:
                 continue
             name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
             if name in event_tags:
-                pub.add(_any_job(subjects.event_subject(ANY_JOB, event_tags[name])))
+                tag = event_tags[name]
+                subject = EVENT_SUBJECTS[tag]() if tag in EVENT_SUBJECTS else subjects.event_subject(ANY_JOB, tag)
+                pub.add(_any_job(subject))
             elif name == "ensure_jobs_stream":
                 pub |= owns_stream(streams.JOBS_STREAM)
             elif name == "ensure_runner_topology":
                 pub |= owns_stream(streams.JOBS_STREAM) | owns_stream(streams.DEAD_LETTER_STREAM)
                 pub |= works_durable(streams.JOBS_STREAM, streams.RUNNERS_CONSUMER)
                 pub |= works_durable(streams.DEAD_LETTER_STREAM, streams.DEAD_LETTER_CONSUMER)
+            elif name == "ensure_dispatcher_topology":
+                pub |= owns_stream(streams.JOBS_STREAM) | owns_stream(streams.DISPATCH_STREAM)
+                pub |= works_durable(streams.JOBS_STREAM, streams.DISPATCHER_CONSUMER)
+                pub |= works_durable(streams.DISPATCH_STREAM, streams.WEBHOOK_SENDER_CONSUMER)
+                pub |= works_durable(streams.DISPATCH_STREAM, streams.DEADLINE_CONSUMER)
+            elif name == "publish" and _kw(node, "stream") is not None:
+                # js.publish(subject, ..., stream=S): the subject as built (a local
+                # `subject = subjects.x(...)`), or, for a parameter, the stream's subjects.
+                arg, stream = node.args[0], _stream_name(_kw(node, "stream"))
+                built = _assigned(scope.get(id(node)), arg.id) if isinstance(arg, ast.Name) else arg
+                if built is not None:
+                    pub.add(_subject(built))
+                else:
+                    assert stream != streams.JOBS_STREAM, f"too broad: {ast.unparse(node)}"
+                    pub |= set(STREAM_SUBJECTS[stream])
             elif name == "pull_subscribe_bind":
                 pub |= works_durable(_stream_name(_kw(node, "stream")),
                                      getattr(streams, _kw(node, "durable").id))  # type: ignore[union-attr]

@@ -22,7 +22,7 @@ OVERLAYS = ("h100x8", "dev", "keda")
 GPU_OVERLAYS = ("h100x8", "keda")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 # The service each container runs, by its `mochi` subcommand (the image's entrypoint).
-SERVICES = ("api", "catalog", "runner")
+SERVICES = ("api", "catalog", "runner", "webhooks")
 
 
 def kubectl() -> str:

@@ -1,9 +1,10 @@
 #!/bin/sh
-# Creates the four Secrets the manifests read, with random passwords:
+# Creates the five Secrets the manifests read, with random passwords:
 #   mochi-nats-users  passwords of the NATS users (api, catalog, runner, admin, sys)
 #   mochi-minio       MinIO's root login and the services' bucket-only login
 #   mochi-hf-token    the Hugging Face token the weights Job downloads with
 #   mochi-api-keys    the API's keys file, with one admin key (printed once)
+#   mochi-webhooks    the secret that signs webhook deliveries
 # Run once per cluster, before the first `kubectl apply -k`. It refuses to
 # replace an existing Secret: rotating a password means restarting NATS and
 # every service, see docs/deploy.md.
@@ -22,6 +23,7 @@ kubectl -n "$ns" create secret generic mochi-nats-users \
   --from-literal=api-password="$(pw)" \
   --from-literal=catalog-password="$(pw)" \
   --from-literal=runner-password="$(pw)" \
+  --from-literal=webhooks-password="$(pw)" \
   --from-literal=admin-password="$(pw)" \
   --from-literal=sys-password="$(pw)"
 
@@ -32,6 +34,10 @@ kubectl -n "$ns" create secret generic mochi-minio \
   --from-literal=app-secret-key="$(pw)"
 
 kubectl -n "$ns" create secret generic mochi-hf-token --from-literal=token="$HF_TOKEN"
+
+# Standard Webhooks signing secret: receivers verify every delivery with it.
+kubectl -n "$ns" create secret generic mochi-webhooks \
+  --from-literal=secret="whsec_$(openssl rand -base64 32)"
 
 # The keys file holds "<owner> <sha256 of the key> [admin]" lines, as
 # `mochi keys new` prints them; the key itself is never stored.
