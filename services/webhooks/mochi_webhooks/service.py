@@ -103,6 +103,12 @@ class Dispatcher:
         if request.webhook_url is None or not request.webhook_wants(kind):
             await msg.ack()
             return
+        if (utcnow() - event.time).total_seconds() > self.settings.webhook_retry_window_s:
+            # Older than any retry would go on for (a consumer made afresh reads
+            # the stream from its start): telling of it now would only mislead.
+            log.info("webhook.too_old", job_id=event.job_id, event_type=kind)
+            await msg.ack()
+            return
         if kind == "progress" and await self._too_soon(event.job_id, event.time):
             await msg.ack()
             return
@@ -125,8 +131,7 @@ class Dispatcher:
         return (time - last.event_time).total_seconds() < self.settings.webhook_progress_interval_s
 
     async def planner(self) -> None:
-        sub = await self.js.pull_subscribe_bind(durable=DISPATCHER_CONSUMER, stream=JOBS_STREAM)
-        await self._pull(sub, 64, self.plan)
+        await self._pull(JOBS_STREAM, DISPATCHER_CONSUMER, 64, self.plan)
 
     # ---- sender ----------------------------------------------------------
 
@@ -195,8 +200,8 @@ class Dispatcher:
             await msg.nak(delay=delay)
 
     async def sender(self) -> None:
-        sub = await self.js.pull_subscribe_bind(durable=WEBHOOK_SENDER_CONSUMER, stream=DISPATCH_STREAM)
-        await self._pull(sub, self.settings.webhook_concurrency, self.send, concurrent=True)
+        await self._pull(DISPATCH_STREAM, WEBHOOK_SENDER_CONSUMER, self.settings.webhook_concurrency, self.send,
+                         concurrent=True)
 
     # ---- deadlines -------------------------------------------------------
 
@@ -216,12 +221,12 @@ class Dispatcher:
         await msg.ack()
 
     async def deadlines(self) -> None:
-        sub = await self.js.pull_subscribe_bind(durable=DEADLINE_CONSUMER, stream=DISPATCH_STREAM)
-        await self._pull(sub, 64, self.expire)
+        await self._pull(DISPATCH_STREAM, DEADLINE_CONSUMER, 64, self.expire)
 
     # ---- plumbing --------------------------------------------------------
 
-    async def _pull(self, sub, batch: int, handle, concurrent: bool = False) -> None:  # type: ignore[no-untyped-def]
+    async def _pull(self, stream: str, durable: str, batch: int, handle,  # type: ignore[no-untyped-def]
+                    concurrent: bool = False) -> None:
         async def one(msg: Msg) -> None:
             try:
                 await handle(msg)
@@ -235,6 +240,8 @@ class Dispatcher:
         # Concurrent: up to `batch` tries in flight, a slot refilled as soon as
         # one ends, so a slow receiver never holds up the others.
         running: set[asyncio.Task[None]] = set()
+        sub = await self.js.pull_subscribe_bind(durable=durable, stream=stream)
+        idle = 0
         while not self.stop.is_set():
             free = batch - len(running)
             if free <= 0:
@@ -243,11 +250,30 @@ class Dispatcher:
             try:
                 msgs = await sub.fetch(free if concurrent else batch, timeout=1.0)
             except NatsTimeout:
-                continue
+                idle += 1
+                if idle < 30:
+                    continue
+                msgs = []
             except Exception as err:
-                log.warning("dispatch.fetch_failed", error=repr(err))
+                log.warning("dispatch.fetch_failed", durable=durable, error=repr(err))
                 await asyncio.sleep(1.0)
+                msgs = []
+            if not msgs:
+                # A pull subscription can fall silent after its server restarts
+                # (nats-io/nats.py#504): after an error, or half a minute of
+                # nothing, bind afresh. Cheap, and harmless if all was well.
+                idle = 0
+                try:
+                    await sub.unsubscribe()
+                except Exception:
+                    pass
+                try:
+                    sub = await self.js.pull_subscribe_bind(durable=durable, stream=stream)
+                except Exception as err:
+                    log.warning("dispatch.bind_failed", durable=durable, error=repr(err))
+                    await asyncio.sleep(1.0)
                 continue
+            idle = 0
             for m in msgs:
                 if concurrent:
                     task = asyncio.create_task(one(m))
@@ -257,7 +283,10 @@ class Dispatcher:
                     await one(m)
         if running:
             await asyncio.wait(running, timeout=15)
-        await sub.unsubscribe()
+        try:
+            await sub.unsubscribe()
+        except Exception:
+            pass
 
 
 async def run(settings: WebhooksSettings) -> None:
