@@ -119,6 +119,7 @@ def needs(service: str) -> dict[str, object]:
     pub: set[str] = set()
     sub: set[str] = {INBOX}
     serves = False
+    binds_any = False
     catalog_subjects = set()
     for tree in trees:
         constants = _constants(tree)
@@ -160,8 +161,13 @@ def needs(service: str) -> dict[str, object]:
                     assert stream != streams.JOBS_STREAM, f"too broad: {ast.unparse(node)}"
                     pub |= set(STREAM_SUBJECTS[stream])
             elif name == "pull_subscribe_bind":
-                pub |= works_durable(_stream_name(_kw(node, "stream")),
-                                     getattr(streams, _kw(node, "durable").id))  # type: ignore[union-attr]
+                stream, durable = _kw(node, "stream"), _kw(node, "durable")
+                if isinstance(durable, ast.Name) and hasattr(streams, durable.id):
+                    pub |= works_durable(_stream_name(stream), getattr(streams, durable.id))
+                else:
+                    # A helper binding whichever durable it is given: those are the
+                    # ones the service's ensure_*_topology makes (checked below).
+                    binds_any = True
             elif name == "stream_info":
                 pub.add(f"{API}.STREAM.INFO.{_stream_name(node.args[0])}")
             elif name == "consumer_info":
@@ -193,6 +199,9 @@ def needs(service: str) -> dict[str, object]:
                     and ast.unparse(node.func.value).endswith("js"):
                 raise AssertionError(f"{service} calls {ast.unparse(node.func)}(), which this test "
                                      "does not know the subjects of; teach it, then grant them")
+    if binds_any:
+        assert any(p.startswith(f"{API}.CONSUMER.MSG.NEXT.") for p in pub), \
+            f"{service} binds durables by parameter but makes none; teach this test which"
     if serves:
         sub.add("$SRV.>")  # nats.micro discovery: $SRV.PING/INFO/STATS[.name[.id]]
     else:
