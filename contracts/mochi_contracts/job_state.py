@@ -63,6 +63,8 @@ class JobState(msgspec.Struct, kw_only=True):
     error: str | None = None
     video: VideoInfo | None = None
     webhook_deliveries: list[WebhookDelivery] = msgspec.field(default_factory=list)
+    # When the newest denoising step was reported (for seconds per step).
+    last_step_at: datetime | None = None
 
 
 def new_state(event: JobSubmitted, seq: int) -> JobState:
@@ -93,7 +95,8 @@ def apply(state: JobState, event: JobEvent, seq: int) -> JobState:
                 runner=runner, attempts=attempt, step=0)
         case JobProgress(step=step, total_steps=total, runner=runner):
             return msgspec.structs.replace(
-                state, status="running", step=step, total_steps=total, runner=runner)
+                state, status="running", step=step, total_steps=total, runner=runner,
+                last_step_at=event.time)
         case JobCancelRequested():
             return msgspec.structs.replace(state, cancel_requested=True)
         case JobCompleted(video=video, runner=runner, attempt=attempt):

@@ -104,10 +104,9 @@ def job_metrics(state: JobState, now: datetime | None = None) -> JobMetrics:
     end = state.finished_at or now
     queued_until = state.started_at or end
     running = (end - state.started_at).total_seconds() if state.started_at else None
-    # The render's own pace: the last progress (or the end) over the steps done.
-    last_step_at = state.finished_at if state.status == "completed" else state.updated_at
-    per_step = ((last_step_at - state.started_at).total_seconds() / state.step
-                if state.started_at and state.step > 0 else None)
+    # The denoising pace: start to the newest step, over the steps done.
+    per_step = ((state.last_step_at - state.started_at).total_seconds() / state.step
+                if state.started_at and state.last_step_at and state.step > 0 else None)
     return JobMetrics(queued_seconds=round(max((queued_until - state.created_at).total_seconds(), 0.0), 3),
                       running_seconds=round(max(running, 0.0), 3) if running is not None else None,
                       seconds_per_step=round(per_step, 4) if per_step is not None else None,

@@ -249,7 +249,7 @@ class Dispatcher:
                 continue
             try:
                 msgs = await sub.fetch(free if concurrent else batch, timeout=1.0)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):  # fetch(n > 1) may raise the builtin one
                 idle += 1
                 if idle < 30:
                     continue
