@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # pin would pull several GB of CUDA wheels.
 TORCH ?= torch==2.13.0
 
-.PHONY: up test install clean bench
+.PHONY: up test install clean bench chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ install: $(VENV)/.installed
 up: install
 	$(BIN)/mochi up
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The web app's browser tests drive Debian's chromium, never a downloaded browser.
+chromium:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || echo "no /usr/bin/chromium: the browser tests will be skipped"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
