@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections import OrderedDict
 from datetime import timedelta
 
 import httpx
@@ -38,6 +39,7 @@ from mochi_contracts import subjects
 from mochi_contracts.events import (
     HDR_MSG_ID, JobExpired, JobSubmitted, UnreadableEvent, WebhookAttempt, decode_event, encode_event,
     event_type, utcnow)
+from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import (
     DEADLINE_CONSUMER, DISPATCH_STREAM, DISPATCHER_CONSUMER, JOBS_STREAM, WEBHOOK_SENDER_CONSUMER,
     JetStreamSettings, ensure_dispatcher_topology)
@@ -76,6 +78,19 @@ class Dispatcher:
         self.http = httpx.AsyncClient(follow_redirects=False, timeout=settings.webhook_timeout_s,
                                       trust_env=False)
         self.stop = asyncio.Event()
+        # job id -> its request, so a job's many progress events cost one lookup.
+        self._requests: OrderedDict[str, JobRequest | None] = OrderedDict()
+
+    async def _request_of(self, job_id: str) -> JobRequest | None:
+        if job_id in self._requests:
+            self._requests.move_to_end(job_id)
+            return self._requests[job_id]
+        submitted = await last_event(self.js, subjects.event_subject(job_id, "submitted"))
+        request = submitted.event.request if submitted and isinstance(submitted.event, JobSubmitted) else None
+        self._requests[job_id] = request
+        while len(self._requests) > 10_000:
+            self._requests.popitem(last=False)
+        return request
 
     # ---- planner ---------------------------------------------------------
 
@@ -95,12 +110,8 @@ class Dispatcher:
             await msg.ack()
             return
         kind = event_type(event)
-        submitted = await last_event(self.js, subjects.event_subject(event.job_id, "submitted"))
-        if submitted is None or not isinstance(submitted.event, JobSubmitted):
-            await msg.ack()
-            return
-        request = submitted.event.request
-        if request.webhook_url is None or not request.webhook_wants(kind):
+        request = await self._request_of(event.job_id)
+        if request is None or request.webhook_url is None or not request.webhook_wants(kind):
             await msg.ack()
             return
         if (utcnow() - event.time).total_seconds() > self.settings.webhook_retry_window_s:
