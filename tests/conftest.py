@@ -12,6 +12,7 @@ import pytest
 
 from mochi_cli.client import MochiClient
 from mochi_cli.processes import Proc, free_port, spawn_service, start_nats, wait_for_http
+from nats_cluster import NatsCluster
 from stream_reader import read_events
 
 # Small renders keep the suite fast on two cores; one test uses the default size.
@@ -38,10 +39,11 @@ class System:
     nats: Proc | None = None
     api_url: str = ""
     settings: dict[str, str] = field(default_factory=dict)
+    cluster: NatsCluster | None = None
 
     @property
     def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.nats_port}"
+        return self.cluster.url if self.cluster else f"nats://127.0.0.1:{self.nats_port}"
 
     @property
     def logs(self) -> Path:
@@ -54,6 +56,13 @@ class System:
     def start_nats(self) -> Proc:
         self.nats = start_nats(self.root / "nats", self.nats_port, self.logs)
         return self.nats
+
+    def start_nats_cluster(self, size: int = 3) -> NatsCluster:
+        """Streams and consumers then keep `size` replicas."""
+        self.cluster = NatsCluster(self.root / "cluster", size)
+        self.cluster.start_all(self.logs)
+        self.settings["MOCHI_JETSTREAM_REPLICAS"] = str(size)
+        return self.cluster
 
     def start_catalog(self, name: str = "catalog", wait: bool = True, **extra: str) -> Proc:
         port = free_port()
@@ -109,6 +118,8 @@ class System:
             proc.stop()
         if self.nats:
             self.nats.stop()
+        if self.cluster:
+            self.cluster.stop_all()
 
     def dump_logs(self) -> str:
         return "\n".join(f"===== {p.name}\n{p.log()[-4000:]}" for p in self.procs)

@@ -44,3 +44,25 @@ def read_sse(url: str, headers: dict[str, str] | None = None, timeout: float = 6
                 data.append(value)
             else:
                 fields[name] = value
+
+
+def follow_job(api_url: str, job_id: str, timeout: float = 300.0) -> list[Sse]:
+    """Read a job's events to the end, reconnecting with Last-Event-ID after
+    any dropped connection, as a browser's EventSource does."""
+    import time
+
+    got: list[Sse] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        headers = {"Last-Event-ID": got[-1].id} if got and got[-1].id else {}
+        try:
+            for event in read_sse(f"{api_url}/v1/jobs/{job_id}/events", headers=headers, timeout=30):
+                got.append(event)
+                if event.event in ("completed", "failed", "cancelled"):
+                    return got
+            if got and got[-1].event in ("completed", "failed", "cancelled"):
+                return got
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"job {job_id} did not finish within {timeout}s; got {len(got)} events")

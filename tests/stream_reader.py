@@ -30,7 +30,7 @@ class StreamMessage:
 
 
 async def read_events(url: str, subject: str = "mochi.jobs.>") -> list[StreamMessage]:
-    nc = await nats.connect(url)
+    nc = await nats.connect(url.split(","))
     try:
         js = nc.jetstream()
         info = await js.stream_info(JOBS_STREAM)

@@ -9,8 +9,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.problem_details import ProblemDetailsException
-from nats.errors import ConnectionClosedError, NoRespondersError, NoServersError, TimeoutError as NatsTimeout
-from nats.js.errors import ServiceUnavailableError
+from nats.errors import Error as NatsError
 
 from mochi_contracts.jobs import FieldError
 
@@ -89,5 +88,6 @@ def on_unexpected(request: Request, exc: Exception) -> Response:
     return problem(500, "internal", "Internal error", "an unexpected error; it has been logged").to_response(request)
 
 
-NATS_DOWN_ERRORS = (NoServersError, ConnectionClosedError, NatsTimeout, NoRespondersError,
-                    ServiceUnavailableError)
+# Every NATS failure (no servers, no stream leader, no responders, timeouts)
+# means the job system cannot answer now: a 503 the client may retry.
+NATS_DOWN_ERRORS = (NatsError,)

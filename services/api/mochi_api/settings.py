@@ -38,8 +38,9 @@ class ApiSettings(msgspec.Struct, kw_only=True, frozen=True):
     allow_anonymous: bool = False
     # Per key (per client address without keys), per API replica.
     submits_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 60
-    # Queued jobs one owner may have at once (the catalog counts, so a burst may overshoot by its lag).
-    max_queued_per_owner: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
+    # Queued jobs one owner may have at once (the catalog counts, so a burst may
+    # overshoot by its lag); 0 turns the cap off (load benchmarks).
+    max_queued_per_owner: Annotated[int, msgspec.Meta(ge=0, le=100)] = 50
     # How long an Idempotency-Key is remembered.
     idempotency_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 86400.0
     # Webhook URLs resolving to loopback / private or link-local addresses are

@@ -192,10 +192,17 @@ class MochiClient:
 
     def wait(self, job_id: str, timeout: float = 3600.0, poll: float = 0.5,
              on_update: Callable[[Job], None] | None = None) -> Job:
-        """Poll until the job is final; `on_update` sees every poll (for a progress bar)."""
+        """Poll until the job is final; `on_update` sees every poll (for a progress bar).
+        A 503 (NATS electing a leader, or restarting) is waited out, not raised."""
         deadline = time.monotonic() + timeout
         while True:
-            job = self.get(job_id)
+            try:
+                job = self.get(job_id)
+            except ApiError as err:
+                if err.status != 503 or time.monotonic() > deadline:
+                    raise
+                time.sleep(max(poll, 1.0))
+                continue
             if on_update:
                 on_update(job)
             if job["status"] in FINAL:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import nats
 import structlog
 from nats.aio.client import Client
-from nats.js.errors import APIError, NotFoundError
+from nats.errors import ConnectionClosedError, NoRespondersError, StaleConnectionError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import PubAck
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from mochi_contracts import subjects
 from mochi_contracts.events import HDR_MSG_ID, JobEvent, UnreadableEvent, decode_event, encode_event, event_type
@@ -19,7 +24,14 @@ log = structlog.get_logger()
 WRONG_LAST_SEQUENCE = 10071
 
 
-async def connect(url: str, name: str, **kwargs: Any) -> Client:
+class Reconnects:
+    """Counts reconnections, for work that must redo something after one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+async def connect(url: str, name: str, reconnects: Reconnects | None = None, **kwargs: Any) -> Client:
     async def on_error(err: Exception) -> None:
         log.warning("nats.error", error=repr(err))
 
@@ -28,6 +40,8 @@ async def connect(url: str, name: str, **kwargs: Any) -> Client:
 
     async def on_reconnect() -> None:
         log.info("nats.reconnected")
+        if reconnects is not None:
+            reconnects.count += 1
 
     return await nats.connect(
         servers=url.split(","), name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
@@ -36,6 +50,40 @@ async def connect(url: str, name: str, **kwargs: Any) -> Client:
 
 def msg_id(event: JobEvent, *parts: object) -> str:
     return ":".join([event.job_id, event_type(event), *map(str, parts)])
+
+
+# What a publish meets while a stream changes leader or NATS restarts; the
+# same publish (same Nats-Msg-Id) is safe to send again.
+TRANSIENT = (NoStreamResponseError, ServiceUnavailableError, NatsTimeout, NoRespondersError,
+             ConnectionClosedError, StaleConnectionError)
+
+
+class PatientJetStream:
+    """A JetStream context whose publishes retry transient failures for up to
+    `patience_s` seconds, so a stream leader election does not fail the work
+    that publishes (the runner's job events). A retried publish carries the
+    same Nats-Msg-Id, so the stream keeps one copy. Everything else is the
+    wrapped context's."""
+
+    def __init__(self, js: Any, patience_s: float):
+        self._js = js
+        self.patience_s = patience_s
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._js, name)
+
+    async def publish(self, subject: str, payload: bytes, **kwargs: Any) -> PubAck:
+        deadline = time.monotonic() + self.patience_s
+        delay = 0.2
+        while True:
+            try:
+                return await self._js.publish(subject, payload, **kwargs)
+            except TRANSIENT as err:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("nats.publish_retry", subject=subject, error=repr(err), delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
 
 async def publish_event(js: Any, event: JobEvent, dedupe: str | None = None) -> int:

@@ -12,10 +12,10 @@ import asyncio
 import msgspec
 import structlog
 from nats.aio.client import Client
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import NotFoundError
 
-from mochi_common.nats_conn import publish_final
+from mochi_common.nats_conn import PatientJetStream, Reconnects, publish_final
+from mochi_common.pull import DurablePuller
 from mochi_contracts.events import JobFailed, UnreadableEvent, decode_event
 from mochi_contracts.streams import DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM
 
@@ -27,23 +27,19 @@ class MaxDeliveriesAdvisory(msgspec.Struct):
     deliveries: int
 
 
-async def fail_dead_jobs(nc: Client, stop: asyncio.Event) -> None:
-    js = nc.jetstream()
-    sub = await js.pull_subscribe_bind(durable=DEAD_LETTER_CONSUMER, stream=DEAD_LETTER_STREAM)
+async def fail_dead_jobs(nc: Client, stop: asyncio.Event, reconnects: Reconnects) -> None:
+    js = PatientJetStream(nc.jetstream(), 60.0)
+    puller = DurablePuller(nc.jetstream(), DEAD_LETTER_STREAM, DEAD_LETTER_CONSUMER, reconnects)
     try:
-        await _fail_dead_jobs(js, sub, stop)
+        await _fail_dead_jobs(js, puller, stop)
     finally:
-        # nats-py's drain() waits 30 s on a pull subscription left open.
-        await sub.unsubscribe()
+        await puller.close()
 
 
-async def _fail_dead_jobs(js, sub, stop: asyncio.Event) -> None:  # type: ignore[no-untyped-def]
+async def _fail_dead_jobs(js: PatientJetStream, puller: DurablePuller, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        try:
-            msgs = await sub.fetch(1, timeout=2.0)
-        except NatsTimeout:
-            continue
-        for msg in msgs:
+        msg = await puller.next(timeout=2.0)
+        if msg is not None:
             advisory = msgspec.json.decode(msg.data, type=MaxDeliveriesAdvisory)
             try:
                 raw = await js.get_msg(JOBS_STREAM, advisory.stream_seq, direct=True)

@@ -21,7 +21,7 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from mochi_common.nats_conn import last_event, publish_event, publish_final
+from mochi_common.nats_conn import PatientJetStream, last_event, publish_event, publish_final
 from mochi_common.storage import VideoStore
 from mochi_common.storage.retry import RetryPolicy, call_with_retries
 from mochi_contracts import subjects
@@ -36,6 +36,9 @@ from mochi_runner.video_encode import encode_mp4
 
 log = structlog.get_logger()
 
+# Past this NATS counts as down: the attempt fails and JetStream redelivers it.
+PUBLISH_PATIENCE_S = 60.0
+
 
 def _is_oom(err: BaseException) -> bool:
     import torch
@@ -48,7 +51,8 @@ class JobHandler:
                  ack_wait_s: float, max_deliver: int, store_retry: RetryPolicy = RetryPolicy(),
                  max_run_s: float = 0.0):
         self.nc = nc
-        self.js = nc.jetstream()
+        # A stream leader election takes seconds; the job's events wait it out.
+        self.js = PatientJetStream(nc.jetstream(), PUBLISH_PATIENCE_S)
         self.engine = engine
         self.store = store
         self.runner_id = runner_id

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import structlog
-from nats.errors import TimeoutError as NatsTimeout
 
 from mochi_common.health_server import serve_health
 from mochi_common.logs import configure_logging
-from mochi_common.nats_conn import connect
+from mochi_common.nats_conn import Reconnects, connect
+from mochi_common.pull import DurablePuller
 from mochi_common.settings import load_settings
 from mochi_common.storage import open_store
 from mochi_common.storage.retry import RetryPolicy
@@ -47,12 +47,15 @@ async def run(settings: RunnerSettings) -> None:
     ready = False
     if settings.health_port:
         # Up before the model loads: alive (healthz) but not ready (readyz) while loading.
-        await serve_health(settings.health_host, settings.health_port, lambda: ready and not stop.is_set())
+        # `ready` turns true only once `nc` exists, so the lambda never reads it unbound.
+        await serve_health(settings.health_host, settings.health_port,
+                           lambda: ready and nc.is_connected and not stop.is_set())
     # Loading takes minutes on a GPU node; connect only once the model is
     # resident, so a runner never holds a job it cannot start on.
     engine = await asyncio.to_thread(load_engine, settings)
     metrics.watch_gpu_memory(engine.devices)
-    nc = await connect(settings.nats_url, name=f"mochi-runner-{settings.runner_id}")
+    reconnects = Reconnects()
+    nc = await connect(settings.nats_url, name=f"mochi-runner-{settings.runner_id}", reconnects=reconnects)
     js = nc.jetstream()
     jscfg = JetStreamSettings(replicas=settings.jetstream_replicas, ack_wait_s=settings.ack_wait_s,
                               max_deliver=settings.max_deliver)
@@ -63,7 +66,8 @@ async def run(settings: RunnerSettings) -> None:
     # In a thread: an s3:// store checks its bucket over the network at start.
     store = await asyncio.to_thread(open_store, settings.store_url, settings)
     handler = JobHandler(nc, engine, store, settings.runner_id,
-                         settings.ack_wait_s, settings.max_deliver, store_retry=store_retry)
+                         settings.ack_wait_s, settings.max_deliver, store_retry=store_retry,
+                         max_run_s=settings.max_run_s)
 
     def on_signal() -> None:
         log.info("runner.draining")
@@ -73,8 +77,8 @@ async def run(settings: RunnerSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
 
-    dead_letters = asyncio.create_task(fail_dead_jobs(nc, stop), name="dead-letters")
-    sub = await js.pull_subscribe_bind(durable=RUNNERS_CONSUMER, stream=JOBS_STREAM)
+    dead_letters = asyncio.create_task(fail_dead_jobs(nc, stop, reconnects), name="dead-letters")
+    jobs = DurablePuller(js, JOBS_STREAM, RUNNERS_CONSUMER, reconnects)
     ready = True
     metrics.STARTUP_SECONDS.set(time.perf_counter() - started)
     log.info("runner.ready", runner_id=settings.runner_id,
@@ -82,15 +86,11 @@ async def run(settings: RunnerSettings) -> None:
     while not stop.is_set():
         if dead_letters.done():
             dead_letters.result()  # it died: fail loudly rather than run without it
-        try:
-            msgs = await sub.fetch(1, timeout=1.0)
-        except NatsTimeout:
-            continue
-        for msg in msgs:
+        msg = await jobs.next(timeout=1.0)
+        if msg is not None:
             await handler.handle(msg)
     await dead_letters
-    # nats-py's drain() waits 30 s on a pull subscription left open.
-    await sub.unsubscribe()
+    await jobs.close()
     await nc.drain()
     log.info("runner.stopped")
 

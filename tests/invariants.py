@@ -1,0 +1,57 @@
+"""What must hold after any fault: read the whole stream, as `nats stream
+view` would, and compare it with the store and the catalog."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from mochi_catalog.projection import Projection, RawEvent
+from mochi_contracts.events import FINAL_TYPES
+from stream_reader import decodable
+from waits import wait_until
+
+
+def catalog_rows(db: Path) -> dict[str, tuple]:
+    with sqlite3.connect(db) as conn:
+        return {r[0]: r[1:] for r in conn.execute(
+            "SELECT id, owner, status, submitted_seq, last_seq, state FROM jobs")}
+
+
+def applied_seq(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT applied_seq FROM progress WHERE name = 'jobs'").fetchone()[0]
+
+
+def rebuild(messages) -> dict[str, tuple]:  # type: ignore[no-untyped-def]
+    with tempfile.TemporaryDirectory() as tmp:
+        projection = Projection(Path(tmp) / "rebuild.db")
+        projection.apply_batch([RawEvent(m.seq, m.subject, m.data, m.headers) for m in messages])
+        projection.close()
+        return catalog_rows(Path(tmp) / "rebuild.db")
+
+
+def check_invariants(system, catalog_db: Path | None = None, all_final: bool = True) -> dict[str, str]:
+    """Each submitted job has exactly one final event (all_final) or at most
+    one; a stored video exactly for the completed ones; the catalog equals a
+    rebuild from the stream. Returns job id -> final type."""
+    messages = system.events()
+    good = decodable(messages)
+    submitted = {m.event.job_id for m in good if m.type == "submitted"}
+    finals = Counter(m.event.job_id for m in good if m.type in FINAL_TYPES)
+    outcome = {m.event.job_id: m.type for m in good if m.type in FINAL_TYPES}
+    for job_id in submitted:
+        assert finals[job_id] <= 1, f"{job_id} has {finals[job_id]} final events"
+        if all_final:
+            assert finals[job_id] == 1, f"{job_id} never finished"
+    videos = Counter(p.stem for p in (system.root / "videos").rglob("*.mp4"))
+    assert all(n == 1 for n in videos.values())
+    completed = {j for j, t in outcome.items() if t == "completed"}
+    assert set(videos) == completed, (set(videos) ^ completed)
+    if catalog_db is not None:
+        last = messages[-1].seq if messages else 0
+        wait_until(lambda: applied_seq(catalog_db) >= last, timeout=60, what="catalog caught up")
+        assert catalog_rows(catalog_db) == rebuild(messages)
+    return outcome
