@@ -68,3 +68,37 @@ def test_all_events_stream_follows_every_job_and_resumes(system):
     # Resume from the first event: everything after it, in order.
     resumed = [e for e, _ in zip(read_sse(url, headers={"Last-Event-ID": events[0].id}), range(3))]
     assert [e.id for e in resumed] == [e.id for e in events[1:4]]
+
+
+def test_many_open_streams_share_one_consumer(system):
+    """Fifty open /v1/events streams cost the API process no consumer beyond
+    its one shared hub."""
+    import asyncio
+
+    import httpx
+    import nats
+
+    from mochi_contracts.streams import JOBS_STREAM
+
+    system.start_catalog()
+    system.start_api()
+
+    async def consumers() -> int:
+        nc = await nats.connect(system.nats_url)
+        info = await nc.jetstream().stream_info(JOBS_STREAM)
+        await nc.close()
+        return info.state.consumer_count
+
+    before = asyncio.run(consumers())
+
+    async def open_streams() -> int:
+        async with httpx.AsyncClient(base_url=system.api_url, timeout=30) as http:
+            streams = [http.stream("GET", "/v1/events") for _ in range(50)]
+            responses = [await s.__aenter__() for s in streams]
+            assert all(r.status_code == 200 for r in responses)
+            during = await consumers()
+            for s in streams:
+                await s.__aexit__(None, None, None)
+            return during
+
+    assert asyncio.run(open_streams()) == before
