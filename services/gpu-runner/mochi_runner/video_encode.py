@@ -22,6 +22,9 @@ def encode_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 18) -> int:
         stream = box.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": str(crf), "preset": "medium"}
+        # Frame threads as well as slices: 163 frames encode in 2.95 s instead
+        # of 4.85 s on the GPU node (docs/benchmarks.md), same bitstream settings.
+        stream.thread_type = "AUTO"
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 box.mux(packet)
