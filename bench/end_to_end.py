@@ -151,7 +151,8 @@ def main() -> None:
         store.put_new(video_key("bench-default-video"), path, VIDEO_CONTENT_TYPE)
         t_stored = time.perf_counter()
         # Not on the timed path: the same frames through libx264 with frame
-        # threads (video_encode.py uses PyAV's default, slice threads).
+        # threads (what video_encode.py does since 9bf4e31; runs 3 and 5 timed
+        # its earlier slice-threads-only encode).
         t0 = time.perf_counter()
         frame_threaded_mp4(frames, req.fps, Path(tmp) / "frame-threads.mp4")
         report.add("aside.mp4_encode_frame_threads_s", time.perf_counter() - t0,
