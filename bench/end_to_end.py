@@ -61,22 +61,6 @@ class StopBench(Exception):
     pass
 
 
-def frame_threaded_mp4(frames, fps: int, path: Path) -> None:
-    """video_encode.encode_mp4's settings, with FFmpeg frame threading on."""
-    import av
-
-    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as box:
-        stream = box.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": "18", "preset": "medium"}
-        stream.thread_type = "AUTO"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                box.mux(packet)
-        for packet in stream.encode():
-            box.mux(packet)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("var/bench"))
@@ -150,13 +134,6 @@ def main() -> None:
         t_encoded = time.perf_counter()
         store.put_new(video_key("bench-default-video"), path, VIDEO_CONTENT_TYPE)
         t_stored = time.perf_counter()
-        # Not on the timed path: the same frames through libx264 with frame
-        # threads (what video_encode.py does since 9bf4e31; runs 3 and 5 timed
-        # its earlier slice-threads-only encode).
-        t0 = time.perf_counter()
-        frame_threaded_mp4(frames, req.fps, Path(tmp) / "frame-threads.mp4")
-        report.add("aside.mp4_encode_frame_threads_s", time.perf_counter() - t0,
-                   "same settings, thread_type=AUTO; not used on the timed path")
     e2e = t_stored - t_submit
     ours_step = median(step_times[1:])
     report.add("e2e.submit_to_stored_mp4_s", e2e, "MEASURED, the whole default video")

@@ -84,5 +84,6 @@ def main() -> None:
 
     settings = load_settings(ApiSettings)
     configure_logging("api", settings.log_level)
+    # "auto" picks uvloop and httptools when installed (the api extras bring them).
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, loop="auto", http="auto")

@@ -6,6 +6,7 @@ GET right after a POST or a cancel see its own write."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,18 +42,25 @@ class JobReader:
             raise RuntimeError(f"catalog error: {reply.headers.get('Nats-Service-Error')}")
         return msgspec.json.decode(reply.data, type=reply_type)
 
-    async def get(self, job_id: str, owner: str | None) -> JobRead | None:
-        state: JobState | None = None
-        position: int | None = None
-        starts: datetime | None = None
+    async def _catalog_get(self, job_id: str, owner: str | None) -> JobRead | None:
         try:
             got = await self._ask(subjects.CATALOG_GET, catalog.GetJob(job_id=job_id, owner=owner),
                                   catalog.GetJobReply)
-            assert isinstance(got, catalog.GetJobReply)
-            state, position = got.job, got.queue_position
-            starts = estimated_start(position, got.mean_job_seconds, got.running_jobs, utcnow())
         except (NoRespondersError, NatsTimeout):
-            pass  # no catalog right now: the stream alone still answers
+            return None  # no catalog right now: the stream alone still answers
+        assert isinstance(got, catalog.GetJobReply)
+        if got.job is None:
+            return None
+        return JobRead(got.job, got.queue_position,
+                       estimated_start(got.queue_position, got.mean_job_seconds, got.running_jobs, utcnow()))
+
+    async def get(self, job_id: str, owner: str | None) -> JobRead | None:
+        # Both round trips at once: the catalog's row and the stream's newest event.
+        read, latest = await asyncio.gather(self._catalog_get(job_id, owner),
+                                            last_event(self.js, subjects.job_events(job_id)))
+        state = read.state if read else None
+        position = read.queue_position if read else None
+        starts = read.estimated_start if read else None
         if state is None:
             submitted = await last_event(self.js, subjects.event_subject(job_id, "submitted"))
             if submitted is None or not isinstance(submitted.event, JobSubmitted):
@@ -60,7 +68,6 @@ class JobReader:
             if owner is not None and submitted.event.owner != owner:
                 return None
             state = new_state(submitted.event, submitted.seq)
-        latest = await last_event(self.js, subjects.job_events(job_id))
         if latest is not None and latest.seq > state.last_seq:
             state = apply(state, latest.event, latest.seq)
         if state.status != "queued":
