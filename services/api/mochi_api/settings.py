@@ -4,22 +4,14 @@ from typing import Annotated
 
 import msgspec
 
+from mochi_common.storage import StoreSettings
 
-class ApiSettings(msgspec.Struct, kw_only=True, frozen=True):
+
+class ApiSettings(StoreSettings, kw_only=True, frozen=True):
+    # store_url and the s3_* fields come from StoreSettings.
     nats_url: str = "nats://127.0.0.1:4222"
     host: str = "127.0.0.1"
     port: int = 8000
-    store_url: str = "file://var/videos"
-    # s3://<bucket> stores videos in S3 or MinIO (see README, "Video storage").
-    # The endpoint is host:port (TLS from s3_secure) or http(s)://host:port.
-    s3_endpoint: str = ""
-    s3_access_key: str = ""
-    s3_secret_key: str = ""
-    s3_secure: bool = True
-    s3_region: str = "us-east-1"
-    # Where clients download from, if not s3_endpoint (e.g. an Ingress in front
-    # of an in-cluster MinIO); presigned URLs are signed for this host.
-    s3_public_endpoint: str = ""
     # Lifetime of the presigned video URLs the API redirects to (S3 allows 7 days at most).
     video_url_expiry_s: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] = 3600
     jetstream_replicas: int = 1

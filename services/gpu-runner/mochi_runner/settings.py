@@ -6,12 +6,15 @@ from typing import Annotated
 
 import msgspec
 
+from mochi_common.storage import StoreSettings
+
 
 def _default_runner_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class RunnerSettings(msgspec.Struct, kw_only=True, frozen=True):
+class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
+    # store_url and the s3_* fields come from StoreSettings.
     nats_url: str = "nats://127.0.0.1:4222"
     # A directory in the layout of genmo/mochi-1-preview (diffusers format).
     model_dir: str = "var/models/tiny-mochi"
@@ -34,17 +37,6 @@ class RunnerSettings(msgspec.Struct, kw_only=True, frozen=True):
     warmup_width: int = 64
     warmup_height: int = 64
     warmup_frames: int = 7
-    store_url: str = "file://var/videos"
-    # s3://<bucket> stores videos in S3 or MinIO (see README, "Video storage").
-    # The endpoint is host:port (TLS from s3_secure) or http(s)://host:port.
-    s3_endpoint: str = ""
-    s3_access_key: str = ""
-    s3_secret_key: str = ""
-    s3_secure: bool = True
-    s3_region: str = "us-east-1"
-    # Where clients download from, if not s3_endpoint (e.g. an Ingress in front
-    # of an in-cluster MinIO); presigned URLs are signed for this host.
-    s3_public_endpoint: str = ""
     # Store calls that fail transiently (connection, 5xx, throttling) are tried
     # this many times in all, waiting first_delay_s, doubling up to max_delay_s.
     store_retry_attempts: Annotated[int, msgspec.Meta(ge=1)] = 6

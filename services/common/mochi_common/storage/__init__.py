@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+import msgspec
+
 
 class TransientStoreError(Exception):
     """The store could not be reached or asked us to slow down; the same call
@@ -28,22 +30,21 @@ class VideoStore(Protocol):
         """A URL the client downloads from directly, for remote stores."""
 
 
-class StoreSettings(Protocol):
-    """The settings fields a remote store reads; ApiSettings and RunnerSettings
-    both carry them under the same names (MOCHI_S3_*)."""
+class StoreSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """Where videos live: the fields the API and the runner both read
+    (MOCHI_STORE_URL, MOCHI_S3_*); each service's settings extend this."""
 
-    @property
-    def s3_endpoint(self) -> str: ...
-    @property
-    def s3_access_key(self) -> str: ...
-    @property
-    def s3_secret_key(self) -> str: ...
-    @property
-    def s3_secure(self) -> bool: ...
-    @property
-    def s3_region(self) -> str: ...
-    @property
-    def s3_public_endpoint(self) -> str: ...
+    store_url: str = "file://var/videos"
+    # s3://<bucket> stores videos in S3 or MinIO (see README, "Video storage").
+    # The endpoint is host:port (TLS from s3_secure) or http(s)://host:port.
+    s3_endpoint: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_secure: bool = True
+    s3_region: str = "us-east-1"
+    # Where clients download from, if not s3_endpoint (e.g. an Ingress in front
+    # of an in-cluster MinIO); presigned URLs are signed for this host.
+    s3_public_endpoint: str = ""
 
 
 def open_store(url: str, settings: StoreSettings) -> VideoStore:
