@@ -32,8 +32,10 @@ def submit_rate_limit(keys: ApiKeys, per_minute: int) -> RateLimitConfig:
         # Never the token itself: the limiter's store keys are not secrets.
         return hash_token(token)[:32] if token else f"addr:{get_remote_address(request)}"
 
-    def only_submits(request: Request) -> bool:
-        return request.method == "POST" and request.url.path.rstrip("/") == "/v1/jobs"
+    # async on purpose: Litestar runs a sync check in a worker thread, a
+    # thread hop on every request for a string comparison.
+    async def only_submits(request: Request) -> bool:
+        return request.method == "POST" and request.scope["path"].rstrip("/") == "/v1/jobs"
 
     # Litestar's limiter keeps its counts in the replica's memory: the limit
     # is per key per replica (documented), which bounds a client well enough
