@@ -82,6 +82,12 @@ async def job_events(job_id: str, state: State, request: Request, caller: Caller
                 yield _message(event)
                 if event.type in FINAL_TYPES:
                     return
+            if last < upto:
+                # The replay stopped short (a stream leader election can stall an
+                # ordered consumer past its timeout). Following live from `upto`
+                # would skip the gap for good; ending the response makes the
+                # client reconnect with Last-Event-ID and replay from `last`.
+                return
             final = await last_event(ctx.js, subjects.job_final(job_id))
             if final is not None and final.seq <= last:
                 return
