@@ -6,8 +6,14 @@ filtered to submitted events, rather than a second stream."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -18,7 +24,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from mochi_contracts import subjects
 
@@ -185,8 +191,44 @@ def _differs(want: object, have: object, fields: tuple[str, ...]) -> list[str]:
             if getattr(want, f) is not None and getattr(want, f) != getattr(have, f)]
 
 
+T = TypeVar("T")
+log = logging.getLogger("mochi.jetstream")
+# A cluster that is still forming or electing answers these for seconds:
+# 10005 "no suitable peers for placement" (not all peers known yet) and 10008
+# "JetStream system temporarily unavailable". Services that start beside it (a
+# rollout starts every pod at once) wait them out instead of crash-looping.
+_FORMING_CLUSTER_CODES = {10005, 10008}
+# How long the ensure_* calls wait for a forming cluster before they give up.
+SETUP_PATIENCE_S = 60.0
+
+
+async def _patiently(op: Callable[[], Awaitable[T]], what: str, patience_s: float = SETUP_PATIENCE_S) -> T:
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + patience_s, 0.25
+    while True:
+        try:
+            return await op()
+        except (APIError, NatsTimeoutError, NoRespondersError) as err:
+            transient = not isinstance(err, APIError) or isinstance(err, ServiceUnavailableError) \
+                or err.err_code in _FORMING_CLUSTER_CODES
+            if not transient or loop.time() + delay > deadline:
+                raise
+            log.warning("jetstream setup of %s waits for the cluster (%r); retry in %.2fs", what, err, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 async def ensure_stream(js: JetStreamContext, want: StreamConfig) -> str:
     """Create or update a stream; return 'created', 'updated' or 'unchanged'."""
+    return await _patiently(lambda: _ensure_stream(js, want), f"stream {want.name}")
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, want: ConsumerConfig) -> str:
+    """Create or update a durable consumer; return what happened."""
+    return await _patiently(lambda: _ensure_consumer(js, stream, want), f"consumer {want.durable_name}")
+
+
+async def _ensure_stream(js: JetStreamContext, want: StreamConfig) -> str:
     try:
         info = await js.stream_info(want.name)
     except NotFoundError:
@@ -198,8 +240,7 @@ async def ensure_stream(js: JetStreamContext, want: StreamConfig) -> str:
     return "unchanged"
 
 
-async def ensure_consumer(js: JetStreamContext, stream: str, want: ConsumerConfig) -> str:
-    """Create or update a durable consumer; return what happened."""
+async def _ensure_consumer(js: JetStreamContext, stream: str, want: ConsumerConfig) -> str:
     assert want.durable_name
     try:
         info = await js.consumer_info(stream, want.durable_name)
