@@ -180,9 +180,13 @@ def needs(service: str) -> dict[str, object]:
                 assert _kw(node, "stream") is None, ast.unparse(node)
                 sub.add(_subject(node.args[0]))
             elif name in ("last_event", "get_last_msg"):
-                # mochi_common.nats_conn.last_event: get_last_msg(JOBS_STREAM, subject, direct=True)
-                pub |= direct_get_last(_stream_name(node.args[0]) if name == "get_last_msg"
-                                       else streams.JOBS_STREAM)
+                # mochi_common.nats_conn.last_event: get_last_msg(JOBS_STREAM, subject, direct=True),
+                # or through the stream leader (STREAM.MSG.GET) with consistent=True.
+                stream = _stream_name(node.args[0]) if name == "get_last_msg" else streams.JOBS_STREAM
+                if name == "last_event" and _true(_kw(node, "consistent")):
+                    pub.add(f"{API}.STREAM.MSG.GET.{stream}")
+                else:
+                    pub |= direct_get_last(stream)
             elif name == "get_msg":
                 assert _true(_kw(node, "direct")), ast.unparse(node)
                 pub |= direct_get_seq(_stream_name(node.args[0]))

@@ -148,3 +148,34 @@ def test_two_guidance_free_jobs_at_once_one_per_lane(tiny_dir):
     finally:
         engine.close()
         single.close()
+
+
+def test_tokens_major_kernel_path_equals_the_sdpa_path(transformer):
+    """The processor's path for FlashAttention-layout kernels (FA4 on a GPU node),
+    run here with SDPA in that layout: the same outputs as the stock-equal path,
+    up to fp32 rounding."""
+    from mochi_runner.parallel.attention_kernels import sdpa_tokens_major
+    from mochi_runner.parallel.prefix_attention import PrefixMochiAttnProcessor
+
+    hidden, text, timestep, mask = _inputs()
+    reference = replicate(transformer, CPU)
+    use_prefix_attention(reference)
+    tokens_major = replicate(transformer, CPU)
+    for block in tokens_major.transformer_blocks:
+        block.attn1.processor = PrefixMochiAttnProcessor(sdpa_tokens_major)
+    with torch.inference_mode():
+        for i in range(2):  # an empty negative prompt (1 token) and a 9-token prompt
+            sl = slice(i, i + 1)
+            carrier = length_carrier(mask[sl])
+            want = prefix_forward(reference, hidden[sl], text[sl], timestep[sl], mask[sl], carrier)
+            got = prefix_forward(tokens_major, hidden[sl], text[sl], timestep[sl], mask[sl], carrier)
+            assert torch.allclose(got, want, rtol=1e-5, atol=1e-6), (got - want).abs().max()
+
+
+def test_fa4_kernel_fails_at_start_up_where_it_cannot_run(tiny_dir):
+    """No FlashAttention-4 (or no Hopper GPU) here: the engine refuses at load,
+    with the reason, rather than failing the first job."""
+    with pytest.raises(RuntimeError, match="FlashAttention-4|Hopper"):
+        MochiEngine(EngineConfig(model_dir=tiny_dir, devices=("cpu", "cpu"), attention_kernel="fa4"))
+    with pytest.raises(ValueError, match="multi-device"):
+        MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu", attention_kernel="fa4"))

@@ -124,3 +124,32 @@ def test_job_killing_its_runner_every_time_is_failed_from_the_dead_letters(syste
     assert "gave up after 2 deliveries" in done["error"]
     assert not stored_videos(system)
     assert os.environ.get("MOCHI_MAX_DELIVER") is None  # the setting stayed in the test's processes
+
+
+def test_sigterm_finishes_the_step_hands_the_job_back_and_exits(system):
+    """SIGTERM mid-render: the runner stops after the step under way, hands the
+    job back (nak) and exits 0; another runner starts it at once, not after the
+    ack wait, and it completes once."""
+    system.settings.update({"MOCHI_ACK_WAIT_S": "120"})  # a job not handed back would wait 2 minutes
+    system.start_catalog()
+    first = system.start_runner("runner-a", wait=True)
+    system.start_api()
+    client = system.client()
+    job = client.submit("a cat walks on the grass", **SLOW)
+    wait_until(lambda: progress_of(system, job["id"]) >= 3, timeout=60, what="runner-a mid-job")
+    assert first.stop(timeout=30) == 0
+    stopped_at = progress_of(system, job["id"])
+    assert stopped_at < SLOW["num_inference_steps"]
+    assert '"job.handed_back"' in first.log() and '"runner.stopped"' in first.log()
+
+    second = system.start_runner("runner-b", wait=True)
+    ready = time.monotonic()
+    wait_until(lambda: [m for m in system.events(f"mochi.jobs.{job['id']}.started") if m.event.runner == "runner-b"],
+               timeout=60, what="runner-b to start the handed-back job")
+    assert time.monotonic() - ready < 30, "the job waited for its ack wait instead of being handed back"
+    done = client.wait(job["id"], timeout=180)
+    assert done["status"] == "completed" and done["runner"] == "runner-b" and done["attempts"] == 2, done
+    msgs = system.events(f"mochi.jobs.{job['id']}.>")
+    assert [m.type for m in msgs if ".final." in m.subject] == ["completed"]
+    assert len(stored_videos(system)) == 1
+    assert second.alive()

@@ -18,6 +18,7 @@ from minio import Minio
 
 from conftest import SMALL, System
 from mochi_api.settings import ApiSettings
+from mochi_cli.client import MochiClient
 from mochi_cli.processes import Proc, free_port, spawn, wait_for_port
 from mochi_common.storage import StoreSettings, TransientStoreError, open_store
 from mochi_common.storage.retry import RetryPolicy, call_with_retries
@@ -197,8 +198,10 @@ def check_download(system: System, job_id: str, public_port: int) -> None:
     assert "X-Amz-Expires=600" in url  # MOCHI_VIDEO_URL_EXPIRY_S
     video = httpx.get(url)  # no credentials: the signature is the permission
     assert video.status_code == 200 and video.headers["content-type"] == VIDEO_CONTENT_TYPE
-    assert decode_mp4(video.content) == (SMALL["num_frames"], SMALL["width"], SMALL["height"], "h264")
-    assert client.get(job_id)["video"]["size_bytes"] == len(video.content)
+    job = client.get(job_id)
+    asked = job["request"]
+    assert decode_mp4(video.content) == (asked["num_frames"], asked["width"], asked["height"], "h264")
+    assert job["video"]["size_bytes"] == len(video.content)
 
 
 def test_job_video_is_a_presigned_s3_download(system: System, s3: int) -> None:
@@ -228,7 +231,8 @@ def test_runner_waits_for_a_store_that_starts_late(system: System) -> None:
     system.start_api()
     client = system.client()
     job = client.submit("a dog runs on the beach", **SMALL)
-    wait_until(lambda: runner_retries(runner, "size"), timeout=60, what="a retried store call")
+    # The job renders without the store and then retries its upload until the store is there.
+    wait_until(lambda: runner_retries(runner, "put_new"), timeout=60, what="a retried upload")
     system.procs.append(start_s3(port, system.logs))
     done = client.wait(job["id"], timeout=120)
     assert done["status"] == "completed", done
@@ -238,20 +242,25 @@ def test_runner_waits_for_a_store_that_starts_late(system: System) -> None:
     check_download(system, job["id"], port)
 
 
-def test_upload_rides_out_an_outage(system: System, s3: int) -> None:
-    """The store vanishes while the job renders and comes back while the runner
-    retries the upload: one completed event, one stored video, no new delivery."""
+def start_behind_store_proxy(system: System, s3: int) -> tuple[TcpProxy, Proc, MochiClient]:
+    """Catalog, runner and API reaching the store through a proxy the test can
+    cut (clients download directly), with upload retries for a minute."""
     proxy = TcpProxy(s3)
     proxy.up()
-    # The services reach the store through the proxy; clients download directly.
     system.settings.update(stack_env(proxy.port, s3, MOCHI_VIDEO_URL_EXPIRY_S="600",
                                      MOCHI_STORE_RETRY_ATTEMPTS="60"))
     system.start_catalog()
     runner = system.start_runner(wait=True)
     system.start_api()
-    client = system.client()
+    return proxy, runner, system.client()
+
+
+def test_upload_rides_out_an_outage(system: System, s3: int) -> None:
+    """The store vanishes while the job renders and comes back while the runner
+    retries the upload: one completed event, one stored video, no new delivery."""
+    proxy, runner, client = start_behind_store_proxy(system, s3)
     # Enough steps that the render outlasts the moment it takes to cut the store.
-    job = client.submit("a boat sails at dawn", **{**SMALL, "num_inference_steps": 120})
+    job = client.submit("a boat sails at dawn", width=128, height=128, num_frames=7, num_inference_steps=150)
     wait_until(lambda: client.get(job["id"])["status"] == "running", timeout=60, every=0.02,
                what="the job to start")
     proxy.down()

@@ -30,9 +30,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY contracts ./contracts
 COPY services ./services
-# torch first from the CUDA index, so `.[runner]` finds it satisfied.
+# torch first from the CUDA index, so `.[runner]` finds it satisfied. The fa4
+# extra (FlashAttention-4, ~240 MB) is used only where MOCHI_ATTENTION_KERNEL=fa4.
 RUN pip install torch --index-url "$TORCH_INDEX" \
- && pip install ".[runner]" \
+ && pip install ".[runner,fa4]" \
  && rm -rf /src
 
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp mochi

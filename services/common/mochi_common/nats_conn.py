@@ -124,10 +124,14 @@ class StoredEvent:
         self.event = event
 
 
-async def last_event(js: Any, subject: str) -> StoredEvent | None:
-    """The newest event on `subject` (wildcards allowed), read without a consumer."""
+async def last_event(js: Any, subject: str, consistent: bool = False) -> StoredEvent | None:
+    """The newest event on `subject` (wildcards allowed), read without a consumer.
+
+    A direct get may be answered by a replica a moment behind the leader;
+    `consistent=True` asks the leader, which has every acknowledged event: for
+    reads that decide whether to start GPU work."""
     try:
-        raw = await js.get_last_msg(JOBS_STREAM, subject, direct=True)
+        raw = await js.get_last_msg(JOBS_STREAM, subject, direct=not consistent)
     except NotFoundError:
         return None
     try:

@@ -51,6 +51,9 @@ class EngineConfig:
     devices: tuple[str, ...] = ()
     # The sync-free exact attention processor (multi-device path).
     prefix_attention: bool = True
+    # The attention kernel inside that processor: "sdpa" (cuDNN on Hopper) or
+    # "fa4" (FlashAttention-4, optional dependency; parallel/attention_kernels.py).
+    attention_kernel: str = "sdpa"
     # torch.compile each transformer block (multi-device path).
     compile_blocks: bool = False
     # FOR BENCHMARKS ONLY: full-size Mochi with random weights, model_dir unused.
@@ -105,6 +108,7 @@ class MochiEngine:
     """One resident MochiPipeline, on one device or spread over several."""
 
     def __init__(self, config: EngineConfig):
+        from mochi_runner.parallel.attention_kernels import check_kernel
         from mochi_runner.parallel.device_worker import DeviceWorker
         from mochi_runner.parallel.guidance_parallel import GuidanceParallelTransformer
         from mochi_runner.parallel.replicate import replicate
@@ -128,7 +132,9 @@ class MochiEngine:
         if len(devices) > 1:
             base = self.pipe.transformer
             replicas = [base] + [replicate(base, d) for d in devices[1:]]
-            self.parallel = GuidanceParallelTransformer(replicas, prefix_attention=config.prefix_attention)
+            check_kernel(config.attention_kernel, devices)  # type: ignore[arg-type]
+            self.parallel = GuidanceParallelTransformer(replicas, prefix_attention=config.prefix_attention,
+                                                        attention_kernel=config.attention_kernel)  # type: ignore[arg-type]
             if config.compile_blocks:
                 for replica in replicas:
                     compile_blocks(replica)
@@ -141,6 +147,9 @@ class MochiEngine:
             self.vae_workers = [DeviceWorker(d) for d in devices]
             self.lanes = [self._lane(replica, vae, device)
                           for replica, vae, device in zip(replicas, self.vaes, devices)]
+        elif config.attention_kernel != "sdpa":
+            raise ValueError(f"attention_kernel={config.attention_kernel} is for the multi-device path; "
+                             "set devices (e.g. cuda:0,cuda:1)")
         elif config.compile_blocks:
             compile_blocks(self.pipe.transformer)
         self.load_seconds = time.perf_counter() - started
@@ -161,7 +170,8 @@ class MochiEngine:
             scheduler=type(self.pipe.scheduler).from_config(self.pipe.scheduler.config), vae=vae,
             text_encoder=None, tokenizer=None,
             transformer=GuidanceParallelTransformer([replica], prefix_attention=self.config.prefix_attention,
-                                                    output_device=device))
+                                                    output_device=device,
+                                                    attention_kernel=self.config.attention_kernel))  # type: ignore[arg-type]
         lane.set_progress_bar_config(disable=True)
         return lane
 
@@ -244,15 +254,16 @@ class MochiEngine:
                           negative_prompt_attention_mask=neg_mask.to(device))
         return inputs
 
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
+    def decode(self, latents: torch.Tensor, lane: int | None = None) -> np.ndarray:
         """Latents to T x H x W x 3 uint8 frames: MochiPipeline's own unscaling,
-        decode and post-processing, with the tiles spread over the devices."""
+        decode and post-processing, with the tiles spread over the devices
+        (lane=i: on device i's VAE alone, beside a job on the other lane)."""
         from mochi_runner.parallel.compile_gate import GATE
         from mochi_runner.parallel.vae_split import needs_tiling, split_tiled_decode
 
-        vae = self.pipe.vae
+        vae = self.pipe.vae if lane is None else self.vaes[lane]
         with torch.inference_mode():
-            latents = latents.to(self.device)
+            latents = latents.to(self.device if lane is None else self.devices[lane])
             mean = getattr(vae.config, "latents_mean", None)
             std = getattr(vae.config, "latents_std", None)
             if mean is not None and std is not None:
@@ -261,7 +272,7 @@ class MochiEngine:
                 latents = latents * std_t / vae.config.scaling_factor + mean_t
             else:
                 latents = latents / vae.config.scaling_factor
-            if len(self.vaes) > 1 and needs_tiling(vae, latents):
+            if lane is None and len(self.vaes) > 1 and needs_tiling(vae, latents):
                 video = split_tiled_decode(self.vaes, self.vae_workers, latents)
             else:
                 with GATE.shared():
@@ -292,6 +303,7 @@ def engine_config(settings) -> EngineConfig:  # settings: mochi_runner.settings.
     return EngineConfig(
         model_dir=Path(settings.model_dir), device=settings.device, dtype=settings.dtype,
         vae_tiling=settings.vae_tiling, devices=parse_devices(settings.devices),
-        prefix_attention=settings.prefix_attention, compile_blocks=settings.compile_blocks,
+        prefix_attention=settings.prefix_attention, attention_kernel=settings.attention_kernel,
+        compile_blocks=settings.compile_blocks,
         random_weights=settings.random_weights_for_benchmarks,
         warmup_size=(settings.warmup_width, settings.warmup_height, settings.warmup_frames))

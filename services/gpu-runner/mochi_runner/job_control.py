@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 
@@ -13,8 +14,9 @@ class RenderStopped(Exception):
 
 
 class JobControl:
-    """Shared between the event loop (which sets a reason) and the render
-    thread (which checks it after every step)."""
+    """Shared between the event loop (which sets a reason: cancel, shutdown,
+    timer, all callbacks on the loop) and the render thread (which checks it
+    after every step)."""
 
     CANCELLED = "cancelled"
     SHUTDOWN = "shutdown"
@@ -24,14 +26,20 @@ class JobControl:
     def __init__(self) -> None:
         self._reason: str | None = None
         self._lock = threading.Lock()
+        self._stopped = asyncio.Event()  # for a job still waiting for its GPUs
 
     def stop(self, reason: str) -> None:
+        """On the event loop's thread only (asyncio.Event is not thread-safe)."""
         with self._lock:
             self._reason = self._reason or reason
+        self._stopped.set()
 
     @property
     def reason(self) -> str | None:
         return self._reason
+
+    async def stopped(self) -> None:
+        await self._stopped.wait()
 
     def check(self, step: int) -> None:
         if self._reason is not None:

@@ -46,7 +46,14 @@ JOBS_FINISHED = Counter(
 for _outcome in OUTCOMES:
     JOBS_FINISHED.labels(outcome=_outcome)  # every outcome reads 0 before it first happens
 
-BUSY = Gauge("mochi_runner_busy", "Jobs this runner holds now (1 while it works on one)")
+BUSY = Gauge("mochi_runner_busy",
+             "Jobs rendering on this runner's GPUs now (2 for two guidance-free jobs, one per GPU)")
+# Buckets for the gaps between jobs: the target is under 2 s with work queued.
+GPU_IDLE_SECONDS = Histogram(
+    "mochi_runner_gpu_idle_seconds",
+    "Seconds a job's GPU lanes sat idle before its render: from the previous render's end on those "
+    "lanes to this one's start (includes any time no job was queued)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600))
 STARTUP_SECONDS = Gauge(
     "mochi_runner_startup_seconds",
     "Seconds from the runner's start (imports done; see process_start_time_seconds) to ready: "

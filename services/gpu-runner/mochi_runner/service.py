@@ -1,4 +1,7 @@
-"""The runner process: load Mochi, warm it, then pull jobs one at a time."""
+"""The runner process: load Mochi, warm it, then pull jobs while a GPU lane is free.
+
+A job holds its lanes (gpu_slots.py) only while it renders; its MP4 encode and
+upload run while the next job already denoises."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from mochi_contracts.streams import (
     JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings, ensure_runner_topology)
 from mochi_runner.dead_letters import fail_dead_jobs
 from mochi_runner.engine import MochiEngine, engine_config
+from mochi_runner.gpu_slots import GpuSlots
 from mochi_runner import metrics
 from mochi_runner.job_handler import JobHandler
 from mochi_runner.settings import RunnerSettings
@@ -65,13 +69,15 @@ async def run(settings: RunnerSettings) -> None:
                               max_delay_s=settings.store_retry_max_delay_s)
     # In a thread: an s3:// store checks its bucket over the network at start.
     store = await asyncio.to_thread(open_store, settings.store_url, settings)
-    handler = JobHandler(nc, engine, store, settings.runner_id,
-                         settings.ack_wait_s, settings.max_deliver, store_retry=store_retry,
-                         max_run_s=settings.max_run_s)
+    slots = GpuSlots(len(engine.lanes) or 1)
+    handler = JobHandler(nc, engine, store, settings.runner_id, settings.ack_wait_s, settings.max_deliver,
+                         slots, store_retry=store_retry, max_run_s=settings.max_run_s,
+                         mp4_preset=settings.mp4_preset)
 
     def on_signal() -> None:
         log.info("runner.draining")
         stop.set()
+        slots.close()
         handler.shutdown()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -81,14 +87,39 @@ async def run(settings: RunnerSettings) -> None:
     jobs = DurablePuller(js, JOBS_STREAM, RUNNERS_CONSUMER, reconnects)
     ready = True
     metrics.STARTUP_SECONDS.set(time.perf_counter() - started)
-    log.info("runner.ready", runner_id=settings.runner_id,
+    log.info("runner.ready", runner_id=settings.runner_id, lanes=slots.lanes,
              startup_seconds=round(time.perf_counter() - started, 2))
+    # Jobs in flight: rendering, waiting for a lane, or encoding and uploading
+    # after their render. Bounded so a slow store cannot pile up decoded videos.
+    in_flight: set[asyncio.Task[None]] = set()
+    max_in_flight = slots.lanes + settings.max_uploading_jobs
     while not stop.is_set():
         if dead_letters.done():
             dead_letters.result()  # it died: fail loudly rather than run without it
+        for task in [t for t in in_flight if t.done()]:
+            in_flight.discard(task)
+            task.result()  # the handler catches each job's errors; anything else is a bug: crash
+        if len(in_flight) >= max_in_flight:
+            await asyncio.wait(in_flight, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            continue
+        if not await slots.wait_for_room(timeout=1.0):
+            continue
         msg = await jobs.next(timeout=1.0)
-        if msg is not None:
-            await handler.handle(msg)
+        if msg is None:
+            continue
+        event = await handler.accept(msg)
+        if event is None:
+            continue
+        if handler.working_on(event.job_id):
+            # A redelivery of a job still uploading here: it needs no GPU.
+            in_flight.add(asyncio.create_task(handler.handle_duplicate(msg, event), name=f"dup-{event.job_id}"))
+            continue
+        ticket = slots.ticket(whole=handler.wants_every_lane(event))
+        in_flight.add(asyncio.create_task(handler.handle(msg, event, ticket), name=f"job-{event.job_id}"))
+    # Draining: renders stop at their next step and hand their jobs back;
+    # uploads under way finish.
+    for task in asyncio.as_completed(in_flight):
+        await task
     await dead_letters
     await jobs.close()
     await nc.drain()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -28,6 +28,9 @@ class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
     devices: str = ""
     # The exact attention processor without diffusers' per-layer host sync.
     prefix_attention: bool = True
+    # The attention kernel inside it: "sdpa" (PyTorch's pick, cuDNN on Hopper)
+    # or "fa4" (FlashAttention-4, the `fa4` extra; Hopper/Blackwell, multi-device path).
+    attention_kernel: Literal["sdpa", "fa4"] = "sdpa"
     # torch.compile each transformer block at start-up (slower start, faster steps).
     compile_blocks: bool = False
     # FOR BENCHMARKS ONLY: full-size Mochi with RANDOM weights instead of
@@ -48,6 +51,14 @@ class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
     max_deliver: int = 5
     # A job running longer than this fails with the reason (0: no limit).
     max_run_s: Annotated[float, msgspec.Meta(ge=0)] = 7200.0
+    # libx264 preset of the MP4 (ultrafast ... veryslow): slower presets make
+    # files a few percent smaller at the same quality (crf 18) and add seconds
+    # to every job's latency; see mochi_runner/video_encode.py.
+    mp4_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                        "slower", "veryslow"] = "veryfast"
+    # Jobs past their render still encoding and uploading, beyond which the
+    # runner pulls no more: a store outage must not pile up decoded videos.
+    max_uploading_jobs: Annotated[int, msgspec.Meta(ge=1)] = 2
     # Warm the model with one tiny render before pulling work.
     warmup: bool = True
     # /healthz, /readyz and /metrics; 0 turns the endpoint off.

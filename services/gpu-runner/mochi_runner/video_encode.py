@@ -13,7 +13,14 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def encode_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 18) -> int:
+# libx264's preset trades encode time for file size at the same quality (CRF).
+# On the GPU node's 16 cores, 163 frames of 848x480: medium 3.46 s, veryfast
+# 0.78 s, files 6% larger (docs/benchmarks.md). The encode sits in every job's
+# submit-to-download time, so the default is veryfast.
+DEFAULT_PRESET = "veryfast"
+
+
+def encode_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 18, preset: str = DEFAULT_PRESET) -> int:
     """Write T x H x W x 3 uint8 frames; return the file size in bytes."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected T x H x W x 3 uint8 frames, got {frames.shape} {frames.dtype}")
@@ -21,9 +28,9 @@ def encode_mp4(frames: np.ndarray, fps: int, path: Path, crf: int = 18) -> int:
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as box:
         stream = box.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
+        stream.options = {"crf": str(crf), "preset": preset}
         # Frame threads as well as slices: 163 frames encode in 2.95 s instead
-        # of 4.85 s on the GPU node (docs/benchmarks.md), same bitstream settings.
+        # of 4.85 s on the GPU node with preset medium (docs/benchmarks.md).
         stream.thread_type = "AUTO"
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):

@@ -21,6 +21,7 @@ import torch
 
 from mochi_runner.parallel.compile_gate import GATE
 from mochi_runner.parallel.device_worker import DeviceWorker, gather
+from mochi_runner.parallel.attention_kernels import AttentionKernel
 from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forward, use_prefix_attention
 
 
@@ -28,7 +29,7 @@ class GuidanceParallelTransformer(torch.nn.Module):
     """A `MochiTransformer3DModel` look-alike over one replica per device."""
 
     def __init__(self, replicas: Sequence[torch.nn.Module], prefix_attention: bool = True,
-                 output_device: torch.device | None = None):
+                 output_device: torch.device | None = None, attention_kernel: AttentionKernel = "sdpa"):
         super().__init__()
         if not replicas:
             raise ValueError("need at least one transformer replica")
@@ -40,9 +41,12 @@ class GuidanceParallelTransformer(torch.nn.Module):
         # Where the pipeline keeps its latents; the predictions come back here.
         self.output_device = output_device or self.devices[0]
         self.prefix_attention = prefix_attention
+        if attention_kernel != "sdpa" and not prefix_attention:
+            raise ValueError(f"attention_kernel={attention_kernel} runs inside the prefix processor; "
+                             "turn prefix_attention on")
         if prefix_attention:
             for replica in self._replicas:
-                use_prefix_attention(replica)
+                use_prefix_attention(replica, attention_kernel)
         self.config = self._replicas[0].config
         # Length carriers of the current job, per device, keyed by the mask
         # object the pipeline hands in each step. Holding the mask keeps its

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mochi_runner.parallel.attention_kernels import AttentionKernel, TokensMajorAttention, tokens_major_kernel
+
 
 def _rotary(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:
     # diffusers 0.42.1, MochiAttnProcessor2_0.apply_rotary_emb, unchanged.
@@ -33,7 +35,14 @@ def _rotary(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -
 class PrefixMochiAttnProcessor:
     """`attention_mask` here is a length carrier: a (batch, valid_tokens) tensor
     whose values are never read. Every sample of a batch has the same length
-    (the guidance-parallel path runs batch 1 per device)."""
+    (the guidance-parallel path runs batch 1 per device).
+
+    `tokens_major`: an attention kernel in FlashAttention's (batch, tokens,
+    heads, dim) layout (attention_kernels.py); None keeps SDPA, op for op the
+    stock processor."""
+
+    def __init__(self, tokens_major: TokensMajorAttention | None = None):
+        self.tokens_major = tokens_major
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
                  attention_mask: torch.Tensor,
@@ -59,6 +68,10 @@ class PrefixMochiAttnProcessor:
             query = _rotary(query, *image_rotary_emb)
             key = _rotary(key, *image_rotary_emb)
 
+        valid = attention_mask.shape[1]
+        if self.tokens_major is not None:
+            return self._tokens_major(attn, query, key, value, encoder_query, encoder_key, encoder_value, valid)
+
         query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
         encoder_query, encoder_key, encoder_value = (
             encoder_query.transpose(1, 2), encoder_key.transpose(1, 2), encoder_value.transpose(1, 2))
@@ -66,7 +79,6 @@ class PrefixMochiAttnProcessor:
         sequence_length = query.size(2)
         encoder_sequence_length = encoder_query.size(2)
         total_length = sequence_length + encoder_sequence_length
-        valid = attention_mask.shape[1]
 
         attn_output = F.scaled_dot_product_attention(
             torch.cat([query, encoder_query[:, :, :valid]], dim=2),
@@ -78,6 +90,25 @@ class PrefixMochiAttnProcessor:
         hidden_states, encoder_hidden_states = hidden_states.split_with_sizes(
             (sequence_length, encoder_sequence_length), dim=1)
 
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if hasattr(attn, "to_add_out"):
+            encoder_hidden_states = attn.to_add_out(encoder_hidden_states)
+        return hidden_states, encoder_hidden_states
+
+
+    def _tokens_major(self, attn, query, key, value, encoder_query, encoder_key, encoder_value,
+                      valid: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same attention in (batch, tokens, heads, dim) layout, with no transposes around the kernel."""
+        assert self.tokens_major is not None
+        sequence_length, encoder_sequence_length = query.size(1), encoder_query.size(1)
+        attn_output = self.tokens_major(
+            torch.cat([query, encoder_query[:, :valid]], dim=1),
+            torch.cat([key, encoder_key[:, :valid]], dim=1),
+            torch.cat([value, encoder_value[:, :valid]], dim=1))
+        attn_output = F.pad(attn_output, (0, 0, 0, 0, 0, sequence_length + encoder_sequence_length
+                                          - attn_output.size(1)))
+        hidden_states, encoder_hidden_states = attn_output.flatten(2, 3).split_with_sizes(
+            (sequence_length, encoder_sequence_length), dim=1)
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if hasattr(attn, "to_add_out"):
             encoder_hidden_states = attn.to_add_out(encoder_hidden_states)
@@ -104,9 +135,10 @@ def length_carrier(mask: torch.Tensor, device: torch.device | None = None) -> to
     return carrier
 
 
-def use_prefix_attention(transformer: torch.nn.Module) -> None:
+def use_prefix_attention(transformer: torch.nn.Module, kernel: AttentionKernel = "sdpa") -> None:
+    tokens_major = tokens_major_kernel(kernel)
     for block in transformer.transformer_blocks:
-        block.attn1.processor = PrefixMochiAttnProcessor()
+        block.attn1.processor = PrefixMochiAttnProcessor(tokens_major)
 
 
 def prefix_forward(transformer, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor,
