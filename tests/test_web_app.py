@@ -51,6 +51,11 @@ def test_submit_watch_progress_play_and_download(page, web_stack) -> None:  # no
     video.evaluate("v => { v.muted = true; return v.play(); }")
     page.wait_for_function("(v => v.currentTime > 0 || v.ended)(document.querySelector('#job-video video'))")
     assert page.locator("#timeline").inner_text().count("\n") >= 3
+    # The job's own log, from its event stream: where it ran and what it stored.
+    page.wait_for_function("document.querySelectorAll('#job-log li').length >= 2")
+    log = page.inner_text("#job-log")
+    assert "started on" in log and "stored" in log, log
+    assert page.locator("#job-log-empty").is_hidden()
 
     with page.expect_download() as got:
         page.get_by_role("link", name="Download MP4").click()
@@ -70,7 +75,8 @@ def test_submit_watch_progress_play_and_download(page, web_stack) -> None:  # no
 
 def test_cancel_a_running_job(page, web_stack) -> None:  # noqa: F811
     client = web_stack.client()
-    job = client.submit("a very long render", width=64, height=64, num_frames=7, num_inference_steps=200)
+    # Long enough on two cores to be caught running (64x64 at 200 steps took 1.2 s in one CI run).
+    job = client.submit("a very long render", width=256, height=256, num_frames=31, num_inference_steps=200)
     open_app(page, web_stack.api_url, f"#/jobs/{job['id']}")
     page.wait_for_selector('#job-status:text("running")', timeout=60_000)
     page.get_by_role("button", name="Cancel job").click()

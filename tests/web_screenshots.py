@@ -79,8 +79,6 @@ def main() -> None:
                 shoot(browser, f"{base}/#/", "home-phone", PHONE, listed, full_page=False)
                 shoot(browser, f"{base}/#/jobs/{ids['done']}", "job-completed-phone", PHONE, video, full_page=False)
                 browser.close()
-            system.client().cancel(ids["running"])
-            system.client().cancel(ids["queued"])
         finally:
             system.stop()
 

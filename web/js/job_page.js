@@ -1,12 +1,13 @@
-// One job: its settings, its event timeline (the job's own stream replays
-// the history, then follows it live), the video, and what can be done next.
+// One job: its settings, its event timeline and its log (the job's own stream
+// replays the history, then follows it live), the video, and what can be done next.
 
 import { ApiError, cancelJob, fetchVideo, getJob } from "./api.js";
 import { h } from "./dom.js";
 import { formatBytes, formatDateTime, formatSeconds } from "./format.js";
 import { applyEvent, isFinal } from "./job_state.js";
+import { JobLog } from "./job_log.js";
 import { getKey } from "./key.js";
-import { LiveStream } from "./live.js";
+import { LiveStream, STATE_TYPES } from "./live.js";
 import { progressView } from "./progress_view.js";
 import { Timeline } from "./timeline.js";
 
@@ -47,6 +48,7 @@ export class JobPage {
     this.stream = new LiveStream(this.job.links.events, {
       onEvent: (type, ev) => this.onEvent(type, ev),
       closeOnFinal: true,
+      types: [...STATE_TYPES, "log"],
     });
     this.stream.start();
   }
@@ -78,6 +80,7 @@ export class JobPage {
     const job = this.job;
     this.actionsState = null;
     this.timeline = new Timeline(h("ol", { class: "timeline", id: "timeline" }));
+    this.log = new JobLog();
     this.root.replaceChildren(
       backLink(),
       h("h2", { tabindex: "-1", class: "job-title" }, job.request.prompt),
@@ -88,6 +91,7 @@ export class JobPage {
       h("div", { class: "actions", id: "job-actions" }),
       h("section", { "aria-labelledby": "settings-title" }, h("h3", { id: "settings-title" }, "Settings"), h("div", { id: "job-settings" })),
       h("section", { "aria-labelledby": "timeline-title" }, h("h3", { id: "timeline-title" }, "Timeline"), this.timeline.list),
+      h("section", { "aria-labelledby": "log-title" }, h("h3", { id: "log-title" }, "Log"), this.log.empty, this.log.list),
     );
     this.update();
   }
@@ -170,6 +174,10 @@ export class JobPage {
   }
 
   onEvent(type, ev) {
+    if (type === "log") {
+      this.log.add(ev);
+      return;
+    }
     this.timeline.add(type, ev);
     this.job = applyEvent(this.job, type, ev);
     this.update();

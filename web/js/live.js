@@ -5,15 +5,16 @@
 
 import { probe, withKey } from "./api.js";
 
-const TYPES = ["submitted", "started", "progress", "cancel_requested", "completed", "failed", "cancelled",
-               "expired"];
+// The events that change a job's state; a job's page also asks for "log".
+export const STATE_TYPES = ["submitted", "started", "progress", "cancel_requested", "completed", "failed",
+                            "cancelled", "expired"];
 const FINAL = new Set(["completed", "failed", "cancelled", "expired"]);
 
 export class LiveStream {
   // onEvent(type, data, id); onState("open" | "retrying"); closeOnFinal for one job's stream,
   // which the API ends after the final event (EventSource would otherwise reopen it forever).
-  constructor(url, { onEvent, onState = () => {}, closeOnFinal = false }) {
-    Object.assign(this, { url, onEvent, onState, closeOnFinal });
+  constructor(url, { onEvent, onState = () => {}, closeOnFinal = false, types = STATE_TYPES }) {
+    Object.assign(this, { url, onEvent, onState, closeOnFinal, types });
     this.lastId = null;
     this.source = null;
     this.timer = null;
@@ -55,7 +56,7 @@ export class LiveStream {
       probe().catch(() => {});
       if (source.readyState === EventSource.CLOSED) this.retryLater();
     };
-    for (const type of TYPES) {
+    for (const type of this.types) {
       source.addEventListener(type, (msg) => {
         if (msg.lastEventId) this.lastId = msg.lastEventId;
         let data;
