@@ -24,14 +24,20 @@ def progress_of(system, job_id: str) -> int:
     return max((m.event.step for m in system.events(f"mochi.jobs.{job_id}.progress")), default=0)
 
 
-def test_runner_killed_mid_job_is_redelivered_and_completes_once(system):
-    system.settings.update(FAST_REDELIVERY)
+def runner_a_mid_job(system, settings: dict[str, str]):
+    """The stack with one runner, runner-a, three steps into a slow job."""
+    system.settings.update(settings)
     system.start_catalog()
     first = system.start_runner("runner-a", wait=True)
     system.start_api()
     client = system.client()
     job = client.submit("a cat walks on the grass", **SLOW)
-    wait_until(lambda: progress_of(system, job["id"]) >= 3, timeout=60, what="first runner mid-job")
+    wait_until(lambda: progress_of(system, job["id"]) >= 3, timeout=60, what="runner-a mid-job")
+    return first, client, job
+
+
+def test_runner_killed_mid_job_is_redelivered_and_completes_once(system):
+    first, client, job = runner_a_mid_job(system, FAST_REDELIVERY)
     first.kill()
     system.start_runner("runner-b")
 
@@ -130,13 +136,8 @@ def test_sigterm_finishes_the_step_hands_the_job_back_and_exits(system):
     """SIGTERM mid-render: the runner stops after the step under way, hands the
     job back (nak) and exits 0; another runner starts it at once, not after the
     ack wait, and it completes once."""
-    system.settings.update({"MOCHI_ACK_WAIT_S": "120"})  # a job not handed back would wait 2 minutes
-    system.start_catalog()
-    first = system.start_runner("runner-a", wait=True)
-    system.start_api()
-    client = system.client()
-    job = client.submit("a cat walks on the grass", **SLOW)
-    wait_until(lambda: progress_of(system, job["id"]) >= 3, timeout=60, what="runner-a mid-job")
+    # A job not handed back would wait out its 2-minute ack wait.
+    first, client, job = runner_a_mid_job(system, {"MOCHI_ACK_WAIT_S": "120"})
     assert first.stop(timeout=30) == 0
     stopped_at = progress_of(system, job["id"])
     assert stopped_at < SLOW["num_inference_steps"]
