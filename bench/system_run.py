@@ -2,7 +2,7 @@
 two-GPU runners, default jobs submitted over HTTP at once.
 
   python bench/system_run.py --runners 1 --jobs 4     # nvidia-h200-x2 (issue 9)
-  python bench/system_run.py --runners 2 --jobs 6     # a four-GPU machine
+  python bench/system_run.py --runners 2 --jobs 6 --hand-over  # a four-GPU machine (issue 10)
   python bench/system_run.py --runners 4 --jobs 8     # the eight-GPU reference node
   python bench/system_run.py --tiny --jobs 4          # CPU dry run, tiny model
 
@@ -12,7 +12,9 @@ job's submit-to-stored time (from the job's own events), jobs per hour, GPU
 utilisation sampled by NVML, the GPU idle time between jobs on each runner
 (the runner's own measurement and NVML's), how the jobs spread over the
 runners and that none ran twice. With --stock-steps, stock diffusers on one
-GPU is then timed in the same run for the speed-up."""
+GPU is then timed in the same run for the speed-up. With --hand-over, a
+runner is then stopped mid-job, by SIGTERM and then SIGKILL, and its job is
+shown to finish once on another runner (bench/runner_handover.py)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from pathlib import Path
 import httpx
 
 from common import DEFAULT, PROMPT, Report
+from job_stream import job_events
+from runner_handover import RunnerProcess, hand_over
 
 BENCH_ONLY = "RANDOM full-size weights, for benchmarks only: real FLOPs, noise pictures"
 
@@ -47,7 +51,7 @@ def start_stack(root: Path, runners: int, tiny: bool, size: tuple[int, int, int]
            "MOCHI_ACK_WAIT_S": "60"}
     stack.add(start_nats(root / "nats", nats_port, logs))
     stack.add(spawn_service("catalog", {**env, "MOCHI_DB_PATH": str(root / "catalog.db")}, logs))
-    health = []
+    specs: list[RunnerProcess] = []
     for i in range(runners):
         port = free_port()
         runner_env = {**env, "MOCHI_RUNNER_ID": f"runner-{i}", "MOCHI_HEALTH_PORT": str(port),
@@ -64,13 +68,13 @@ def start_stack(root: Path, runners: int, tiny: bool, size: tuple[int, int, int]
                               MOCHI_RANDOM_WEIGHTS_FOR_BENCHMARKS="true", MOCHI_ATTENTION_KERNEL=attention_kernel,
                               MOCHI_COMPILE_BLOCKS="true" if compile_blocks else "false")
         stack.add(spawn_service("runner", runner_env, logs, name=f"runner-{i}"))
-        health.append(f"http://127.0.0.1:{port}/readyz")
+        specs.append(RunnerProcess(i, runner_env, f"http://127.0.0.1:{port}/readyz"))
     api = stack.add(spawn_service("api", {
         **env, "MOCHI_PORT": str(api_port), "MOCHI_ALLOW_ANONYMOUS": "true",
         "MOCHI_SUBMITS_PER_MINUTE": "100000", "MOCHI_MAX_QUEUED_PER_OWNER": "0"}, logs))
     url = f"http://127.0.0.1:{api_port}"
     wait_for_http(f"{url}/readyz", timeout=120, proc=api.popen)
-    return stack, url, health, env["MOCHI_NATS_URL"]
+    return stack, url, specs, env["MOCHI_NATS_URL"]
 
 
 def log_lines(path: Path, event: str) -> list[dict]:
@@ -85,32 +89,6 @@ def log_lines(path: Path, event: str) -> list[dict]:
 
 def ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-async def job_events(nats_url: str) -> list[tuple[int, str, dict[str, str], bytes]]:
-    """The whole job stream, as `nats stream view` reads it (an ordered consumer)."""
-    import nats
-    from nats.errors import TimeoutError as NatsTimeout
-    from nats.js.api import DeliverPolicy
-
-    from mochi_contracts.streams import JOBS_STREAM
-    from mochi_contracts.subjects import ALL_JOB_EVENTS
-
-    nc = await nats.connect(nats_url)
-    try:
-        sub = await nc.jetstream().subscribe(ALL_JOB_EVENTS, stream=JOBS_STREAM, ordered_consumer=True,
-                                             deliver_policy=DeliverPolicy.ALL)
-        out = []
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=2.0)
-            except NatsTimeout:
-                return out
-            out.append((msg.metadata.sequence.stream, msg.subject, dict(msg.headers or {}), msg.data))
-            if msg.metadata.num_pending == 0:
-                return out
-    finally:
-        await nc.close()
 
 
 def idle_spans(samples: list[tuple[float, list[int]]], gpu: int, start: float, end: float,
@@ -206,6 +184,10 @@ def main() -> None:
                         help="the runners' MOCHI_ATTENTION_KERNEL (fa4: FlashAttention-4, see bench/fa4_wheels.sh)")
     parser.add_argument("--guidance-free-jobs", type=int, default=0,
                         help="also submit this many jobs with guidance 1 (one lane each on a two-GPU runner)")
+    parser.add_argument("--hand-over", action="store_true",
+                        help="then stop a runner mid-job, SIGTERM and then SIGKILL (bench/runner_handover.py)")
+    parser.add_argument("--hand-over-steps", type=int, default=0, help="steps of the hand-over jobs (default: --steps)")
+    parser.add_argument("--hand-over-after-step", type=int, default=2, help="signal the runner once past this step")
     args = parser.parse_args()
 
     from end_to_end import UtilSampler
@@ -217,7 +199,7 @@ def main() -> None:
                         f"attention {args.attention_kernel}")
     root = Path(tempfile.mkdtemp(prefix="mochi-system-"))
     t_start = time.perf_counter()
-    stack, url, health, nats_url = start_stack(root, args.runners, args.tiny,
+    stack, url, specs, nats_url = start_stack(root, args.runners, args.tiny,
                                                (args.width, args.height, args.frames), not args.no_compile,
                                                args.gpus_per_runner, args.devices, args.attention_kernel)
     # NVML counts physical GPUs: "cuda:0,cuda:0" is one.
@@ -228,8 +210,8 @@ def main() -> None:
     try:
         from mochi_cli.processes import wait_for_http
 
-        for i, ready in enumerate(health):
-            wait_for_http(ready, timeout=900, proc=stack.procs[2 + i].popen)
+        for spec in specs:
+            wait_for_http(spec.ready_url, timeout=900, proc=stack.procs[2 + spec.index].popen)
         for i in range(args.runners):
             line = log_lines(root / "logs" / f"runner-{i}.log", "runner.ready")[0]
             report.add(f"runner-{i}.startup_s", line["startup_seconds"],
@@ -270,6 +252,12 @@ def main() -> None:
                 time.sleep(1.0)
         sampler.stop()
         results(report, root, args, ids, nats_url, sampler.samples, period, gpus)
+        if args.hand_over:
+            if args.runners < 2:
+                raise SystemExit("--hand-over needs --runners 2 or more: the job must finish on another runner")
+            hand_over(report, stack, root, url, nats_url, specs,
+                      {**body, "num_inference_steps": args.hand_over_steps or args.steps},
+                      after_step=args.hand_over_after_step, start_timeout=900)
     finally:
         sampler.stop()
         stack.stop()
