@@ -69,42 +69,25 @@ class PrefixMochiAttnProcessor:
             key = _rotary(key, *image_rotary_emb)
 
         valid = attention_mask.shape[1]
-        if self.tokens_major is not None:
-            return self._tokens_major(attn, query, key, value, encoder_query, encoder_key, encoder_value, valid)
-
-        query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
-        encoder_query, encoder_key, encoder_value = (
-            encoder_query.transpose(1, 2), encoder_key.transpose(1, 2), encoder_value.transpose(1, 2))
-
-        sequence_length = query.size(2)
-        encoder_sequence_length = encoder_query.size(2)
-        total_length = sequence_length + encoder_sequence_length
-
-        attn_output = F.scaled_dot_product_attention(
-            torch.cat([query, encoder_query[:, :, :valid]], dim=2),
-            torch.cat([key, encoder_key[:, :, :valid]], dim=2),
-            torch.cat([value, encoder_value[:, :, :valid]], dim=2),
-            dropout_p=0.0, is_causal=False)
-        attn_output = F.pad(attn_output, (0, 0, 0, total_length - attn_output.size(2)))
-        hidden_states = attn_output.transpose(1, 2).flatten(2, 3)
-        hidden_states, encoder_hidden_states = hidden_states.split_with_sizes(
-            (sequence_length, encoder_sequence_length), dim=1)
-
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-        if hasattr(attn, "to_add_out"):
-            encoder_hidden_states = attn.to_add_out(encoder_hidden_states)
-        return hidden_states, encoder_hidden_states
-
-
-    def _tokens_major(self, attn, query, key, value, encoder_query, encoder_key, encoder_value,
-                      valid: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same attention in (batch, tokens, heads, dim) layout, with no transposes around the kernel."""
-        assert self.tokens_major is not None
         sequence_length, encoder_sequence_length = query.size(1), encoder_query.size(1)
-        attn_output = self.tokens_major(
-            torch.cat([query, encoder_query[:, :valid]], dim=1),
-            torch.cat([key, encoder_key[:, :valid]], dim=1),
-            torch.cat([value, encoder_value[:, :valid]], dim=1))
+        if self.tokens_major is not None:
+            # A kernel that takes this layout: no transposes around it.
+            attn_output = self.tokens_major(
+                torch.cat([query, encoder_query[:, :valid]], dim=1),
+                torch.cat([key, encoder_key[:, :valid]], dim=1),
+                torch.cat([value, encoder_value[:, :valid]], dim=1))
+        else:
+            query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+            encoder_query, encoder_key, encoder_value = (
+                encoder_query.transpose(1, 2), encoder_key.transpose(1, 2), encoder_value.transpose(1, 2))
+            attn_output = F.scaled_dot_product_attention(
+                torch.cat([query, encoder_query[:, :, :valid]], dim=2),
+                torch.cat([key, encoder_key[:, :, :valid]], dim=2),
+                torch.cat([value, encoder_value[:, :, :valid]], dim=2),
+                dropout_p=0.0, is_causal=False).transpose(1, 2)
+
+        # (batch, tokens, heads, dim) from either kernel; the prompt's padding
+        # tokens get zeros, as in the stock processor.
         attn_output = F.pad(attn_output, (0, 0, 0, 0, 0, sequence_length + encoder_sequence_length
                                           - attn_output.size(1)))
         hidden_states, encoder_hidden_states = attn_output.flatten(2, 3).split_with_sizes(
