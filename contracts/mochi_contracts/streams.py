@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -202,30 +203,45 @@ _FORMING_CLUSTER_CODES = {10005, 10008}
 SETUP_PATIENCE_S = 60.0
 
 
-async def _patiently(op: Callable[[], Awaitable[T]], what: str, patience_s: float = SETUP_PATIENCE_S) -> T:
-    loop = asyncio.get_running_loop()
-    deadline, delay = loop.time() + patience_s, 0.25
+async def patiently(op: Callable[[], Awaitable[T]], is_transient: Callable[[Exception], bool],
+                    patience_s: float, on_retry: Callable[[Exception, float], None], first_delay_s: float = 0.25) -> T:
+    """`op()`, called again after each transient failure with a doubling delay
+    (at most 5 s) for up to `patience_s`; any other failure, or the last one,
+    is raised. One backoff for JetStream set-up here and for the runner's
+    publishes (mochi_common.nats_conn.PatientJetStream)."""
+    deadline, delay = time.monotonic() + patience_s, first_delay_s
     while True:
         try:
             return await op()
-        except (APIError, NatsTimeoutError, NoRespondersError) as err:
-            transient = not isinstance(err, APIError) or isinstance(err, ServiceUnavailableError) \
-                or err.err_code in _FORMING_CLUSTER_CODES
-            if not transient or loop.time() + delay > deadline:
+        except Exception as err:
+            if not is_transient(err) or time.monotonic() + delay > deadline:
                 raise
-            log.warning("jetstream setup of %s waits for the cluster (%r); retry in %.2fs", what, err, delay)
+            on_retry(err, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
 
+def _cluster_not_ready(err: Exception) -> bool:
+    if isinstance(err, (NatsTimeoutError, NoRespondersError, ServiceUnavailableError)):
+        return True
+    return isinstance(err, APIError) and err.err_code in _FORMING_CLUSTER_CODES
+
+
+async def _while_cluster_forms(op: Callable[[], Awaitable[T]], what: str) -> T:
+    def on_retry(err: Exception, delay: float) -> None:
+        log.warning("jetstream setup of %s waits for the cluster (%r); retry in %.2fs", what, err, delay)
+
+    return await patiently(op, _cluster_not_ready, SETUP_PATIENCE_S, on_retry)
+
+
 async def ensure_stream(js: JetStreamContext, want: StreamConfig) -> str:
     """Create or update a stream; return 'created', 'updated' or 'unchanged'."""
-    return await _patiently(lambda: _ensure_stream(js, want), f"stream {want.name}")
+    return await _while_cluster_forms(lambda: _ensure_stream(js, want), f"stream {want.name}")
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, want: ConsumerConfig) -> str:
     """Create or update a durable consumer; return what happened."""
-    return await _patiently(lambda: _ensure_consumer(js, stream, want), f"consumer {want.durable_name}")
+    return await _while_cluster_forms(lambda: _ensure_consumer(js, stream, want), f"consumer {want.durable_name}")
 
 
 async def _ensure_stream(js: JetStreamContext, want: StreamConfig) -> str:

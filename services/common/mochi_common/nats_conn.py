@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import nats
@@ -16,7 +14,7 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, Servi
 
 from mochi_contracts import subjects
 from mochi_contracts.events import HDR_MSG_ID, JobEvent, UnreadableEvent, decode_event, encode_event, event_type
-from mochi_contracts.streams import JOBS_STREAM
+from mochi_contracts.streams import JOBS_STREAM, patiently
 
 log = structlog.get_logger()
 
@@ -73,17 +71,11 @@ class PatientJetStream:
         return getattr(self._js, name)
 
     async def publish(self, subject: str, payload: bytes, **kwargs: Any) -> PubAck:
-        deadline = time.monotonic() + self.patience_s
-        delay = 0.2
-        while True:
-            try:
-                return await self._js.publish(subject, payload, **kwargs)
-            except TRANSIENT as err:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("nats.publish_retry", subject=subject, error=repr(err), delay_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        def on_retry(err: Exception, delay: float) -> None:
+            log.warning("nats.publish_retry", subject=subject, error=repr(err), delay_s=delay)
+
+        return await patiently(lambda: self._js.publish(subject, payload, **kwargs),
+                               lambda err: isinstance(err, TRANSIENT), self.patience_s, on_retry, first_delay_s=0.2)
 
 
 async def publish_event(js: Any, event: JobEvent, dedupe: str | None = None) -> int:
