@@ -20,20 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from common import cuda_seconds
+
 HEADS, DIM = 24, 128
 TOKENS = 44_520 + 40
-
-
-def timed(fn, reps: int = 10) -> float:
-    for _ in range(3):
-        fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 1e3 / reps
 
 
 def forward_per_kernel(device: torch.device) -> None:
@@ -88,7 +78,7 @@ def main() -> None:
     with torch.inference_mode():
         for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("torch_flash", SDPBackend.FLASH_ATTENTION)):
             with sdpa_kernel(backend):
-                seconds = timed(lambda: F.scaled_dot_product_attention(q, k, v))
+                seconds = cuda_seconds(lambda: F.scaled_dot_product_attention(q, k, v), device)
                 results[name] = F.scaled_dot_product_attention(q, k, v)
             print(f"{name:12s} {seconds * 1e3:8.2f} ms  {flops / seconds / 1e12:6.1f} TFLOP/s", flush=True)
         try:
@@ -106,7 +96,7 @@ def main() -> None:
         fa4()
         torch.cuda.synchronize(device)
         print(f"fa4 first call (JIT compile) {time.perf_counter() - started:.1f} s", flush=True)
-        seconds = timed(fa4)
+        seconds = cuda_seconds(fa4, device)
         print(f"{'fa4':12s} {seconds * 1e3:8.2f} ms  {flops / seconds / 1e12:6.1f} TFLOP/s", flush=True)
         out = fa4().transpose(1, 2)
         ref = results["cudnn"]

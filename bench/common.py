@@ -43,17 +43,21 @@ def matmul_peak_tflops(device: torch.device, n: int = 8192, reps: int = 10) -> f
     gen = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, device=device, dtype=torch.bfloat16, generator=gen)
     b = torch.randn(n, n, device=device, dtype=torch.bfloat16, generator=gen)
+    return 2 * n**3 / cuda_seconds(lambda: a @ b, device, reps) / 1e12
+
+
+def cuda_seconds(fn, device: torch.device, reps: int = 10) -> float:
+    """Seconds per call of `fn` on `device`, timed by CUDA events: the mean of `reps` after 3 warm-ups."""
     with torch.cuda.device(device):
         for _ in range(3):
-            a @ b
+            fn()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         for _ in range(reps):
-            a @ b
+            fn()
         end.record()
         end.synchronize()
-    seconds = start.elapsed_time(end) / 1e3 / reps
-    return 2 * n**3 / seconds / 1e12
+    return start.elapsed_time(end) / 1e3 / reps
 
 
 def median(xs: list[float]) -> float:
