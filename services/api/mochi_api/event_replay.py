@@ -1,7 +1,7 @@
 """Past events from the stream, for SSE replay and Last-Event-ID resume.
 
 A short-lived ordered consumer reads from the requested sequence up to the
-last event that exists now; anything newer comes from the shared hub."""
+newest event that exists now; anything newer comes from the shared hub."""
 
 from __future__ import annotations
 
@@ -12,28 +12,41 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from mochi_api.event_hub import StreamEvent
+from mochi_common.nats_conn import newest_seq
 from mochi_contracts import subjects
 from mochi_contracts.events import HDR_EVENT_TYPE
 from mochi_contracts.streams import JOBS_STREAM
 
 
-async def replay(js: JetStreamContext, subject: str, from_seq: int, to_seq: int) -> AsyncIterator[StreamEvent]:
+class ReplayCutShort(NatsTimeout):
+    """The replay stopped before the newest event: an ordered consumer stalled
+    past its timeout, as during a stream leader election. An SSE stream ends
+    here rather than follow live past the gap, and its client reconnects with
+    Last-Event-ID (a browser's EventSource does); a plain GET answers 503 like
+    any other NATS timeout."""
+
+
+async def replay(js: JetStreamContext, subject: str, from_seq: int) -> AsyncIterator[StreamEvent]:
+    """The events on `subject` from `from_seq` through the newest one now."""
+    to_seq = await newest_seq(js, subject)
     if from_seq > to_seq:
         return
     sub = await js.subscribe(subject, stream=JOBS_STREAM, ordered_consumer=True,
                              deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                              config=ConsumerConfig(opt_start_seq=from_seq))
+    seq = from_seq - 1
     try:
         while True:
             try:
                 msg = await sub.next_msg(timeout=5.0)
             except NatsTimeout:
-                return  # nothing more arrived: the events up to to_seq were trimmed
+                raise ReplayCutShort(f"replay of {subject} stopped after {seq}, before {to_seq}") from None
             seq = msg.metadata.sequence.stream
             job_id = subjects.job_id_of(msg.subject)
             if job_id is not None:
                 yield StreamEvent(seq=seq, subject=msg.subject, job_id=job_id,
                                   type=(msg.headers or {}).get(HDR_EVENT_TYPE, ""), data=msg.data)
+            # Pending 0 below to_seq: the newest was deleted meanwhile; nothing more to read.
             if seq >= to_seq or msg.metadata.num_pending == 0:
                 return
     finally:

@@ -116,6 +116,16 @@ class StoredEvent:
         self.event = event
 
 
+async def newest_seq(js: Any, subject: str) -> int:
+    """The stream sequence of the newest message on `subject` (wildcards
+    allowed), 0 if there is none; read, not decoded, so an unreadable message
+    counts too."""
+    try:
+        return (await js.get_last_msg(JOBS_STREAM, subject, direct=True)).seq
+    except NotFoundError:
+        return 0
+
+
 async def last_event(js: Any, subject: str, consistent: bool = False) -> StoredEvent | None:
     """The newest event on `subject` (wildcards allowed), read without a consumer.
 

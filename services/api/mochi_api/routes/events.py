@@ -15,7 +15,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from mochi_api import openapi_docs as docs
 from mochi_api.context import ApiContext
 from mochi_api.event_hub import Listener, StreamEvent
-from mochi_api.event_replay import replay
+from mochi_api.event_replay import ReplayCutShort, replay
 from mochi_api.context import Caller
 from mochi_api.routes.jobs import _load
 from mochi_common.nats_conn import last_event
@@ -74,26 +74,19 @@ async def job_events(job_id: str, state: State, request: Request, caller: Caller
 
     async def stream() -> AsyncIterator[ServerSentEventMessage]:
         try:
-            newest = await last_event(ctx.js, subjects.job_events(job_id))
-            upto = newest.seq if newest else 0
             last = start - 1
-            async for event in replay(ctx.js, subjects.job_events(job_id), start, upto):
-                last = event.seq
-                yield _message(event)
-                if event.type in FINAL_TYPES:
-                    return
-            if last < upto:
-                # The replay stopped short (a stream leader election can stall an
-                # ordered consumer past its timeout). Following live from `upto`
-                # would skip the gap for good; ending the response makes the
-                # client reconnect with Last-Event-ID and replay from `last`.
-                return
+            try:
+                async for event in replay(ctx.js, subjects.job_events(job_id), start):
+                    last = event.seq
+                    yield _message(event)
+                    if event.type in FINAL_TYPES:
+                        return
+            except ReplayCutShort:
+                return  # the client reconnects with Last-Event-ID and gets the rest
             final = await last_event(ctx.js, subjects.job_final(job_id))
             if final is not None and final.seq <= last:
-                return
-            if final is not None and start > final.seq:
                 return  # the client already has the final event
-            async for message in _follow(ctx, listener, max(last, upto), close_on_final=True):
+            async for message in _follow(ctx, listener, last, close_on_final=True):
                 yield message
         finally:
             ctx.hub.forget(listener)
@@ -115,12 +108,15 @@ async def all_events(state: State, request: Request, caller: Caller) -> ServerSe
         try:
             last = 0
             if start is not None:
-                info = await ctx.js.stream_info(ctx.jobs_stream)
-                async for event in replay(ctx.js, subjects.ALL_JOB_EVENTS, start, info.state.last_seq):
-                    last = event.seq
-                    owner = await ctx.hub.owners.owner_of(event.job_id)
-                    if caller.owner_filter is None or owner == caller.owner_filter:
-                        yield _message(event)
+                last = start - 1
+                try:
+                    async for event in replay(ctx.js, subjects.ALL_JOB_EVENTS, start):
+                        last = event.seq
+                        owner = await ctx.hub.owners.owner_of(event.job_id)
+                        if caller.owner_filter is None or owner == caller.owner_filter:
+                            yield _message(event)
+                except ReplayCutShort:
+                    return  # the client reconnects with Last-Event-ID and gets the rest
             async for message in _follow(ctx, listener, last, close_on_final=False):
                 yield message
         finally:

@@ -23,7 +23,7 @@ from mochi_api import idempotency, submission
 from mochi_api import openapi_docs as docs
 from mochi_api.problems import invalid_fields, not_found, problem
 from mochi_api.video_response import video_response
-from mochi_common.nats_conn import last_event, publish_event, publish_final
+from mochi_common.nats_conn import publish_event, publish_final
 from mochi_contracts import catalog, subjects
 from mochi_contracts.events import JobCancelled, JobCancelRequested, JobLog, JobSubmitted, utcnow
 from mochi_contracts.job_state import FINAL_STATUSES, STATUSES, new_state
@@ -200,12 +200,10 @@ class JobsController(Controller):
         ctx = _ctx(state)
         await _load(ctx, caller, job_id)  # 404 unless the caller may see it
         subject = subjects.job_logs(job_id)
-        newest = await last_event(ctx.js, subject)
         lines: list[LogLine] = []
-        if newest is not None:
-            async for raw in replay(ctx.js, subject, 1, newest.seq):
-                event = msgspec.json.decode(raw.data, type=JobLog)
-                if event.job_id == job_id:
-                    lines.append(LogLine(seq=raw.seq, time=event.time, level=event.level,
-                                         message=event.message, runner=event.runner))
+        async for raw in replay(ctx.js, subject, 1):
+            event = msgspec.json.decode(raw.data, type=JobLog)
+            if event.job_id == job_id:
+                lines.append(LogLine(seq=raw.seq, time=event.time, level=event.level,
+                                     message=event.message, runner=event.runner))
         return LogList(logs=lines)
