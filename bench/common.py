@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,27 @@ class Report:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+
+RANDOM_WEIGHTS = "RANDOM full-size weights: real FLOPs, noise pictures"
+
+
+def open_report(out_dir: Path, name: str, tiny: bool) -> Report:
+    """A report whose first figures say which weights ran, on which versions."""
+    report = Report(out_dir, name)
+    report.add("weights", "tiny random model (CPU dry run)" if tiny else RANDOM_WEIGHTS)
+    report.add("versions", versions())
+    return report
+
+
+def bench_model_dir(tiny: bool) -> Path:
+    """The tiny random model, saved afresh, for a CPU dry run; otherwise a
+    placeholder, since the engine builds full-size random weights itself."""
+    if not tiny:
+        return Path("unused")
+    from mochi_runner.tiny_model import save_tiny_model
+
+    return save_tiny_model(Path(tempfile.mkdtemp()) / "tiny")
 
 
 def versions() -> dict[str, str]:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from common import DEFAULT, PROMPT, Report, matmul_peak_tflops, median, peaks_gib, reset_peaks, sync, versions
+from common import (DEFAULT, PROMPT, bench_model_dir, matmul_peak_tflops, median, open_report, peaks_gib,
+                    reset_peaks, sync)
 from flops import forward_flops
 
 
@@ -94,10 +95,7 @@ def main() -> None:
     from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forward, use_prefix_attention
     from mochi_runner.video_encode import encode_mp4
 
-    report = Report(args.out, "components")
-    report.add("weights", "tiny random model (CPU dry run)" if args.tiny else
-               "RANDOM full-size weights: real FLOPs, noise pictures")
-    report.add("versions", versions())
+    report = open_report(args.out, "components", args.tiny)
     size = dict(width=args.width, height=args.height, num_frames=args.frames)
     report.add("size", size)
     devices_spec = ("cpu", "cpu") if args.tiny else tuple(args.devices.split(","))
@@ -106,15 +104,9 @@ def main() -> None:
         for d in devices_spec:
             report.add(f"bf16_matmul_peak_tflops[{d}]", matmul_peak_tflops(torch.device(d)))
 
-    if args.tiny:
-        from mochi_runner.tiny_model import save_tiny_model
-
-        model_dir = save_tiny_model(Path(tempfile.mkdtemp()) / "tiny")
-    else:
-        model_dir = Path("unused")
     started = time.perf_counter()
-    engine = MochiEngine(EngineConfig(model_dir=model_dir, devices=devices_spec, random_weights=not args.tiny,
-                                      prefix_attention=False, compile_blocks=False))
+    engine = MochiEngine(EngineConfig(model_dir=bench_model_dir(args.tiny), devices=devices_spec,
+                                      random_weights=not args.tiny, prefix_attention=False, compile_blocks=False))
     devices = engine.devices
     report.add("build_seconds", time.perf_counter() - started, "random weights made on the GPUs" if not args.tiny else "")
     parallel = engine.parallel

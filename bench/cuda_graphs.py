@@ -27,13 +27,12 @@ weights unless --tiny):
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from common import DEFAULT, PROMPT, Report, cuda_seconds, matmul_peak_tflops, median, versions
+from common import DEFAULT, PROMPT, bench_model_dir, cuda_seconds, matmul_peak_tflops, median, open_report
 from flops import forward_flops
 
 
@@ -95,26 +94,17 @@ def main() -> None:
     from mochi_runner.parallel.device_worker import on_device
     from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forward
 
-    report = Report(args.out, "cuda_graphs")
-    report.add("weights", "tiny random model (CPU dry run)" if args.tiny else
-               "RANDOM full-size weights: real FLOPs, noise pictures")
-    report.add("versions", versions())
+    report = open_report(args.out, "cuda_graphs", args.tiny)
     size = dict(width=args.width, height=args.height, num_frames=args.frames)
     report.add("size", size)
     device = torch.device("cpu" if args.tiny else "cuda:0")
     if device.type == "cuda":
         report.add("bf16_matmul_peak_tflops", matmul_peak_tflops(device))
-    if args.tiny:
-        from mochi_runner.tiny_model import save_tiny_model
-
-        model_dir = save_tiny_model(Path(tempfile.mkdtemp()) / "tiny")
-    else:
-        model_dir = Path("unused")
 
     # The runner's own two-device engine with both "devices" on this one GPU
     # (as bench run 7): compiled blocks, the sync-free processor, lanes.
     started = time.perf_counter()
-    engine = MochiEngine(EngineConfig(model_dir=model_dir, devices=(str(device), str(device)),
+    engine = MochiEngine(EngineConfig(model_dir=bench_model_dir(args.tiny), devices=(str(device), str(device)),
                                       random_weights=not args.tiny, compile_blocks=True,
                                       warmup_size=(args.width, args.height, args.frames)))
     report.add("build_seconds", time.perf_counter() - started)

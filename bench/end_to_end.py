@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from common import DEFAULT, PROMPT, Report, matmul_peak_tflops, median, peaks_gib, reset_peaks, sync, versions
+from common import (DEFAULT, PROMPT, bench_model_dir, matmul_peak_tflops, median, open_report, peaks_gib,
+                    reset_peaks, sync)
 from flops import forward_flops
 
 
@@ -82,22 +83,14 @@ def main() -> None:
     from mochi_runner.engine import EngineConfig, MochiEngine
     from mochi_runner.video_encode import encode_mp4
 
-    report = Report(args.out, "end_to_end")
-    report.add("weights", "tiny random model (CPU dry run)" if args.tiny else
-               "RANDOM full-size weights: real FLOPs, noise pictures")
-    report.add("versions", versions())
+    report = open_report(args.out, "end_to_end", args.tiny)
     devices_spec = ("cpu", "cpu") if args.tiny else tuple(args.devices.split(","))
     if not args.tiny:
         for d in devices_spec:
             report.add(f"bf16_matmul_peak_tflops[{d}]", matmul_peak_tflops(torch.device(d)))
     sampler = UtilSampler(0 if args.tiny else torch.cuda.device_count())
-    if args.tiny:
-        from mochi_runner.tiny_model import save_tiny_model
 
-        model_dir = save_tiny_model(Path(tempfile.mkdtemp()) / "tiny")
-    else:
-        model_dir = Path("unused")
-
+    model_dir = bench_model_dir(args.tiny)
     # 1. Start-up, as the runner does it before it pulls any job.
     t0 = time.perf_counter()
     engine = MochiEngine(EngineConfig(

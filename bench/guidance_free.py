@@ -9,14 +9,13 @@ The guided path is also run for 2 steps, to check it after the lanes were added.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import torch
 
-from common import DEFAULT, PROMPT, Report, median, peaks_gib, reset_peaks, sync, versions
+from common import DEFAULT, PROMPT, bench_model_dir, median, open_report, peaks_gib, reset_peaks, sync
 
 
 def main() -> None:
@@ -34,19 +33,10 @@ def main() -> None:
     from mochi_contracts.jobs import JobRequest
     from mochi_runner.engine import EngineConfig, MochiEngine
 
-    report = Report(args.out, "guidance_free")
-    report.add("weights", "tiny random model (CPU dry run)" if args.tiny else
-               "RANDOM full-size weights: real FLOPs, noise pictures")
-    report.add("versions", versions())
-    if args.tiny:
-        from mochi_runner.tiny_model import save_tiny_model
-
-        model_dir = save_tiny_model(Path(tempfile.mkdtemp()) / "tiny")
-    else:
-        model_dir = Path("unused")
+    report = open_report(args.out, "guidance_free", args.tiny)
     devices_spec = ("cpu", "cpu") if args.tiny else tuple(args.devices.split(","))
-    engine = MochiEngine(EngineConfig(model_dir=model_dir, devices=devices_spec, random_weights=not args.tiny,
-                                      compile_blocks=not args.no_compile,
+    engine = MochiEngine(EngineConfig(model_dir=bench_model_dir(args.tiny), devices=devices_spec,
+                                      random_weights=not args.tiny, compile_blocks=not args.no_compile,
                                       warmup_size=(args.width, args.height, args.frames)))
     devices = engine.devices
     size = dict(width=args.width, height=args.height, num_frames=args.frames)
