@@ -20,8 +20,8 @@ weights unless --tiny):
            pipeline does around it (scheduler, sync, callback), which is the
            most a whole-step graph could remove on top of the forward's
 
-    python bench/cuda_graphs.py --out $OUT            # on a GPU machine (one GPU is enough)
-    python bench/cuda_graphs.py --tiny --out var/bench  # CPU dry run; no graphs there
+    bash bench/run.sh graphs                                     # a GPU machine; one GPU is enough
+    BENCH_TINY=1 PYTHON=.venv/bin/python bash bench/run.sh graphs  # CPU dry run; no graphs there
 """
 
 from __future__ import annotations
@@ -89,10 +89,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
 
-    from mochi_contracts.jobs import JobRequest
     from mochi_runner.engine import EngineConfig, MochiEngine
-    from mochi_runner.parallel.device_worker import on_device
-    from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forward
 
     report = open_report(args.out, "cuda_graphs", args.tiny)
     size = dict(width=args.width, height=args.height, num_frames=args.frames)
@@ -108,6 +105,17 @@ def main() -> None:
                                       random_weights=not args.tiny, compile_blocks=True,
                                       warmup_size=(args.width, args.height, args.frames)))
     report.add("build_seconds", time.perf_counter() - started)
+    try:
+        measure(engine, report, args, size, device)
+    finally:
+        engine.close()
+
+
+def measure(engine, report, args, size: dict, device: torch.device) -> None:
+    from mochi_contracts.jobs import JobRequest
+    from mochi_runner.parallel.device_worker import on_device
+    from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forward
+
     report.add("warm_up_seconds", engine.warm_up(), "compiles every block at this size")
 
     # 1. A real guidance-free step on lane 0, through the pipeline.
@@ -167,7 +175,6 @@ def main() -> None:
         report.add("forward_tflops", flops / queued / 1e12)
 
         # 3. The same forward as a CUDA graph.
-        torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
         started = time.perf_counter()
         try:
@@ -189,8 +196,8 @@ def main() -> None:
         graph_synced = median(wall_seconds(graph.replay, device, args.reps))
         report.add("graph_synced_s", graph_synced, f"median of {args.reps}")
         report.add("graph_saves_per_step_ms", (synced - graph_synced) * 1e3, "synced forward minus synced replay")
-        report.add("graph_saves_per_video_s", 64 * (synced - graph_synced), "64 steps, one branch per GPU")
-    engine.close()
+        steps = DEFAULT["num_inference_steps"]
+        report.add("graph_saves_per_video_s", steps * (synced - graph_synced), f"{steps} steps, one branch per GPU")
 
 
 if __name__ == "__main__":
