@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from common import cuda_seconds
+from flops import branch_inputs
 
 HEADS, DIM = 24, 128
 TOKENS = 44_520 + 40
@@ -33,12 +34,8 @@ def forward_per_kernel(device: torch.device) -> None:
     from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forward, use_prefix_attention
     from mochi_runner.random_full_model import random_transformer
 
-    gen = torch.Generator(device=device).manual_seed(1)
-    hidden = torch.randn(1, 12, 28, 60, 106, device=device, dtype=torch.bfloat16, generator=gen)
-    text = torch.randn(1, 256, 4096, device=device, dtype=torch.bfloat16, generator=gen)
-    mask = torch.zeros(1, 256, dtype=torch.long, device=device)
-    mask[:, :41] = 1  # 40 tokens and </s>
-    timestep = torch.tensor([500.0], device=device)
+    # 40 tokens and </s>
+    hidden, text, timestep, mask = branch_inputs(848, 480, 163, 41, device, torch.bfloat16)
     transformer = random_transformer(device)
     outputs = {}
     for kernel in ("sdpa", "fa4"):

@@ -26,7 +26,7 @@ import torch
 
 from common import (DEFAULT, PROMPT, bench_model_dir, matmul_peak_tflops, median, open_report, peaks_gib,
                     reset_peaks, sync)
-from flops import forward_flops
+from flops import forward_flops, latent_shape
 
 
 class StopBench(Exception):
@@ -174,7 +174,7 @@ def main() -> None:
     # Exactness of the branches, eager, on real inputs of this size.
     with torch.inference_mode():
         gen = torch.Generator().manual_seed(7)
-        latent = torch.randn(1, 12, (args.frames - 1) // 6 + 1, args.height // 8, args.width // 8,
+        latent = torch.randn(latent_shape(args.width, args.height, args.frames),
                              generator=gen).to(devices[0], engine.dtype)
         hidden = torch.cat([latent, latent])
         text = torch.cat([neg_embeds, embeds])

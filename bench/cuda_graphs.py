@@ -33,23 +33,11 @@ from pathlib import Path
 import torch
 
 from common import DEFAULT, PROMPT, bench_model_dir, cuda_seconds, matmul_peak_tflops, median, open_report
-from flops import forward_flops
+from flops import branch_inputs, forward_flops
 
 
 class StopSteps(Exception):
     pass
-
-
-def forward_inputs(config, size: dict, text_tokens: int, device: torch.device, dtype: torch.dtype):
-    """Random inputs of one branch at `size`: what the pipeline hands a replica."""
-    gen = torch.Generator(device=device).manual_seed(1)
-    frames = (size["num_frames"] - 1) // 6 + 1  # the VAE's temporal compression
-    hidden = torch.randn(1, config.in_channels, frames, size["height"] // 8, size["width"] // 8,
-                         device=device, dtype=dtype, generator=gen)
-    text = torch.randn(1, 256, config.text_embed_dim, device=device, dtype=dtype, generator=gen)
-    mask = torch.zeros(1, 256, dtype=torch.long, device=device)
-    mask[:, :text_tokens] = 1
-    return hidden, text, torch.tensor([500.0], device=device), mask
 
 
 def wall_seconds(fn, device: torch.device, reps: int) -> list[float]:
@@ -106,12 +94,12 @@ def main() -> None:
                                       warmup_size=(args.width, args.height, args.frames)))
     report.add("build_seconds", time.perf_counter() - started)
     try:
-        measure(engine, report, args, size, device)
+        measure(engine, report, args, device)
     finally:
         engine.close()
 
 
-def measure(engine, report, args, size: dict, device: torch.device) -> None:
+def measure(engine, report, args, device: torch.device) -> None:
     from mochi_contracts.jobs import JobRequest
     from mochi_runner.parallel.device_worker import on_device
     from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forward
@@ -143,7 +131,8 @@ def measure(engine, report, args, size: dict, device: torch.device) -> None:
 
     # 2. The bare compiled forward of that lane's replica, on the same kind of inputs.
     replica = engine.parallel.replicas[0]
-    hidden, text, timestep, mask = forward_inputs(replica.config, size, text_tokens, device, engine.dtype)
+    hidden, text, timestep, mask = branch_inputs(args.width, args.height, args.frames, text_tokens, device,
+                                                 engine.dtype, text_dim=replica.config.text_embed_dim)
     carrier = length_carrier(mask)
 
     def forward() -> torch.Tensor:

@@ -12,6 +12,18 @@ def latent_shape(width: int, height: int, frames: int) -> tuple[int, int, int, i
     return (1, 12, (frames - 1) // 6 + 1, height // 8, width // 8)
 
 
+def branch_inputs(width: int, height: int, frames: int, text_tokens: int, device: torch.device,
+                  dtype: torch.dtype, text_dim: int = 4096, seed: int = 1):
+    """Random (hidden, text, timestep, mask) of one batch-1 forward at a video
+    size, with `text_tokens` valid prompt tokens: what the pipeline hands one replica."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    hidden = torch.randn(latent_shape(width, height, frames), device=device, dtype=dtype, generator=gen)
+    text = torch.randn(1, 256, text_dim, device=device, dtype=dtype, generator=gen)
+    mask = torch.zeros(1, 256, dtype=torch.long, device=device)
+    mask[:, :text_tokens] = 1
+    return hidden, text, torch.tensor([500.0], device=device), mask
+
+
 def forward_flops(width: int, height: int, frames: int, text_tokens: int) -> dict[str, float]:
     """{'total', 'attention'} FLOPs of one batch-1 forward with `text_tokens` valid prompt tokens."""
     from diffusers import MochiTransformer3DModel
