@@ -21,7 +21,8 @@ import httpx
 
 from job_stream import job_events
 from mochi_cli.processes import Proc, spawn_service, wait_for_http
-from mochi_contracts.events import JobCompleted, JobStarted, decode_event
+from mochi_contracts.event_codec import decode_event
+from mochi_contracts.events import JobCompleted, JobStarted
 
 
 @dataclass
@@ -67,7 +68,7 @@ def hand_over(report, stack, root: Path, url: str, nats_url: str, runners: list[
         done = _wait(f"job {job_id} to finish", lambda: (j := http.get(f"/v1/jobs/{job_id}").json())["status"]
                      not in ("queued", "running") and j, timeout=start_timeout + 1800, every=1.0)
 
-        events = [decode_event(data, headers) for _, subject, headers, data in asyncio.run(job_events(nats_url))
+        events = [decode_event(data, headers, subject) for _, subject, headers, data in asyncio.run(job_events(nats_url))
                   if f".{job_id}." in subject]
         started = [e for e in events if isinstance(e, JobStarted)]
         completed = [e for e in events if isinstance(e, JobCompleted)]

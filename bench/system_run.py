@@ -270,14 +270,14 @@ def main() -> None:
 
 def results(report: Report, root: Path, args, ids: list[str], nats_url: str,
             samples: list[tuple[float, list[int]]], period: float, gpus: int) -> None:
-    from mochi_contracts.events import decode_event
+    from mochi_contracts.event_codec import decode_event
 
     if gpus and not samples:
         raise SystemExit("NVML gave no utilisation samples: the GPU figures would be made up")
 
     by_job: dict[str, list] = defaultdict(list)
     for seq, subject, headers, data in asyncio.run(job_events(nats_url)):
-        event = decode_event(data, headers)
+        event = decode_event(data, headers, subject)
         by_job[event.job_id].append((seq, headers.get("Mochi-Event-Type", ""), event))
     lanes = {e["job_id"]: e.get("lanes") for i in range(args.runners)
              for e in log_lines(root / "logs" / f"runner-{i}.log", "job.started")}

@@ -9,7 +9,8 @@ import nats
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DeliverPolicy
 
-from mochi_contracts.events import JobEvent, UnreadableEvent, decode_event
+from mochi_contracts.event_codec import UnreadableEvent, decode_event
+from mochi_contracts.events import JobEvent
 from mochi_contracts.streams import JOBS_STREAM
 
 
@@ -22,7 +23,7 @@ class StreamMessage:
 
     @property
     def event(self) -> JobEvent:
-        return decode_event(self.data, self.headers)
+        return decode_event(self.data, self.headers, self.subject)
 
     @property
     def type(self) -> str:

@@ -4,7 +4,8 @@ import msgspec
 import pytest
 
 from mochi_contracts import subjects
-from mochi_contracts.events import JobProgress, JobSubmitted, UnreadableEvent, decode_event, encode_event
+from mochi_contracts.event_codec import UnreadableEvent, decode_event, encode_event
+from mochi_contracts.events import JobProgress, JobSubmitted
 from mochi_contracts.jobs import InvalidRequest, JobRequest, decode_job_request, limits
 
 
@@ -48,17 +49,19 @@ def test_events_round_trip_with_readable_headers():
     body, headers = encode_event(event)
     assert headers["Mochi-Event-Type"] == "progress"
     assert b'"type":"progress"' in body
-    assert decode_event(body, headers) == event
+    assert decode_event(body, headers, subjects.event_subject(event.job_id, "progress")) == event
 
 
 def test_unknown_schema_version_is_refused():
-    event = JobSubmitted(job_id="b" * 32, request=JobRequest(prompt="x"), owner="o")
+    event = JobSubmitted(job_id="b" * 32, request=JobRequest(prompt="x", seed=1), owner="o")
     body, headers = encode_event(event)
+    subject = subjects.event_subject(event.job_id, "submitted")
+    assert decode_event(body, headers, subject) == event
     with pytest.raises(UnreadableEvent):
-        decode_event(body, {**headers, "Mochi-Schema-Version": "99"})
+        decode_event(body, {**headers, "Mochi-Schema-Version": "99"}, subject)
     newer = msgspec.json.encode({**msgspec.json.decode(body), "schema_version": 2})
     with pytest.raises(UnreadableEvent):
-        decode_event(newer)
+        decode_event(newer, None, subject)
 
 
 def test_subjects_put_final_events_under_one_guarded_token():
@@ -67,3 +70,55 @@ def test_subjects_put_final_events_under_one_guarded_token():
     assert subjects.event_subject(jid, "progress") == f"mochi.jobs.{jid}.progress"
     with pytest.raises(ValueError):
         subjects.event_subject("x.>", "progress")
+
+
+JOB, OTHER = "d" * 32, "e" * 32
+
+
+def _completed_body(job_id: str, key: str | None = None) -> bytes:
+    from mochi_contracts.events import JobCompleted, VideoInfo
+    from mochi_contracts.storage import video_key
+
+    video = VideoInfo(key=key or video_key(job_id), size_bytes=10, width=64, height=64, num_frames=7, fps=30)
+    return encode_event(JobCompleted(job_id=job_id, video=video, runner="r", attempt=1))[0]
+
+
+@pytest.mark.parametrize(("subject", "body", "kind"), [
+    # A completed body on the log subject: the subject decides, and disagrees.
+    (f"mochi.jobs.{JOB}.log", _completed_body(JOB), "mismatch"),
+    # A body naming another job than its subject.
+    (f"mochi.jobs.{JOB}.final.completed", _completed_body(OTHER), "mismatch"),
+    # Another job's video key.
+    (f"mochi.jobs.{JOB}.final.completed", _completed_body(JOB, f"videos/ee/{OTHER}.mp4"), "bounds"),
+    # A time without a timezone.
+    (f"mochi.jobs.{JOB}.log", b'{"type":"log","job_id":"' + JOB.encode() + b'","time":"2026-01-01T00:00:00",'
+     b'"level":"info","message":"x"}', "bounds"),
+    # Bytes that are not UTF-8.
+    (f"mochi.jobs.{JOB}.log", b'{"type":"log","job_id":"' + JOB.encode() + b'","level":"info","message":"\xff"}',
+     "json"),
+    # A step past the total, an integer past any bound.
+    (f"mochi.jobs.{JOB}.progress", b'{"type":"progress","job_id":"' + JOB.encode() + b'","step":9,"total_steps":8,'
+     b'"runner":"r"}', "bounds"),
+    (f"mochi.jobs.{JOB}.progress", b'{"type":"progress","job_id":"' + JOB.encode() + b'","step":' + b"9" * 400
+     + b',"total_steps":8,"runner":"r"}', "bounds"),
+    # Subjects no event may have.
+    (f"mochi.jobs.{JOB}.final.log", b"{}", "subject"),
+    (f"mochi.jobs.{JOB}.webhook.１２", b"{}", "subject"),
+    ("mochi.jobs.not-a-job.log", b"{}", "subject"),
+])
+def test_the_boundary_refuses_what_the_subject_does_not_allow(subject, body, kind):
+    with pytest.raises(UnreadableEvent) as err:
+        decode_event(body, None, subject)
+    assert err.value.kind == kind
+    if kind != "subject":
+        assert err.value.job_id == JOB
+
+
+def test_headers_must_agree_with_the_subject():
+    event = JobProgress(job_id=JOB, step=1, total_steps=8, runner="r")
+    body, headers = encode_event(event)
+    subject = subjects.event_subject(JOB, "progress")
+    with pytest.raises(UnreadableEvent) as err:
+        decode_event(body, {**headers, "Mochi-Event-Type": "completed"}, subject)
+    assert err.value.kind == "header"
+    assert decode_event(body, {}, subject) == event

@@ -18,7 +18,8 @@ import pytest
 from conftest import SMALL, System
 from invariants import check_invariants
 from mochi_contracts import subjects
-from mochi_contracts.events import JobSubmitted, encode_event
+from mochi_contracts.event_codec import encode_event
+from mochi_contracts.events import JobSubmitted
 from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import JOBS_STREAM
 from sse_client import follow_job

@@ -6,11 +6,11 @@ written with, so a consumer can refuse what it does not understand."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 
-from mochi_contracts.jobs import JobRequest
+from mochi_contracts.jobs import Fps, Frames, JobRequest, Side
 
 SCHEMA_VERSION: Final = 1
 
@@ -25,69 +25,93 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Bounds on everything an event may claim: an event is read by every consumer,
+# so a value no honest publisher writes is refused at decoding, not met later
+# as a 500 or a runaway loop. Publishers clip free text to MAX_TEXT (clip()).
+MAX_TEXT: Final = 4000
+MAX_NAME: Final = 200
+MAX_STEPS: Final = 1000
+MAX_ATTEMPTS: Final = 100_000
+Time = Annotated[datetime, msgspec.Meta(tz=True)]
+JobId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")]
+Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+Step = Annotated[int, msgspec.Meta(ge=0, le=MAX_STEPS)]
+TotalSteps = Annotated[int, msgspec.Meta(ge=1, le=MAX_STEPS)]
+Attempt = Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS)]
+Attempts = Annotated[int, msgspec.Meta(ge=0, le=MAX_ATTEMPTS)]
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """Free text cut to what an event may carry (an error's message can be long)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    job_id: str
-    time: datetime = msgspec.field(default_factory=utcnow)
+    job_id: JobId
+    time: Time = msgspec.field(default_factory=utcnow)
     schema_version: int = SCHEMA_VERSION
 
 
 class JobSubmitted(Event, tag="submitted"):
     request: JobRequest
-    owner: str
+    owner: Name
 
 
 class JobStarted(Event, tag="started"):
-    runner: str
-    attempt: int
+    runner: Name
+    attempt: Attempt
 
 
 class JobProgress(Event, tag="progress"):
-    step: int
-    total_steps: int
-    runner: str
+    step: Step
+    total_steps: TotalSteps
+    runner: Name
 
 
 class JobCancelRequested(Event, tag="cancel_requested"):
-    requested_by: str
+    requested_by: Name
 
 
 class VideoInfo(msgspec.Struct, frozen=True, kw_only=True):
-    key: str
-    size_bytes: int
-    content_type: str = "video/mp4"
-    width: int
-    height: int
-    num_frames: int
-    fps: int
+    # Must be storage.video_key(job_id): checked at decoding, and readers derive
+    # the key from the job id anyway, so no event can point at another's video.
+    key: Name
+    size_bytes: Annotated[int, msgspec.Meta(ge=0, le=2**40)]
+    content_type: Literal["video/mp4"] = "video/mp4"
+    width: Side
+    height: Side
+    num_frames: Frames
+    fps: Fps
 
 
 class JobCompleted(Event, tag="completed"):
     video: VideoInfo
-    runner: str
-    attempt: int
+    runner: Name
+    attempt: Attempt
 
 
 class JobFailed(Event, tag="failed"):
-    reason: str
-    attempts: int
+    reason: Text
+    attempts: Attempts
 
 
 class JobCancelled(Event, tag="cancelled"):
-    reason: str
+    reason: Text
 
 
 class JobExpired(Event, tag="expired"):
     """Its deadline passed before any runner started it; no GPU touched it."""
 
-    reason: str
+    reason: Text
 
 
 class JobLog(Event, tag="log"):
     """One line a runner wrote about this job (and no other)."""
 
     level: Literal["debug", "info", "warning", "error"]
-    message: str
-    runner: str | None = None
+    message: Text
+    runner: Name | None = None
 
 
 class WebhookAttempt(Event, tag="webhook"):
@@ -96,60 +120,22 @@ class WebhookAttempt(Event, tag="webhook"):
     next_attempt_at); failed (a 4xx other than 408/429, a redirect, or the
     retry window is over)."""
 
-    delivery_id: str
-    event_type: str
-    attempt: int
+    delivery_id: Name
+    event_type: Name
+    attempt: Attempt
     outcome: Literal["delivered", "retrying", "failed"]
-    status_code: int | None = None
-    error: str | None = None
-    duration_ms: int = 0
-    next_attempt_at: datetime | None = None
+    status_code: Annotated[int, msgspec.Meta(ge=0, le=999)] | None = None
+    error: Text | None = None
+    duration_ms: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0
+    next_attempt_at: Time | None = None
 
 
 JobEvent = (JobSubmitted | JobStarted | JobProgress | JobCancelRequested | JobCompleted | JobFailed
             | JobCancelled | JobExpired | JobLog | WebhookAttempt)
 
-EventType = Literal["submitted", "started", "progress", "cancel_requested", "completed", "failed", "cancelled",
-                    "expired", "log", "webhook"]
-EVENT_TYPES: Final[tuple[str, ...]] = (
-    "submitted", "started", "progress", "cancel_requested", "completed", "failed", "cancelled",
-    "expired", "log", "webhook")
 # A job has exactly one of these, written with a create-if-absent guard.
 FINAL_TYPES: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled", "expired"})
 
 
 def event_type(event: JobEvent) -> str:
-    return type(event).__struct_config__.tag  # type: ignore[return-value]
-
-
-class UnreadableEvent(Exception):
-    """A message on the job stream that this code cannot decode."""
-
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(JobEvent)
-
-
-def encode_event(event: JobEvent) -> tuple[bytes, dict[str, str]]:
-    """Body and headers for publishing `event`."""
-    headers = {
-        HDR_EVENT_TYPE: event_type(event),
-        HDR_SCHEMA: str(event.schema_version),
-        HDR_JOB_ID: event.job_id,
-        "Content-Type": "application/json",
-    }
-    return _encoder.encode(event), headers
-
-
-def decode_event(data: bytes, headers: dict[str, str] | None = None) -> JobEvent:
-    """Decode one event; raise UnreadableEvent for garbage or a newer schema."""
-    version = (headers or {}).get(HDR_SCHEMA)
-    if version is not None and version != str(SCHEMA_VERSION):
-        raise UnreadableEvent(f"schema version {version} is not {SCHEMA_VERSION}")
-    try:
-        event = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
-        raise UnreadableEvent(str(err)) from None
-    if event.schema_version != SCHEMA_VERSION:
-        raise UnreadableEvent(f"schema version {event.schema_version} is not {SCHEMA_VERSION}")
-    return event
+    return str(type(event).__struct_config__.tag)

@@ -73,6 +73,28 @@ def job_id_of(subject: str) -> str | None:
     return None
 
 
+# The event types that live directly under a job's token (the others are under
+# `final.` or `webhook.`).
+PLAIN_TYPES: Final = frozenset({"submitted", "started", "progress", "cancel_requested", "log"})
+
+
+def parse_event_subject(subject: str) -> tuple[str, str] | None:
+    """(job id, event type) that a job-stream subject stands for, or None for a
+    subject that no event may have. The subject is what NATS permissions and the
+    create-if-absent guard protect, so an event's type and job come from here."""
+    parts = subject.split(".")
+    if len(parts) not in (4, 5) or f"{parts[0]}.{parts[1]}" != JOBS_PREFIX or not is_job_id(parts[2]):
+        return None
+    if len(parts) == 4:
+        return (parts[2], parts[3]) if parts[3] in PLAIN_TYPES else None
+    if parts[3] == "final" and parts[4] in FINAL_TYPES:
+        return parts[2], parts[4]
+    # ASCII digits only: str.isdigit() also admits other scripts' digits.
+    if parts[3] == "webhook" and parts[4].isascii() and parts[4].isdigit() and len(parts[4]) <= 20:
+        return parts[2], "webhook"
+    return None
+
+
 def webhook_attempts(job_id: str, delivery_seq: int) -> str:
     """Every recorded attempt of one webhook delivery (the delivery is named by
     the stream sequence of the job event it tells of)."""

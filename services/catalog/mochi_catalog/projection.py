@@ -12,7 +12,8 @@ import msgspec
 import sqlite_utils
 
 from mochi_catalog import metrics
-from mochi_contracts.events import JobSubmitted, UnreadableEvent, decode_event
+from mochi_contracts.event_codec import UnreadableEvent, decode_event
+from mochi_contracts.events import JobSubmitted
 from mochi_contracts.job_state import JobState, apply, new_state
 
 _encode = msgspec.json.Encoder().encode
@@ -68,7 +69,7 @@ class Projection:
             if raw.seq <= floor:
                 continue  # applied before: replaying it must change nothing
             try:
-                event = decode_event(raw.data, raw.headers)
+                event = decode_event(raw.data, raw.headers, raw.subject)
             except UnreadableEvent as err:
                 rejected.append({"seq": raw.seq, "subject": raw.subject, "reason": str(err)})
                 unreadable += 1

@@ -13,7 +13,9 @@ from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from mochi_contracts import subjects
-from mochi_contracts.events import HDR_MSG_ID, JobEvent, UnreadableEvent, decode_event, encode_event, event_type
+from mochi_common.event_intake import read_event
+from mochi_contracts.event_codec import encode_event
+from mochi_contracts.events import HDR_MSG_ID, JobEvent, event_type
 from mochi_contracts.streams import JOBS_STREAM, patiently
 
 log = structlog.get_logger()
@@ -136,8 +138,5 @@ async def last_event(js: Any, subject: str, consistent: bool = False) -> StoredE
         raw = await js.get_last_msg(JOBS_STREAM, subject, direct=not consistent)
     except NotFoundError:
         return None
-    try:
-        return StoredEvent(raw.seq, decode_event(raw.data or b"", dict(raw.headers or {})))
-    except UnreadableEvent:
-        log.warning("event.unreadable", subject=subject, seq=raw.seq)
-        return None
+    event = read_event("last_event", raw.subject or subject, raw.data, raw.headers, raw.seq)
+    return None if event is None else StoredEvent(raw.seq, event)

@@ -16,7 +16,8 @@ from nats.js.errors import NotFoundError
 
 from mochi_common.nats_conn import PatientJetStream, Reconnects, publish_final
 from mochi_common.pull import DurablePuller
-from mochi_contracts.events import JobFailed, UnreadableEvent, decode_event
+from mochi_contracts.event_codec import UnreadableEvent, decode_event
+from mochi_contracts.events import JobFailed
 from mochi_contracts.streams import DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM
 
 log = structlog.get_logger()
@@ -43,7 +44,7 @@ async def _fail_dead_jobs(js: PatientJetStream, puller: DurablePuller, stop: asy
             advisory = msgspec.json.decode(msg.data, type=MaxDeliveriesAdvisory)
             try:
                 raw = await js.get_msg(JOBS_STREAM, advisory.stream_seq, direct=True)
-                event = decode_event(raw.data or b"", dict(raw.headers or {}))
+                event = decode_event(raw.data or b"", dict(raw.headers or {}), raw.subject or "")
             except (NotFoundError, UnreadableEvent) as err:
                 log.error("dead_letter.unreadable_job", seq=advisory.stream_seq, error=repr(err))
                 await msg.term()

@@ -30,7 +30,8 @@ from mochi_common.storage.retry import RetryPolicy, call_with_retries
 from mochi_contracts import subjects
 from mochi_contracts.events import (
     JobCancelled, JobCompleted, JobExpired, JobFailed, JobLog, JobProgress, JobStarted, JobSubmitted,
-    UnreadableEvent, VideoInfo, decode_event, utcnow)
+    VideoInfo, utcnow)
+from mochi_contracts.event_codec import UnreadableEvent, decode_event
 from mochi_contracts.storage import VIDEO_CONTENT_TYPE, video_key
 from mochi_runner import metrics
 from mochi_runner.engine import MochiEngine
@@ -95,7 +96,7 @@ class JobHandler:
     async def accept(self, msg: Msg) -> JobSubmitted | None:
         """The pulled message's submission, or None once an unreadable one is termed."""
         try:
-            event = decode_event(msg.data, dict(msg.headers or {}))
+            event = decode_event(msg.data, dict(msg.headers or {}), msg.subject)
         except UnreadableEvent as err:
             log.error("job.unreadable", subject=msg.subject, error=str(err))
             await msg.term()

@@ -37,8 +37,8 @@ from mochi_common.settings import SettingsError, load_settings
 from mochi_common.webhook_targets import checked_addresses
 from mochi_contracts import subjects
 from mochi_contracts.events import (
-    HDR_MSG_ID, JobExpired, JobSubmitted, UnreadableEvent, WebhookAttempt, decode_event, encode_event,
-    event_type, utcnow)
+    HDR_MSG_ID, JobExpired, JobSubmitted, WebhookAttempt, event_type, utcnow)
+from mochi_contracts.event_codec import UnreadableEvent, decode_event, encode_event
 from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import (
     DEADLINE_CONSUMER, DISPATCH_STREAM, DISPATCHER_CONSUMER, JOBS_STREAM, WEBHOOK_SENDER_CONSUMER,
@@ -96,7 +96,7 @@ class Dispatcher:
 
     async def plan(self, msg: Msg) -> None:
         try:
-            event = decode_event(msg.data, dict(msg.headers or {}))
+            event = decode_event(msg.data, dict(msg.headers or {}), msg.subject)
         except UnreadableEvent as err:
             log.warning("dispatch.unreadable_event", subject=msg.subject, error=str(err))
             await msg.ack()
@@ -152,7 +152,7 @@ class Dispatcher:
         last_seq, attempt = 0, 1
         try:
             raw = await self.js.get_last_msg(JOBS_STREAM, subject, direct=True)
-            recorded = decode_event(raw.data or b"", dict(raw.headers or {}))
+            recorded = decode_event(raw.data or b"", dict(raw.headers or {}), raw.subject or subject)
             assert isinstance(recorded, WebhookAttempt)
             if recorded.outcome != "retrying":
                 await msg.ack()  # delivered or given up before a crash: nothing more to do
