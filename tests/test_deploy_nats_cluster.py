@@ -19,7 +19,8 @@ from mochi_common.nats_conn import publish_event
 from mochi_contracts.events import JobSubmitted
 from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import (
-    DEAD_LETTER_STREAM, JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings, ensure_runner_topology)
+    DEAD_LETTER_STREAM, JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings)
+from mochi_common.jetstream_setup import ensure_runner_topology
 from test_deploy_support import nats_cluster, nats_config, nats_passwords, one, service_containers
 
 pytestmark = pytest.mark.timeout(120)

@@ -35,7 +35,8 @@ from mochi_contracts.events import (
     VideoInfo)
 from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import (
-    JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings, ensure_jobs_stream, ensure_runner_topology)
+    JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings)
+from mochi_common.jetstream_setup import ensure_jobs_stream, ensure_runner_topology
 from mochi_runner.dead_letters import fail_dead_jobs
 from test_deploy_support import nats_config, nats_passwords
 

@@ -5,7 +5,8 @@ import asyncio
 import nats
 
 from mochi_contracts.streams import (
-    JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings, ensure_runner_topology)
+    JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings)
+from mochi_common.jetstream_setup import ensure_runner_topology
 
 
 def test_second_start_changes_nothing(system):

@@ -12,7 +12,8 @@ from conftest import SMALL
 from mochi_common.nats_conn import publish_event
 from mochi_contracts import subjects
 from mochi_contracts.events import JobProgress
-from mochi_contracts.streams import RUNNERS_CONSUMER, JetStreamSettings, ensure_runner_topology
+from mochi_common.jetstream_setup import ensure_runner_topology
+from mochi_contracts.streams import RUNNERS_CONSUMER, JetStreamSettings
 from waits import wait_until
 
 GPU_RUNNERS = {"consumer": RUNNERS_CONSUMER}

@@ -29,7 +29,8 @@ from mochi_api.settings import ApiSettings
 from mochi_api.web import web_routes
 from mochi_common.nats_conn import connect
 from mochi_common.storage import open_store
-from mochi_contracts.streams import JetStreamSettings, ensure_jobs_stream
+from mochi_common.jetstream_setup import ensure_jobs_stream
+from mochi_contracts.streams import JetStreamSettings
 
 log = structlog.get_logger()
 

@@ -26,7 +26,8 @@ from mochi_common.nats_conn import connect
 from mochi_common.settings import load_settings
 from mochi_contracts import catalog as api
 from mochi_contracts import subjects
-from mochi_contracts.streams import JOBS_STREAM, JetStreamSettings, ensure_jobs_stream
+from mochi_common.jetstream_setup import ensure_jobs_stream
+from mochi_contracts.streams import JOBS_STREAM, JetStreamSettings
 from mochi_catalog import metrics
 from mochi_catalog.projection import Projection, RawEvent
 from mochi_catalog.settings import CatalogSettings

@@ -16,12 +16,17 @@ from mochi_contracts import subjects
 from mochi_common.event_intake import read_event
 from mochi_contracts.event_codec import encode_event
 from mochi_contracts.events import HDR_MSG_ID, JobEvent, event_type
-from mochi_contracts.streams import JOBS_STREAM, patiently
+from mochi_common.backoff import patiently
+from mochi_contracts.streams import JOBS_STREAM
 
 log = structlog.get_logger()
 
 # The server's error code when an expected-last-sequence guard fails.
 WRONG_LAST_SEQUENCE = 10071
+# A cluster that is still forming or electing answers these for seconds:
+# 10005 "no suitable peers for placement" (not all peers known yet) and 10008
+# "JetStream system temporarily unavailable".
+_CLUSTER_UNAVAILABLE_CODES = frozenset({10005, 10008})
 
 
 class Reconnects:
@@ -52,10 +57,18 @@ def msg_id(event: JobEvent, *parts: object) -> str:
     return ":".join([event.job_id, event_type(event), *map(str, parts)])
 
 
-# What a publish meets while a stream changes leader or NATS restarts; the
+# What a request meets while a stream changes leader or NATS restarts; the
 # same publish (same Nats-Msg-Id) is safe to send again.
 TRANSIENT = (NoStreamResponseError, ServiceUnavailableError, NatsTimeout, NoRespondersError,
              ConnectionClosedError, StaleConnectionError)
+
+
+def is_nats_down(err: BaseException) -> bool:
+    """The one test for "NATS is away for now, try again": every service's
+    retries, the consumer runtime and the API's 503 ask this."""
+    if isinstance(err, (*TRANSIENT, TimeoutError)):
+        return True
+    return isinstance(err, APIError) and err.err_code in _CLUSTER_UNAVAILABLE_CODES
 
 
 class PatientJetStream:
@@ -77,7 +90,7 @@ class PatientJetStream:
             log.warning("nats.publish_retry", subject=subject, error=repr(err), delay_s=delay)
 
         return await patiently(lambda: self._js.publish(subject, payload, **kwargs),
-                               lambda err: isinstance(err, TRANSIENT), self.patience_s, on_retry, first_delay_s=0.2)
+                               is_nats_down, self.patience_s, on_retry, first_delay_s=0.2)
 
 
 async def publish_event(js: Any, event: JobEvent, dedupe: str | None = None) -> int:
@@ -89,25 +102,30 @@ async def publish_event(js: Any, event: JobEvent, dedupe: str | None = None) -> 
     return ack.seq
 
 
-async def publish_final(js: Any, event: JobEvent) -> int | None:
-    """Publish a job's one final event; None if the job already has one.
-
-    The guard makes the final event unique for the life of the stream, not
-    only inside the duplicate window."""
-    body, headers = encode_event(event)
-    headers[HDR_MSG_ID] = f"{event.job_id}:final"
-    headers["Nats-Expected-Last-Subject-Sequence"] = "0"
-    headers["Nats-Expected-Last-Subject-Sequence-Subject"] = subjects.job_final(event.job_id)
+async def publish_guarded(js: Any, stream: str, subject: str, body: bytes, headers: dict[str, str],
+                          last_seq: int = 0, guard_subject: str | None = None) -> int | None:
+    """Publish only if the newest message on `guard_subject` (default: the
+    subject itself) is at `last_seq` (0: there is none); None if the guard or
+    the duplicate window refused it. The guard holds for the life of the
+    stream, where Nats-Msg-Id dedupes only inside the duplicate window."""
+    headers = {**headers, "Nats-Expected-Last-Subject-Sequence": str(last_seq)}
+    if guard_subject is not None:
+        headers["Nats-Expected-Last-Subject-Sequence-Subject"] = guard_subject
     try:
-        ack = await js.publish(subjects.event_subject(event.job_id, event_type(event)), body,
-                               headers=headers, stream=JOBS_STREAM)
+        ack = await js.publish(subject, body, headers=headers, stream=stream)
     except APIError as err:
         if err.err_code == WRONG_LAST_SEQUENCE:
             return None
         raise
-    if ack.duplicate:
-        return None
-    return ack.seq
+    return None if ack.duplicate else int(ack.seq)
+
+
+async def publish_final(js: Any, event: JobEvent) -> int | None:
+    """Publish a job's one final event; None if the job already has one."""
+    body, headers = encode_event(event)
+    headers[HDR_MSG_ID] = f"{event.job_id}:final"
+    return await publish_guarded(js, JOBS_STREAM, subjects.event_subject(event.job_id, event_type(event)), body,
+                                 headers, guard_subject=subjects.job_final(event.job_id))
 
 
 class StoredEvent:

@@ -19,8 +19,8 @@ from mochi_common.pull import DurablePuller
 from mochi_common.settings import load_settings
 from mochi_common.storage import open_store
 from mochi_common.storage.retry import RetryPolicy
-from mochi_contracts.streams import (
-    JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings, ensure_runner_topology)
+from mochi_common.jetstream_setup import ensure_runner_topology
+from mochi_contracts.streams import JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings
 from mochi_runner.dead_letters import fail_dead_jobs
 from mochi_runner.engine import MochiEngine, engine_config
 from mochi_runner.gpu_slots import GpuSlots

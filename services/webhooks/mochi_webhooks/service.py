@@ -42,7 +42,8 @@ from mochi_contracts.event_codec import UnreadableEvent, decode_event, encode_ev
 from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import (
     DEADLINE_CONSUMER, DISPATCH_STREAM, DISPATCHER_CONSUMER, JOBS_STREAM, WEBHOOK_SENDER_CONSUMER,
-    JetStreamSettings, ensure_dispatcher_topology)
+    JetStreamSettings)
+from mochi_common.jetstream_setup import ensure_dispatcher_topology
 from mochi_webhooks import metrics
 from mochi_webhooks.delivery import DeadlineTimer, Delivery, backoff_s, make_delivery, try_once
 from mochi_webhooks.settings import WebhooksSettings
@@ -169,7 +170,9 @@ class Dispatcher:
         elif refused is not None:
             outcome, code, error, duration, retry_after = "failed", None, f"refused: {refused}", 0, None
         else:
-            result = await try_once(self.http, self.signer, delivery, addresses)
+            result = await try_once(self.http, self.signer, delivery, addresses,
+                                    deadline_s=self.settings.webhook_timeout_s,
+                                    max_response_bytes=self.settings.webhook_max_response_bytes)
             outcome, code, error, duration, retry_after = (
                 result.outcome, result.status_code, result.error, result.duration_ms, result.retry_after_s)
         delay = None
