@@ -1,8 +1,10 @@
-"""A real HTTP webhook receiver on loopback: answers the first `fail_first`
-requests with `fail_status`, then 200, and keeps every request it got."""
+"""Real HTTP webhook receivers on loopback. Receiver answers the first
+`fail_first` requests with `fail_status`, then 200, and keeps every request it
+got; RawReceiver is a hostile one that trickles or floods its answer."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -66,3 +68,84 @@ class Receiver:
 
     def successes(self) -> list[Received]:
         return [r for r in self.requests if r.status == 200]
+
+
+@dataclass
+class Answer:
+    """One connection to a RawReceiver: when it opened, when the sender went
+    away (None while connected), and how many body bytes were sent."""
+    opened_at: float
+    closed_at: float | None = None
+    body_bytes_sent: int = 0
+
+
+@dataclass
+class RawReceiver:
+    """An asyncio HTTP server on loopback, in a thread of its own, that reads a
+    request and answers 200 with a body it controls, whatever the sender does:
+    "trickle" sends the head, then one byte a second of a long body; "flood"
+    sends a `body_bytes` body as fast as the sender takes it. Every connection
+    is kept, with the moment the sender hung up (seen as end of input)."""
+
+    mode: str  # trickle | flood
+    body_bytes: int = 1 << 31
+    answers: list[Answer] = field(default_factory=list)
+    requests: list[Received] = field(default_factory=list)
+    port: int = 0
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/raw"
+
+    def start(self) -> RawReceiver:
+        ready = threading.Event()
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            server = loop.run_until_complete(asyncio.start_server(self._answer, "127.0.0.1", 0))
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            server.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        assert ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answer = Answer(opened_at=time.monotonic())
+        self.answers.append(answer)
+        hung_up: asyncio.Future[bytes] | None = None
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")[1:]
+            headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines if ln)}
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            self.requests.append(Received(time.monotonic(), headers, body, 200))
+            writer.write(f"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {self.body_bytes}\r\n\r\n"
+                         .encode())
+            await writer.drain()
+            hung_up = asyncio.ensure_future(reader.read(1))  # b"" once the sender closes
+            chunk = b"x" if self.mode == "trickle" else b"x" * 65536
+            while not hung_up.done() and answer.body_bytes_sent < self.body_bytes:
+                writer.write(chunk)
+                await writer.drain()
+                answer.body_bytes_sent += len(chunk)
+                if self.mode == "trickle":
+                    await asyncio.wait([hung_up], timeout=1.0)
+            await hung_up
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            answer.closed_at = time.monotonic()
+            if hung_up is not None and hung_up.done() and not hung_up.cancelled():
+                hung_up.exception()  # a reset is how a sender may hang up
+            elif hung_up is not None:
+                hung_up.cancel()
+            writer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from dataclasses import dataclass
@@ -97,28 +98,46 @@ def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]
     return urlunsplit(parts._replace(netloc=netloc)), {"host": parts.netloc.rsplit("@", 1)[-1]}, extensions
 
 
+async def _read_at_most(resp: httpx.Response, max_bytes: int) -> None:
+    """Read up to `max_bytes` of the body, raw (a compressed body is not
+    inflated). A short answer is read to its end so the connection can serve
+    the next try; a longer one is cut and its connection closed."""
+    read = 0
+    async for chunk in resp.aiter_raw():
+        read += len(chunk)
+        if read >= max_bytes:
+            break
+
+
 async def _post(http: httpx.AsyncClient, delivery: Delivery, headers: dict[str, str],
-                addresses: list[str]) -> httpx.Response:
-    if not addresses:
-        return await http.post(delivery.url, content=delivery.body.encode(), headers=headers)
-    for i, address in enumerate(addresses):
-        url, host, extensions = pinned(delivery.url, address)
+                addresses: list[str], max_bytes: int) -> httpx.Response:
+    targets = [pinned(delivery.url, a) for a in addresses] or [(delivery.url, {}, {})]
+    for i, (url, host, extensions) in enumerate(targets):
         try:
-            return await http.post(url, content=delivery.body.encode(), headers={**headers, **host},
-                                   extensions=extensions)
+            async with http.stream("POST", url, content=delivery.body.encode(), headers={**headers, **host},
+                                   extensions=extensions) as resp:
+                await _read_at_most(resp, max_bytes)
+                return resp
         except httpx.ConnectError:
-            if i == len(addresses) - 1:
+            if i == len(targets) - 1:
                 raise
     raise AssertionError("unreachable")
 
 
 async def try_once(http: httpx.AsyncClient, signer: Webhook, delivery: Delivery,
-                   addresses: list[str] | None = None) -> TryResult:
+                   addresses: list[str] | None = None, *, deadline_s: float,
+                   max_response_bytes: int) -> TryResult:
     """One POST, to the checked addresses when given (tried in turn while the
-    connection is refused)."""
+    connection is refused). The client's timeout bounds each read; `deadline_s`
+    bounds the whole try, connect to the last byte read, so a receiver that
+    trickles its answer gives its sender slot back like one that says nothing."""
     started = time.monotonic()
     try:
-        resp = await _post(http, delivery, signed_headers(signer, delivery, utcnow()), addresses or [])
+        async with asyncio.timeout(deadline_s):
+            resp = await _post(http, delivery, signed_headers(signer, delivery, utcnow()), addresses or [],
+                               max_response_bytes)
+    except TimeoutError:
+        return TryResult("retry", None, f"timeout: no whole answer within {deadline_s:g}s", _ms(started))
     except httpx.TimeoutException as err:
         return TryResult("retry", None, f"timeout: {type(err).__name__}", _ms(started))
     except httpx.TransportError as err:

@@ -10,8 +10,13 @@ class WebhooksSettings(msgspec.Struct, kw_only=True, frozen=True):
     jetstream_replicas: int = 1
     # Standard Webhooks secret, "whsec_<base64>": every delivery is signed with it.
     webhook_secret: str = ""
-    # One try's limit; slower receivers are retried like unreachable ones.
+    # One try's limit, whole: connect, send, and the answer read up to
+    # webhook_max_response_bytes; slower receivers (a trickled answer included)
+    # are retried like unreachable ones.
     webhook_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    # At most this much of an answer's body is read; the rest is cut off with
+    # its connection. Nothing in the body matters to the sender.
+    webhook_max_response_bytes: Annotated[int, msgspec.Meta(ge=0, le=16 * 1024 * 1024)] = 64 * 1024
     # Retries (timeouts, connection errors, 408, 429, 5xx) go on this long after
     # the event, waiting first_delay_s, doubling up to max_delay_s, jittered.
     webhook_retry_window_s: Annotated[float, msgspec.Meta(gt=0)] = 4 * 3600.0
