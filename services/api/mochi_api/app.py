@@ -15,11 +15,12 @@ from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetail
 
 from mochi_api import problems
 from mochi_api.api_keys import ApiKeys
-from mochi_api.caller import caller_dependency, submit_rate_limit
+from mochi_api.caller import RATE_LIMIT_STORE, caller_dependency, rate_limit_store, submit_rate_limit
 from mochi_api.context import ApiContext
 from mochi_api.idempotency import open_bucket
 from mochi_api.event_hub import EventHub
 from mochi_api.job_reader import JobReader
+from mochi_api.request_guards import BoundedHeaders, JsonBodiesOnly, KnownHostsOnly, allowed_host_names
 from mochi_api.retention import keep_videos
 from mochi_api.metrics import ApiMetricsPlugin
 from mochi_api.routes.events import all_events, job_events
@@ -59,6 +60,12 @@ def create_app(settings: ApiSettings) -> Litestar:
             await nc.drain()
 
     keys = ApiKeys.load(settings.api_keys_file, settings.allow_anonymous)
+    # Outermost first: oversized headers, an unknown Host, a body that is not JSON are
+    # refused before the limiter counts them or any route reads them.
+    guards: list = [BoundedHeaders()]
+    if settings.allow_anonymous:
+        guards.append(KnownHostsOnly(allowed_host_names(settings.host, settings.allowed_hosts)))
+    guards.append(JsonBodiesOnly())
     handlers: dict = {400: problems.on_bad_request, 429: problems.on_too_many, Exception: problems.on_unexpected}
     handlers.update({err: problems.on_nats_down for err in problems.NATS_DOWN_ERRORS})
     return Litestar(
@@ -68,7 +75,8 @@ def create_app(settings: ApiSettings) -> Litestar:
                  ApiMetricsPlugin()],
         exception_handlers=handlers,
         dependencies={"caller": Provide(caller_dependency(keys), sync_to_thread=False)},
-        middleware=[submit_rate_limit(keys, settings.submits_per_minute).middleware],
+        middleware=[*guards, submit_rate_limit(keys, settings.submits_per_minute).middleware],
+        stores={RATE_LIMIT_STORE: rate_limit_store()},
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Mochi Serve", version="0.1.0", path="/schema",

@@ -44,6 +44,9 @@ def _field_of(item: dict[str, Any]) -> str:
     # Litestar names the handler parameter ("data") when msgspec's error is
     # about the object itself; the field is then only in the message.
     key = str(item.get("key") or "")
+    if key and item.get("source") == "header":
+        # The parameter's Python name; the client knows the header's.
+        return "-".join(part.capitalize() for part in key.split("_"))
     if key and key != "data":
         return key.split(".")[0].split("[")[0]
     match = _FIELD_IN_MESSAGE.search(str(item.get("message", "")))
@@ -52,6 +55,8 @@ def _field_of(item: dict[str, Any]) -> str:
 
 def on_bad_request(request: Request, exc: HTTPException) -> Response:
     """Litestar's own 400s (bad JSON, validation of body and query) in our shape."""
+    if isinstance(exc, ProblemDetailsException):
+        return exc.to_response(request)  # ours, already complete
     if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
         errors = [FieldError(_field_of(i), str(i.get("message", ""))) for i in exc.extra
                   if isinstance(i, dict)]

@@ -26,8 +26,12 @@ class ApiSettings(StoreSettings, kw_only=True, frozen=True):
     web_dir: str = ""
     # Lines of "<owner> <sha256 of the key> [admin]"; `mochi keys new` makes them.
     api_keys_file: str = ""
-    # Serve without keys, everyone one admin owner: the embedded default only.
+    # Serve without keys, everyone one admin owner: the embedded default only
+    # (refused together with api_keys_file).
     allow_anonymous: bool = False
+    # Without keys, the Host names served besides localhost, 127.0.0.1, [::1] and
+    # `host` (comma-separated); any other Host is refused (DNS-rebinding guard).
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
     # Per key (per client address without keys), per API replica.
     submits_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 60
     # Queued jobs one owner may have at once (the catalog counts, so a burst may

@@ -12,8 +12,9 @@ from mochi_api.settings import ApiSettings
 from mochi_common.webhook_targets import refused_target
 from mochi_contracts.jobs import FieldError, JobRequest
 
-# Go-style durations as Replicate takes them ("90s", "5m", "1h30m") or bare seconds.
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+# Go-style durations as Replicate takes them ("90s", "5m", "1h30m") or bare seconds;
+# ASCII digits only (`\d` takes any script's, and float() reads them).
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # The longest a job may be told to wait for a runner (also bounds `deadline`).
 MAX_WAIT_S = 30 * 86400.0
@@ -21,7 +22,7 @@ MAX_WAIT_S = 30 * 86400.0
 
 def parse_duration(text: str) -> float | None:
     text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
         return float(text)
     if not text or _PART.sub("", text):
         return None

@@ -12,29 +12,48 @@ from pathlib import Path
 import anyio
 from litestar.response import Response, Stream
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+from mochi_api.bounds import INT64_MAX, ascii_int
+from mochi_api.problems import problem
+
+# ASCII digits only: `\d` would take other scripts' digits, which int() then reads.
+_RANGE = re.compile(r"([0-9]*)-([0-9]*)")
 CHUNK = 256 * 1024
+UNSATISFIABLE = "unsatisfiable"
+
+
+def _position(digits: str) -> int:
+    # A position of more digits than any int64 is past every file; reading it
+    # with int() would cost time and, past 4300 digits, raise.
+    value = ascii_int(digits)
+    return INT64_MAX if value is None else value
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
-    """(start, end) inclusive; None to send everything; 'unsatisfiable' for a 416."""
+    """(start, end) inclusive; None to send everything; UNSATISFIABLE for a 416.
+
+    As RFC 9110 (14.2) allows: another unit or several ranges are ignored (the
+    whole file is sent); a `bytes=` range that is not one well-formed range is
+    rejected like one that lies past the end."""
     if not header:
         return None
-    match = _RANGE.match(header.strip())
+    unit, sep, spec = header.strip().partition("=")
+    if not sep or unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    match = _RANGE.fullmatch(spec.strip())
     if match is None:
-        return None  # multi-range or another unit: RFC 9110 lets us send the whole file
+        return UNSATISFIABLE
     first, last = match.groups()
     if not first and not last:
-        return None
+        return UNSATISFIABLE
     if not first:  # the last N bytes
-        length = int(last)
-        if length == 0:
-            return "unsatisfiable"
+        length = _position(last)
+        if length == 0 or size == 0:
+            return UNSATISFIABLE
         return max(size - length, 0), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
+    start = _position(first)
+    end = min(_position(last), size - 1) if last else size - 1
     if start >= size or start > end:
-        return "unsatisfiable"
+        return UNSATISFIABLE
     return start, end
 
 
@@ -54,9 +73,12 @@ def video_response(path: Path, range_header: str | None, filename: str) -> Respo
     size = path.stat().st_size
     headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'inline; filename="{filename}"'}
     wanted = parse_range(range_header, size)
-    if wanted == "unsatisfiable":
-        return Response(content=b"", status_code=416,
-                        headers={**headers, "Content-Range": f"bytes */{size}"})
+    if wanted == UNSATISFIABLE:
+        exc = problem(416, "range-not-satisfiable", "Range not satisfiable",
+                      f"the Range header names no byte range of this {size}-byte video; "
+                      "send one range, bytes=<first>-[<last>] or bytes=-<suffix length>")
+        exc.headers = {**headers, "Content-Range": f"bytes */{size}"}
+        raise exc
     start, end = (0, size - 1) if wanted is None else wanted
     headers["Content-Length"] = str(end - start + 1)
     status = 200

@@ -20,6 +20,8 @@ from mochi_api.job_reader import JobRead
 from mochi_api.job_resource import Job, JobList, LogLine, LogList, to_resource, video_expires_at
 from mochi_api.event_replay import replay
 from mochi_api import idempotency, submission
+from mochi_api.bounds import (MAX_CANCEL_AFTER_CHARS, MAX_CURSOR_CHARS, MAX_IDEMPOTENCY_KEY_CHARS,
+                              MAX_STATUS_VALUES, ascii_int)
 from mochi_api import openapi_docs as docs
 from mochi_api.problems import invalid_fields, not_found, problem
 from mochi_api.video_response import video_response
@@ -43,13 +45,19 @@ def _encode_cursor(seq: int) -> str:
 
 
 def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw.startswith("s") and raw[1:].isdigit():
-            return int(raw[1:])
-    except (ValueError, UnicodeDecodeError):
-        pass
-    raise invalid_fields([FieldError("cursor", "not a cursor this API handed out")])
+    # Strict: only the exact spelling _encode_cursor makes, so no other text
+    # (padding, stray characters, other scripts' digits) reaches the catalog.
+    seq = None
+    if len(cursor) <= MAX_CURSOR_CHARS and cursor.isascii():
+        try:
+            raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        except ValueError:
+            raw = b""
+        if raw.startswith(b"s"):
+            seq = ascii_int(raw[1:].decode("ascii", errors="replace"))
+    if seq is None or seq == 0 or _encode_cursor(seq) != cursor:
+        raise invalid_fields([FieldError("cursor", "not a cursor this API handed out")])
+    return seq
 
 
 async def _check_queue_cap(ctx: ApiContext, caller: Caller) -> None:
@@ -92,10 +100,10 @@ class JobsController(Controller):
     async def submit(
         self, data: Annotated[JobRequest, Body(examples=docs.SUBMIT_EXAMPLES)], state: State, caller: Caller,
         idempotency_key: Annotated[str | None, Parameter(
-            header="Idempotency-Key", min_length=1, max_length=255, required=False,
+            header="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS, required=False,
             description="Any string unique to this submission, e.g. a UUID")] = None,
         cancel_after: Annotated[str | None, Parameter(
-            header="Cancel-After", max_length=32, required=False,
+            header="Cancel-After", max_length=MAX_CANCEL_AFTER_CHARS, required=False,
             description="Sets `deadline` this long from now: 90s, 5m, 1h30m")] = None,
     ) -> Response[Job]:
         ctx = _ctx(state)
@@ -142,12 +150,16 @@ class JobsController(Controller):
         status: Annotated[list[str] | None, Parameter(
             description=f"Only jobs in these states: {', '.join(STATUSES)}")] = None,
         limit: Annotated[int, Parameter(ge=1, le=catalog.MAX_PAGE)] = 20,
-        cursor: Annotated[str | None, Parameter(description="next_cursor of the previous page")] = None,
+        cursor: Annotated[str | None, Parameter(description="next_cursor of the previous page",
+                                                max_length=MAX_CURSOR_CHARS)] = None,
     ) -> JobList:
         ctx = _ctx(state)
+        if status is not None and len(status) > MAX_STATUS_VALUES:
+            raise invalid_fields([FieldError("status", f"at most {MAX_STATUS_VALUES} values")])
         bad = [s for s in status or [] if s not in STATUSES]
         if bad:
-            raise invalid_fields([FieldError("status", f"unknown status {bad[0]!r}; one of {', '.join(STATUSES)}")])
+            # Echoed cut short: the query string may be long.
+            raise invalid_fields([FieldError("status", f"unknown status {bad[0][:40]!r}; one of {', '.join(STATUSES)}")])
         query = catalog.ListJobs(owner=caller.owner_filter, status=status or None, limit=limit,  # type: ignore[arg-type]
                                  before_seq=_decode_cursor(cursor) if cursor else None)
         page = await ctx.reader.list(query)

@@ -1,0 +1,98 @@
+"""Checks every request passes before any route reads it: the size of its
+headers, that a body is JSON, and (on the anonymous stack) the Host it names.
+
+Each refusal is raised as a problem, so it reaches the client as
+application/problem+json like every other error."""
+
+from __future__ import annotations
+
+from litestar.datastructures import Headers
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from mochi_api.bounds import MAX_HEADER_BYTES
+from mochi_api.problems import problem
+
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Names of this machine that a DNS-rebinding page cannot take: its own loopback names.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+# Bind addresses, not names a client addresses the API by.
+_WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
+
+
+class BoundedHeaders(ASGIMiddleware):
+    """431 for a request whose header lines add up to more than MAX_HEADER_BYTES.
+    The server has read them by then; this keeps any route from parsing them."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        size = sum(len(name) + len(value) for name, value in scope["headers"])
+        if size > MAX_HEADER_BYTES:
+            raise problem(431, "headers-too-large", "Request headers too large",
+                          f"the request's headers add up to {size} bytes; at most {MAX_HEADER_BYTES}")
+        await next_app(scope, receive, send)
+
+
+def is_json(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+class JsonBodiesOnly(ASGIMiddleware):
+    """415 for a request body that is not declared application/json.
+
+    A browser sends text/plain, form and multipart bodies cross-site without a
+    CORS preflight; refusing them means no other web page can submit to an
+    API it reaches (the anonymous stack above all)."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if scope["method"] in _BODY_METHODS:
+            headers = Headers.from_scope(scope)
+            has_body = headers.get("content-length", "0").strip() != "0" or "transfer-encoding" in headers
+            if has_body and not is_json(headers.get("content-type", "")):
+                exc = problem(415, "unsupported-media-type", "Unsupported media type",
+                              "request bodies must be JSON, sent with 'Content-Type: application/json'")
+                exc.headers = {"Accept-Post": "application/json"}
+                raise exc
+        await next_app(scope, receive, send)
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header: 'localhost:8000' -> 'localhost', '[::1]:80' -> '[::1]'."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.partition(":")[0]
+
+
+def allowed_host_names(own_host: str, listed: list[str]) -> frozenset[str]:
+    own = own_host.strip().lower()
+    if ":" in own and not own.startswith("["):
+        own = f"[{own}]"  # an IPv6 bind address, as a Host header writes it
+    names = {*LOOPBACK_HOSTS, own, *(host_name(h) for h in listed)}
+    return frozenset(names - _WILDCARDS)
+
+
+class KnownHostsOnly(ASGIMiddleware):
+    """421 for a Host that is not one of this API's names (DNS-rebinding guard).
+
+    A page on evil.example whose name is made to resolve to 127.0.0.1 talks to
+    the API as its own origin, so the browser's same-origin rule lets it read
+    every answer; the Host header still says evil.example, and that is refused.
+    Ports are not compared: the rebinding page's name is what gives it away."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, allowed: frozenset[str]) -> None:
+        self.allowed = allowed
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        host = Headers.from_scope(scope).get("host", "")
+        if host_name(host) not in self.allowed:
+            raise problem(421, "unknown-host", "Unknown host",
+                          f"this API does not answer to the name {host_name(host)[:100]!r}: only to "
+                          "localhost, its loopback addresses, its MOCHI_HOST and MOCHI_ALLOWED_HOSTS")
+        await next_app(scope, receive, send)
