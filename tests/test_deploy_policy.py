@@ -9,15 +9,14 @@ import pytest
 
 from mochi_contracts.streams import JOBS_STREAM, RUNNERS_CONSUMER
 from test_deploy_support import (
-    GPU_OVERLAYS, KUSTOMIZE, OVERLAYS, WORKLOAD_KINDS, all_containers, nats_accounts, objects, one,
+    GPU_OVERLAYS, KUSTOMIZE, ONE_NODE_OVERLAYS, OVERLAYS, WORKLOAD_KINDS, all_containers, nats_accounts, objects, one,
     pod_templates, render, selects)
 
-# The one pod allowed to start as root: it creates the node directories for
-# hostPath volumes and hands them to uid 10001 (see its manifest).
-ROOT_ALLOWED = {("Job", "mochi-host-dirs")}
+# The one container allowed to start as root: it creates the node directory
+# for the weights' hostPath volume and hands it to uid 10001 (see its manifest).
+ROOT_ALLOWED = {("DaemonSet", "mochi-weights", "host-dirs")}
 GPU = "nvidia.com/gpu"
-# Pods that use no network at all: the default deny is their whole policy.
-NO_NETWORK = {("Job", "mochi-host-dirs")}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 
 
 def _name(obj: dict) -> str:
@@ -29,7 +28,7 @@ def test_everything_lands_in_one_namespace(overlay: str) -> None:
     # An object without a namespace would go wherever kubectl's context points.
     (ns,) = objects(overlay, "Namespace")
     for obj in render(overlay):
-        if obj["kind"] != "Namespace":
+        if obj["kind"] not in CLUSTER_SCOPED:
             assert obj["metadata"].get("namespace") == ns["metadata"]["name"], _name(obj)
 
 
@@ -87,15 +86,17 @@ def test_runner_startup_and_shutdown_budgets(overlay: str) -> None:
     assert spec["strategy"]["rollingUpdate"]["maxSurge"] == 0
 
 
-def test_runner_weights_come_from_the_node() -> None:
-    spec = one("h100x8", "Deployment", "mochi-runner")["spec"]["template"]["spec"]
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS)
+def test_runner_weights_come_from_the_node(overlay: str) -> None:
+    spec = one(overlay, "Deployment", "mochi-runner")["spec"]["template"]["spec"]
     models = next(v for v in spec["volumes"] if v["name"] == "models")
-    job = one("h100x8", "Job", "mochi-weights")["spec"]["template"]["spec"]
-    job_models = next(v for v in job["volumes"] if v["name"] == "models")
-    assert models["hostPath"]["path"] == job_models["hostPath"]["path"]
+    weights = one(overlay, "DaemonSet", "mochi-weights")["spec"]["template"]["spec"]
+    weights_models = next(v for v in weights["volumes"] if v["name"] == "models")
+    assert models["hostPath"]["path"] == weights_models["hostPath"]["path"]
     (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "models"]
     assert mount.get("readOnly") is True
-    env = {e["name"]: e for e in job["containers"][0]["env"]}
+    download = next(c for c in weights["initContainers"] if c["name"] == "download")
+    env = {e["name"]: e for e in download["env"]}
     assert env["REPO"]["value"] == "genmo/mochi-1-preview"
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "mochi-hf-token"
 
@@ -129,7 +130,7 @@ def test_non_root_and_locked_down(overlay: str) -> None:
             assert sc["allowPrivilegeEscalation"] is False, where
             assert sc["readOnlyRootFilesystem"] is True, where
             assert sc["capabilities"]["drop"] == ["ALL"], where
-            if (obj["kind"], obj["metadata"]["name"]) in ROOT_ALLOWED:
+            if (obj["kind"], obj["metadata"]["name"], c["name"]) in ROOT_ALLOWED:
                 assert set(sc["capabilities"].get("add", [])) <= {"CHOWN", "FOWNER"}
                 continue
             assert "add" not in sc["capabilities"], where
@@ -138,18 +139,51 @@ def test_non_root_and_locked_down(overlay: str) -> None:
             assert run_as_non_root is True and run_as_user and run_as_user > 0, where
 
 
+# The one container that talks to the Kubernetes API: it labels its node once
+# the node's weights are checked (base/runner/rbac.yaml says why).
+TOKEN_ALLOWED = {("DaemonSet", "mochi-weights", "label")}
+
+
+def _token_mounts(spec: dict) -> dict[str, set[str]]:
+    """Container name -> names of mounted volumes that carry an API token."""
+    token_volumes = {v["name"] for v in spec.get("volumes", [])
+                     if any("serviceAccountToken" in s for s in v.get("projected", {}).get("sources", []))}
+    return {c["name"]: {m["name"] for m in c.get("volumeMounts", [])} & token_volumes
+            for c in all_containers(spec)}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_no_service_account_tokens(overlay: str) -> None:
     for sa in objects(overlay, "ServiceAccount"):
         assert sa["automountServiceAccountToken"] is False, sa["metadata"]["name"]
     for obj, template in pod_templates(overlay):
         assert template["spec"]["automountServiceAccountToken"] is False, _name(obj)
-    # No component talks to the Kubernetes API, so nothing is granted.
-    for kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"):
-        assert not objects(overlay, kind)
+        for container, tokens in _token_mounts(template["spec"]).items():
+            if tokens:
+                assert (obj["kind"], obj["metadata"]["name"], container) in TOKEN_ALLOWED, \
+                    f"{_name(obj)}/{container} mounts an API token"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_only_grant_is_patching_nodes_for_the_weights_label(overlay: str) -> None:
+    assert not objects(overlay, "Role") and not objects(overlay, "RoleBinding")
+    roles, bindings = objects(overlay, "ClusterRole"), objects(overlay, "ClusterRoleBinding")
+    if overlay == "dev":  # no weights DaemonSet, so nothing to grant
+        assert not roles and not bindings
+        return
+    (role,) = roles
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["patch"]}]
+    (binding,) = bindings
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": role["metadata"]["name"]}
+    ds = one(overlay, "DaemonSet", "mochi-weights")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": ds["spec"]["template"]["spec"]["serviceAccountName"],
+                                    "namespace": ds["metadata"]["namespace"]}]
+    mounts = _token_mounts(ds["spec"]["template"]["spec"])
+    assert {c for c, tokens in mounts.items() if tokens} == {"label"}, "only the labeller holds the token"
+
+
+@pytest.mark.parametrize("overlay", [o for o in OVERLAYS if o not in ONE_NODE_OVERLAYS])
 def test_multi_replica_workloads_have_a_pdb(overlay: str) -> None:
     pdbs = objects(overlay, "PodDisruptionBudget")
     for obj, template in pod_templates(overlay, WORKLOAD_KINDS):
@@ -157,6 +191,18 @@ def test_multi_replica_workloads_have_a_pdb(overlay: str) -> None:
             continue
         labels = template["metadata"]["labels"]
         assert any(selects(p["spec"]["selector"], labels) for p in pdbs), _name(obj)
+
+
+@pytest.mark.parametrize("overlay", ONE_NODE_OVERLAYS)
+def test_one_node_overlays_have_no_pdb(overlay: str) -> None:
+    # A drain of the one node must take everything; see overlays/h100x8/no-pdbs.yaml.
+    assert not objects(overlay, "PodDisruptionBudget")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_unhealthy_pods_never_hold_a_drain(overlay: str) -> None:
+    for pdb in objects(overlay, "PodDisruptionBudget"):
+        assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow", _name(pdb)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -207,8 +253,6 @@ def test_default_deny_and_a_policy_per_component(overlay: str) -> None:
             and "ingress" not in p["spec"] and "egress" not in p["spec"]]
     assert deny, "no default-deny policy"
     for obj, template in pod_templates(overlay):
-        if (obj["kind"], obj["metadata"]["name"]) in NO_NETWORK:
-            continue
         labels = template["metadata"]["labels"]
         own = [p for p in pols if p["spec"]["podSelector"] and selects(p["spec"]["podSelector"], labels)]
         assert own, f"{_name(obj)} has no NetworkPolicy of its own"

@@ -18,9 +18,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 KUSTOMIZE = REPO / "deploy" / "kustomize"
-OVERLAYS = ("h100x8", "dev", "keda")
-GPU_OVERLAYS = ("h100x8", "keda")
+OVERLAYS = ("h100x8", "dev", "keda", "multi-node")
+GPU_OVERLAYS = ("h100x8", "keda", "multi-node")
+# Overlays for a single node: a drain there takes every pod (no PDBs).
+ONE_NODE_OVERLAYS = ("h100x8",)
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+# The label the weights DaemonSet puts on a node once its model is checked.
+WEIGHTS_LABEL = "mochi-serve.dev/weights"
 # The service each container runs, by its `mochi` subcommand (the image's entrypoint).
 SERVICES = ("api", "catalog", "runner", "webhooks")
 
@@ -57,7 +61,8 @@ def one(overlay: str, kind: str, name: str) -> dict:
     return found[0]
 
 
-def pod_templates(overlay: str, kinds: tuple[str, ...] = (*WORKLOAD_KINDS, "Job")) -> Iterator[tuple[dict, dict]]:
+def pod_templates(overlay: str, kinds: tuple[str, ...] = (*WORKLOAD_KINDS, "DaemonSet", "Job")
+                  ) -> Iterator[tuple[dict, dict]]:
     """(owner object, pod template) for every object that makes pods."""
     for obj in render(overlay):
         if obj["kind"] in kinds:
