@@ -67,6 +67,18 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_check(model_dir: Path) -> int:
+    from mochi_runner.model_check import check_model
+
+    report = check_model(model_dir)
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    if report.problems:
+        return 1
+    print(report.summary())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mochi", description="Mochi Serve: text to video with Mochi-1")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     new_key = keys_sub.add_parser("new", help="make a key: prints the key once, and the line for the keys file")
     new_key.add_argument("owner")
     new_key.add_argument("--admin", action="store_true", help="sees and manages every owner's jobs")
+    model = sub.add_parser("model", help="model directories")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    check = model_sub.add_parser("check", help="check a model directory's components, shards and headers "
+                                              "(no weights are read): problems one per line, exit 1")
+    check.add_argument("dir", type=Path)
     tiny = sub.add_parser("build-tiny-model", help="save a tiny random Mochi for tests")
     tiny.add_argument("dest", type=Path)
     s = sub.add_parser("submit", help="submit a job, optionally wait and download")
@@ -131,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         token, line = make_key(args.owner, args.admin)
         print(f"key (give it to {args.owner}; it is not stored anywhere): {token}")
         print(f"line for MOCHI_API_KEYS_FILE: {line}")
+    elif args.command == "model":
+        sys.exit(_model_check(args.dir))
     elif args.command == "build-tiny-model":
         from mochi_runner.tiny_model import save_tiny_model
         print(save_tiny_model(args.dest))
