@@ -80,14 +80,36 @@ def _load_pipeline(config: EngineConfig, device: torch.device, dtype: torch.dtyp
         from mochi_runner.random_full_model import BENCHMARK_ONLY_LABEL, build_random_pipeline
 
         log.warning("engine.random_weights", label=BENCHMARK_ONLY_LABEL)
-        return build_random_pipeline(device, dtype)
+        pipe = build_random_pipeline(device, dtype)
+        _log_components(pipe, None)
+        return pipe
     from diffusers import MochiPipeline
 
-    if not (config.model_dir / "model_index.json").exists():
-        raise FileNotFoundError(
-            f"no diffusers model at {config.model_dir} (model_index.json missing); "
-            "download genmo/mochi-1-preview there or build the tiny model")
-    return MochiPipeline.from_pretrained(str(config.model_dir), torch_dtype=dtype).to(device)
+    from mochi_runner.model_check import loadable_model
+
+    # Headers and configs only, before any weights load: a missing or cut-short
+    # shard ends the start here with one line naming the file (ModelDirError).
+    report = loadable_model(config.model_dir)
+    # bf16 where a component has it, its plain files where not (genmo's T5):
+    # diffusers falls back per component, but refuses a variant no component has.
+    pipe = MochiPipeline.from_pretrained(str(config.model_dir), torch_dtype=dtype,
+                                         variant=report.variant).to(device)
+    _log_components(pipe, report)
+    return pipe
+
+
+def _log_components(pipe, report) -> None:  # report: model_check.ModelReport, None for random weights
+    """Each model component's dtype and device as loaded, and what it was read from."""
+    stored = {c.name: c for c in report.components} if report is not None else {}
+    for name, module in pipe.components.items():
+        if not isinstance(module, torch.nn.Module):
+            continue
+        param = next(module.parameters())
+        read = stored.get(name)
+        log.info("engine.component", component=name, cls=type(module).__name__, dtype=str(param.dtype),
+                 device=str(param.device), stored_dtype=read.dtype if read else None,
+                 stored_variant=read.variant if read else None, files=len(read.files) if read else 0,
+                 bytes=read.bytes if read else 0, random_weights_benchmark_only=report is None)
 
 
 def compile_blocks(transformer: torch.nn.Module) -> None:
