@@ -1,7 +1,8 @@
-"""The weights Job's script, run here with a stand-in `hf` that serves the
-tiny model saved as a bf16 variant (the layout of genmo/mochi-1-preview's
-bf16 files): the runner's loader, which passes no variant, must load what
-the script leaves, and a second run must leave it alone."""
+"""The weights script as the manifests ship it (the ConfigMap, the download
+container's environment), run here with a stand-in `hf` that serves the tiny
+model saved as a bf16 variant: the runner's loader must load what the script
+leaves, and a second run must leave it alone. tests/test_model_layout.py runs
+the same script against the real repository's full file layout."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ def _script() -> str:
 def test_script_leaves_a_model_the_runner_loads(tiny_model: Path, tmp_path: Path) -> None:
     from diffusers import MochiPipeline
 
+    from mochi_runner.engine import EngineConfig, MochiEngine
+
     variant = tmp_path / "hub"
     MochiPipeline.from_pretrained(str(tiny_model)).save_pretrained(str(variant), variant="bf16")
     assert not list(variant.rglob("diffusion_pytorch_model.safetensors"))  # only bf16 names
@@ -43,11 +46,14 @@ def test_script_leaves_a_model_the_runner_loads(tiny_model: Path, tmp_path: Path
     (bin_dir / "hf").write_text(FAKE_HF.format(python=sys.executable, log=str(log), source=str(variant)))
     (bin_dir / "hf").chmod(0o755)
     (tmp_path / "download-weights.sh").write_text(_script())
-    job = one("h100x8", "Job", "mochi-weights")["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in job["env"] if "value" in e}
+    weights = one("h100x8", "DaemonSet", "mochi-weights")["spec"]["template"]["spec"]
+    download = next(c for c in weights["initContainers"] if c["name"] == "download")
+    env = {e["name"]: e["value"] for e in download["env"] if "value" in e}
     models = tmp_path / "models"
     models.mkdir()
-    run_env = {**os.environ, **env, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MODEL_ROOT": str(models)}
+    # The script checks the result with the `mochi` command (the image's entrypoint).
+    path = f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"
+    run_env = {**os.environ, **env, "PATH": path, "MODEL_ROOT": str(models)}
 
     for _ in range(2):
         done = subprocess.run(["/bin/sh", str(tmp_path / "download-weights.sh")], env=run_env,
@@ -60,8 +66,11 @@ def test_script_leaves_a_model_the_runner_loads(tiny_model: Path, tmp_path: Path
     assert "--include *.bf16*" in calls[0]
     dest = models / "mochi-1-preview"
     assert not (models / ".mochi-1-preview.partial").exists()
-    pipe = MochiPipeline.from_pretrained(str(dest))  # as the runner's engine loads it: no variant
-    assert pipe.transformer is not None
+    engine = MochiEngine(EngineConfig(model_dir=dest, device="cpu"))  # the runner's own loading path
+    try:
+        assert engine.pipe.transformer is not None
+    finally:
+        engine.close()
     # The path the runner's init container and MOCHI_MODEL_DIR wait for.
     runner = one("h100x8", "Deployment", "mochi-runner")["spec"]["template"]["spec"]
     model_dir = next(e["value"] for e in runner["containers"][0]["env"] if e["name"] == "MOCHI_MODEL_DIR")
