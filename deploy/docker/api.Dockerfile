@@ -1,8 +1,13 @@
 # API and catalog image: no torch, a few hundred MB.
-# Build from the repository root:
-#   docker build -f deploy/docker/api.Dockerfile -t ghcr.io/mochi-serve/mochi-serve:0.1.0 .
+# Built by deploy/scripts/build-images.sh (from the repository root).
 # (Not built in this repository's CI: it has no container engine.)
 FROM python:3.12-slim-bookworm
+
+# tini as PID 1: SIGTERM then reaches the service with its default action
+# until the service installs its own handler.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -23,5 +28,5 @@ COPY web /opt/mochi/web
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /tmp mochi
 USER 10001
 WORKDIR /tmp
-ENTRYPOINT ["mochi"]
+ENTRYPOINT ["tini", "--", "mochi"]
 CMD ["api"]
