@@ -72,7 +72,7 @@ def test_all_events_stream_follows_every_job_and_resumes(system):
 
 def test_many_open_streams_share_one_consumer(system):
     """Fifty open /v1/events streams cost the API process no consumer beyond
-    its one shared hub."""
+    its one shared hub; one more than the key's cap is refused."""
     import asyncio
 
     import httpx
@@ -81,7 +81,7 @@ def test_many_open_streams_share_one_consumer(system):
     from mochi_contracts.streams import JOBS_STREAM
 
     system.start_catalog()
-    system.start_api()
+    system.start_api(MOCHI_MAX_STREAMS_PER_OWNER="50")
 
     async def consumers() -> int:
         nc = await nats.connect(system.nats_url)
@@ -97,6 +97,7 @@ def test_many_open_streams_share_one_consumer(system):
             responses = [await s.__aenter__() for s in streams]
             assert all(r.status_code == 200 for r in responses)
             during = await consumers()
+            assert (await http.get("/v1/events")).status_code == 429
             for s in streams:
                 await s.__aexit__(None, None, None)
             return during

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,6 +29,7 @@ from mochi_api.settings import ApiSettings
 from mochi_api.web import web_routes
 from mochi_common.nats_conn import connect
 from mochi_common.storage import open_store
+from mochi_common.supervise import Supervisor
 from mochi_common.jetstream_setup import ensure_jobs_stream
 from mochi_contracts.streams import JetStreamSettings
 
@@ -43,20 +43,22 @@ def create_app(settings: ApiSettings) -> Litestar:
         js = nc.jetstream()
         await ensure_jobs_stream(js, JetStreamSettings(replicas=settings.jetstream_replicas))
         hub = EventHub(js)
-        await hub.start()
+        await hub.prepare()
+        tasks = Supervisor()
         app.state.ctx = ApiContext(settings=settings, nc=nc, js=js,
                                    reader=JobReader(nc, settings.catalog_timeout_s),
                                    store=open_store(settings.store_url, settings), hub=hub,
                                    idempotency=await open_bucket(js, settings.idempotency_ttl_s,
-                                                                 settings.jetstream_replicas))
-        retention = asyncio.create_task(keep_videos(app.state.ctx.store, settings.video_lifetime_s,
-                                                    settings.retention_sweep_interval_s), name="retention")
+                                                                 settings.jetstream_replicas), tasks=tasks)
+        tasks.start("event-hub", hub.run)
+        store = app.state.ctx.store
+        tasks.start("retention", lambda: keep_videos(store, settings.video_lifetime_s,
+                                                     settings.retention_sweep_interval_s))
         log.info("api.ready", url=f"http://{settings.host}:{settings.port}")
         try:
             yield
         finally:
-            retention.cancel()
-            await hub.stop()
+            await tasks.stop()
             await nc.drain()
 
     keys = ApiKeys.load(settings.api_keys_file, settings.allow_anonymous)

@@ -12,6 +12,7 @@ from mochi_api.event_hub import EventHub
 from mochi_api.job_reader import JobReader
 from mochi_api.settings import ApiSettings
 from mochi_common.storage import VideoStore
+from mochi_common.supervise import Supervisor
 from mochi_contracts.streams import JOBS_STREAM
 
 
@@ -24,6 +25,8 @@ class ApiContext:
     store: VideoStore
     hub: EventHub
     idempotency: KeyValue
+    # The event hub's pump and every other long-lived task (/readyz asks it).
+    tasks: Supervisor
     jobs_stream: str = JOBS_STREAM
 
 

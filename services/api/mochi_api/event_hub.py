@@ -2,44 +2,105 @@
 
 One ordered JetStream consumer (new events only) per process, fanned out to
 in-memory listeners, so a hundred open streams cost one consumer, not a
-hundred. Replaying the past is separate (see event_replay.py) and bounded."""
+hundred. Replaying the past is separate (see event_replay.py) and bounded.
+
+The pump runs under the API's Supervisor: after any error it is started
+again from the sequence after the last one it delivered, so a NATS hiccup
+costs listeners a pause, never an event."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
-import msgspec
 import structlog
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from mochi_common.nats_conn import last_event
+from mochi_common.event_intake import refused
+from mochi_common.nats_conn import last_event, newest_seq
 from mochi_contracts import subjects
-from mochi_contracts.events import HDR_EVENT_TYPE, JobSubmitted
+from mochi_contracts.event_codec import UnreadableEvent, decode_event, encode_event
+from mochi_contracts.events import JobEvent, JobSubmitted, event_type
 from mochi_contracts.streams import JOBS_STREAM
 
 log = structlog.get_logger()
 
+# The SSE event name of a refused event on a job's stream.
+REJECTED = "rejected"
+# How long the pump waits for a message before it asks whether the stream has
+# newer events than it delivered; two such waits with events pending mean the
+# subscription is stuck (a consumer lost in an outage), and the pump restarts.
+STALL_CHECK_S = 5.0
+
 
 @dataclass(frozen=True)
 class StreamEvent:
+    """One message of the job stream as SSE sends it. `data` is the event
+    re-encoded after decoding, never the bytes a publisher wrote; a refused
+    event (`type` "rejected", `event` None) carries only its sequence,
+    subject and why."""
+
     seq: int
     subject: str
     job_id: str
     type: str
     data: bytes
+    time: datetime | None = None
+    event: JobEvent | None = None
+    reason: str | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.event is None
+
+
+def stream_event(consumer: str, subject: str, seq: int, data: bytes | None,
+                 headers: Mapping[str, str] | None, time: datetime | None = None) -> StreamEvent | None:
+    """Decode one job-stream message at the boundary. A refusal is counted and
+    logged, and kept as a rejected StreamEvent for the job's own page; None
+    for a message whose subject names no job (nobody's page shows it)."""
+    try:
+        event = decode_event(data or b"", headers, subject)
+    except UnreadableEvent as err:
+        refused(consumer, subject, err, seq)
+        if err.job_id is None:
+            return None
+        body = json.dumps({"seq": seq, "subject": subject[:200], "reason": str(err)[:500]}).encode()
+        return StreamEvent(seq=seq, subject=subject, job_id=err.job_id, type=REJECTED, data=body,
+                           time=time, reason=str(err)[:500])
+    return StreamEvent(seq=seq, subject=subject, job_id=event.job_id, type=event_type(event),
+                       data=encode_event(event)[0], time=time, event=event)
 
 
 @dataclass(eq=False)
 class Listener:
-    """One SSE connection's view: a job, or every job of an owner (None: all)."""
+    """One SSE connection's view: a job, or every job of an owner (None: all).
+    `key` is whose stream it is (the caller's owner), for the per-key cap.
+    None on the queue, or `ended`, means the stream must end so its client
+    resumes with Last-Event-ID."""
 
     job_id: str | None
     owner: str | None
-    queue: asyncio.Queue[StreamEvent] = field(default_factory=lambda: asyncio.Queue(maxsize=2048))
-    overflowed: bool = False
+    key: str = ""
+    queue: asyncio.Queue[StreamEvent | None] = field(default_factory=lambda: asyncio.Queue(maxsize=2048))
+    ended: bool = False
+
+
+class TooManyStreams(Exception):
+    def __init__(self, key: str, cap: int):
+        super().__init__(f"{key} has {cap} event streams open, the most allowed")
+        self.key = key
+        self.cap = cap
+
+
+class HubStalled(Exception):
+    """The stream has events the subscription has not delivered for a while."""
 
 
 class OwnerCache:
@@ -67,55 +128,119 @@ class OwnerCache:
 
 
 class EventHub:
-    def __init__(self, js: JetStreamContext):
+    def __init__(self, js: JetStreamContext, stall_check_s: float = STALL_CHECK_S):
         self.js = js
         self.owners = OwnerCache(js)
+        self.stall_check_s = stall_check_s
         self._listeners: set[Listener] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._per_key: dict[str, int] = {}
+        # The first sequence not yet handed to listeners; set by prepare().
+        self.next_seq: int | None = None
 
-    async def start(self) -> None:
-        sub = await self.js.subscribe(subjects.ALL_JOB_EVENTS, stream=JOBS_STREAM, ordered_consumer=True,
-                                      deliver_policy=DeliverPolicy.NEW)
-        self._task = asyncio.create_task(self._pump(sub), name="event-hub")
+    async def prepare(self) -> None:
+        """Fix where live events start, before the API serves: every event
+        after this point reaches the listeners, however late the pump starts."""
+        info = await self.js.stream_info(JOBS_STREAM)
+        self.next_seq = info.state.last_seq + 1
 
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+    # ---- listeners -------------------------------------------------------
 
-    @property
-    def healthy(self) -> bool:
-        return self._task is not None and not self._task.done()
-
-    def listen(self, job_id: str | None, owner: str | None) -> Listener:
-        listener = Listener(job_id, owner)
+    def listen(self, job_id: str | None, owner: str | None, key: str = "", cap: int = 0) -> Listener:
+        """A new listener; TooManyStreams if `key` already holds `cap` (0: no cap)."""
+        if cap and self._per_key.get(key, 0) >= cap:
+            raise TooManyStreams(key, cap)
+        listener = Listener(job_id, owner, key)
         self._listeners.add(listener)
+        self._per_key[key] = self._per_key.get(key, 0) + 1
         return listener
 
     def forget(self, listener: Listener) -> None:
-        self._listeners.discard(listener)
+        if listener in self._listeners:
+            self._listeners.discard(listener)
+            left = self._per_key.get(listener.key, 1) - 1
+            if left > 0:
+                self._per_key[listener.key] = left
+            else:
+                self._per_key.pop(listener.key, None)
+
+    def open_streams(self, key: str) -> int:
+        return self._per_key.get(key, 0)
+
+    def _end(self, listener: Listener) -> None:
+        # Still counted against its key until its stream forgets it.
+        listener.ended = True
+        try:
+            listener.queue.put_nowait(None)
+        except asyncio.QueueFull:
+            pass  # it wakes on the events it holds and then sees `ended`
+
+    # ---- the pump --------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow the stream from next_seq until an error (the Supervisor
+        calls this again after one)."""
+        if self.next_seq is None:
+            await self.prepare()
+        assert self.next_seq is not None
+        info = await self.js.stream_info(JOBS_STREAM)
+        if info.state.first_seq > self.next_seq and info.state.last_seq >= self.next_seq:
+            # Events were removed from the stream while the pump was down: no
+            # listener can get them from here, so each stream ends and its
+            # client resumes with Last-Event-ID, whose replay says what is left.
+            log.warning("hub.events_lost", from_seq=self.next_seq, first_seq=info.state.first_seq)
+            for listener in list(self._listeners):
+                self._end(listener)
+            self.next_seq = info.state.first_seq
+        sub = await self.js.subscribe(subjects.ALL_JOB_EVENTS, stream=JOBS_STREAM, ordered_consumer=True,
+                                      deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                      config=ConsumerConfig(opt_start_seq=self.next_seq))
+        log.info("hub.following", from_seq=self.next_seq)
+        try:
+            await self._pump(sub)
+        finally:
+            try:
+                await sub.unsubscribe()
+            except Exception as err:  # the connection may be the thing that failed
+                log.warning("hub.unsubscribe_failed", error=repr(err))
 
     async def _pump(self, sub) -> None:  # type: ignore[no-untyped-def]
-        async for msg in sub.messages:
-            job_id = subjects.job_id_of(msg.subject)
-            if job_id is None:
+        idle_with_pending = 0
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=self.stall_check_s)
+            except NatsTimeout:
+                assert self.next_seq is not None
+                if await newest_seq(self.js, subjects.ALL_JOB_EVENTS) >= self.next_seq:
+                    idle_with_pending += 1
+                    if idle_with_pending >= 2:
+                        raise HubStalled(f"events from {self.next_seq} exist but were not delivered") from None
+                else:
+                    idle_with_pending = 0
                 continue
-            headers = msg.headers or {}
-            event = StreamEvent(seq=msg.metadata.sequence.stream, subject=msg.subject, job_id=job_id,
-                                type=headers.get(HDR_EVENT_TYPE, ""), data=msg.data)
-            if event.type == "submitted":
-                try:
-                    self.owners.learn(job_id, _decode_owner(msg.data).owner)
-                except msgspec.MsgspecError:
-                    log.warning("hub.unreadable_submitted", seq=event.seq)
-            await self._dispatch(event)
+            idle_with_pending = 0
+            meta = msg.metadata
+            event = stream_event("api-hub", msg.subject, meta.sequence.stream, msg.data, msg.headers,
+                                 meta.timestamp)
+            if event is not None:
+                if isinstance(event.event, JobSubmitted):
+                    self.owners.learn(event.job_id, event.event.owner)
+                await self._dispatch(event)
+            self.next_seq = meta.sequence.stream + 1
 
     async def _dispatch(self, event: StreamEvent) -> None:
         owner: str | None = None
+        looked_up = False
         for listener in list(self._listeners):
-            if listener.job_id is not None and listener.job_id != event.job_id:
+            if listener.ended:
                 continue
-            if listener.job_id is None and listener.owner is not None:
-                owner = owner or await self.owners.owner_of(event.job_id)
+            if listener.job_id is not None:
+                if listener.job_id != event.job_id:
+                    continue
+            elif event.rejected:
+                continue  # a refusal is shown on its job's page, not in every list
+            elif listener.owner is not None:
+                if not looked_up:
+                    owner, looked_up = await self.owners.owner_of(event.job_id), True
                 if owner != listener.owner:
                     continue
             try:
@@ -123,12 +248,4 @@ class EventHub:
             except asyncio.QueueFull:
                 # A client this far behind drains what it has, its stream
                 # ends, and it resumes from the stream with Last-Event-ID.
-                listener.overflowed = True
-                self._listeners.discard(listener)
-
-
-class _Owner(msgspec.Struct):
-    owner: str
-
-
-_decode_owner = msgspec.json.Decoder(_Owner).decode
+                listener.ended = True

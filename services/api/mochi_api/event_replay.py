@@ -1,7 +1,9 @@
 """Past events from the stream, for SSE replay and Last-Event-ID resume.
 
 A short-lived ordered consumer reads from the requested sequence up to the
-newest event that exists now; anything newer comes from the shared hub."""
+newest event that exists now; anything newer comes from the shared hub.
+Every message is decoded at the boundary (event_hub.stream_event): a refused
+one comes out as a rejected StreamEvent, never as the bytes it carried."""
 
 from __future__ import annotations
 
@@ -11,10 +13,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from mochi_api.event_hub import StreamEvent
+from mochi_api.event_hub import StreamEvent, stream_event
 from mochi_common.nats_conn import newest_seq
-from mochi_contracts import subjects
-from mochi_contracts.events import HDR_EVENT_TYPE
 from mochi_contracts.streams import JOBS_STREAM
 
 
@@ -42,10 +42,9 @@ async def replay(js: JetStreamContext, subject: str, from_seq: int) -> AsyncIter
             except NatsTimeout:
                 raise ReplayCutShort(f"replay of {subject} stopped after {seq}, before {to_seq}") from None
             seq = msg.metadata.sequence.stream
-            job_id = subjects.job_id_of(msg.subject)
-            if job_id is not None:
-                yield StreamEvent(seq=seq, subject=msg.subject, job_id=job_id,
-                                  type=(msg.headers or {}).get(HDR_EVENT_TYPE, ""), data=msg.data)
+            event = stream_event("api-replay", msg.subject, seq, msg.data, msg.headers, msg.metadata.timestamp)
+            if event is not None:
+                yield event
             # Pending 0 below to_seq: the newest was deleted meanwhile; nothing more to read.
             if seq >= to_seq or msg.metadata.num_pending == 0:
                 return

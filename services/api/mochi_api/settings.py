@@ -21,6 +21,10 @@ class ApiSettings(StoreSettings, kw_only=True, frozen=True):
     max_body_bytes: int = 64 * 1024
     # A comment on idle event streams, so proxies keep them open.
     sse_heartbeat_s: float = 15.0
+    # Event streams one key (one owner) may hold open at once on this replica; 0: no cap.
+    max_streams_per_owner: Annotated[int, msgspec.Meta(ge=0)] = 8
+    # The most events a /v1/events replay (Last-Event-ID) sends: the newest ones.
+    sse_replay_max_events: Annotated[int, msgspec.Meta(ge=1)] = 1000
     public_url: str = ""  # base for absolute links; empty means relative links
     # The web app served at /; empty means web/ of this checkout (see mochi_api/web.py).
     web_dir: str = ""

@@ -30,6 +30,7 @@ from mochi_contracts import catalog, subjects
 from mochi_contracts.events import JobCancelled, JobCancelRequested, JobLog, JobSubmitted, utcnow
 from mochi_contracts.job_state import FINAL_STATUSES, STATUSES, new_state
 from mochi_contracts.jobs import FieldError, JobRequest, semantic_errors
+from mochi_contracts.storage import video_key
 
 
 def _ctx(state: State) -> ApiContext:
@@ -181,10 +182,12 @@ class JobsController(Controller):
             raise problem(410, "video-gone", "Video gone",
                           f"the video of job {job_id} expired at {expires_at.isoformat()} and was deleted",
                           expired_at=expires_at.isoformat())
-        url = ctx.store.presigned_url(job.video.key, ctx.settings.video_url_expiry_s)
+        # The key is the job's own, whatever its events say (an event names no other job's video).
+        key = video_key(job_id)
+        url = ctx.store.presigned_url(key, ctx.settings.video_url_expiry_s)
         if url is not None:
             return Redirect(url, status_code=307)
-        path = ctx.store.local_path(job.video.key)
+        path = ctx.store.local_path(key)
         if path is None:
             raise problem(410, "video-gone", "Video gone", f"the video of job {job_id} is no longer stored")
         return video_response(path, request.headers.get("range"), f"{job_id}.mp4")
@@ -207,15 +210,20 @@ class JobsController(Controller):
     @get("/{job_id:str}/logs", summary="The job's log lines",
          description="What the runner wrote about this job (warm-up state, warnings, the summary of an "
                      "error), oldest first. The same lines arrive live as `log` events on the job's "
-                     "event stream.", responses=docs.LOGS_RESPONSES)
+                     "event stream. An event on this job's subjects that the service refused shows here "
+                     "as a `warning` line saying why (never what it carried).",
+         responses=docs.LOGS_RESPONSES)
     async def logs(self, job_id: str, state: State, caller: Caller) -> LogList:
         ctx = _ctx(state)
         await _load(ctx, caller, job_id)  # 404 unless the caller may see it
-        subject = subjects.job_logs(job_id)
         lines: list[LogLine] = []
-        async for raw in replay(ctx.js, subject, 1):
-            event = msgspec.json.decode(raw.data, type=JobLog)
-            if event.job_id == job_id:
-                lines.append(LogLine(seq=raw.seq, time=event.time, level=event.level,
-                                     message=event.message, runner=event.runner))
+        # Every subject of the job, decoded at the boundary: its log lines, and its refusals.
+        async for raw in replay(ctx.js, subjects.job_events(job_id), 1):
+            if isinstance(raw.event, JobLog):
+                lines.append(LogLine(seq=raw.seq, time=raw.event.time, level=raw.event.level,
+                                     message=raw.event.message, runner=raw.event.runner))
+            elif raw.rejected:
+                lines.append(LogLine(seq=raw.seq, time=raw.time or utcnow(), level="warning",
+                                     message=f"event {raw.seq} on {raw.subject} refused: {raw.reason}",
+                                     runner=None))
         return LogList(logs=lines)
