@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+import subprocess
+
 import httpx
 import pytest
 
 from conftest import SMALL
 from mochi_api.api_keys import new_key
+from mochi_api.caller import SweptMemoryStore
+from mochi_cli.processes import spawn_service
 from sse_client import read_sse
+from test_metrics import Scrape
 
 ALICE, ALICE_LINE = new_key("alice")
+ALICE_AGAIN, ALICE_AGAIN_LINE = new_key("alice")  # a second key of the same owner
 BOB, BOB_LINE = new_key("bob")
 ADMIN, ADMIN_LINE = new_key("ops", admin=True)
 
@@ -17,7 +25,7 @@ ADMIN, ADMIN_LINE = new_key("ops", admin=True)
 @pytest.fixture
 def keyed(system):
     keys = system.root / "keys.txt"
-    keys.write_text(f"# owner sha256 [admin]\n{ALICE_LINE}\n{BOB_LINE}\n{ADMIN_LINE}\n")
+    keys.write_text(f"# owner sha256 [admin]\n{ALICE_LINE}\n{ALICE_AGAIN_LINE}\n{BOB_LINE}\n{ADMIN_LINE}\n")
     system.start_catalog()
     system.start_api(MOCHI_API_KEYS_FILE=str(keys), MOCHI_ALLOW_ANONYMOUS="false",
                      MOCHI_SUBMITS_PER_MINUTE="5", MOCHI_MAX_QUEUED_PER_OWNER="3")
@@ -84,3 +92,68 @@ def test_submissions_are_rate_limited_per_key(keyed):
     # Another key has its own budget, and reads are not limited.
     assert admin.post("/v1/jobs", json={"prompt": "x" * 3000}).status_code == 422
     assert bob.get("/v1/jobs").status_code == 200
+
+
+def test_anonymous_beside_a_keys_file_is_refused_at_start(system):
+    keys = system.root / "keys.txt"
+    keys.write_text(f"{ALICE_LINE}\n")
+    proc = spawn_service("api", system.env(MOCHI_API_KEYS_FILE=str(keys), MOCHI_ALLOW_ANONYMOUS="true"),
+                         system.logs, name="api-both")
+    try:
+        code = proc.popen.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.stop()
+        raise AssertionError("the API started with anonymous callers beside API keys") from None
+    assert code != 0
+    assert "MOCHI_ALLOW_ANONYMOUS=true and MOCHI_API_KEYS_FILE" in proc.log(), proc.log()[-2000:]
+
+
+def test_a_keys_limit_holds_whatever_the_token_spelling(keyed):
+    bad = {"prompt": "x" * 3000}  # refused (422) after the limiter has counted it
+    spellings = [f"Bearer {ALICE}", f"bearer {ALICE}", f"BEARER {ALICE}", f"Bearer   {ALICE}",
+                 f"Bearer {ALICE_AGAIN}"]
+    codes = [httpx.post(f"{keyed.api_url}/v1/jobs", json=bad, headers={"authorization": a}).status_code
+             for a in spellings]
+    assert codes == [422] * 5
+    # The owner's budget is spent, whichever of its keys and however written.
+    for auth in (f"bEaReR {ALICE}", f"Bearer {ALICE_AGAIN}"):
+        resp = httpx.post(f"{keyed.api_url}/v1/jobs", json=bad, headers={"authorization": auth})
+        assert resp.status_code == 429, auth
+    with as_(BOB, keyed) as bob:
+        assert bob.post("/v1/jobs", json=bad).status_code == 422
+
+
+def test_unknown_tokens_do_not_grow_the_limiter(keyed):
+    """10,000 submissions with made-up tokens: one limiter entry (the client's
+    address), not one per token; they spend no key's budget."""
+    with httpx.Client(base_url=keyed.api_url, timeout=30) as c:
+        codes: dict[int, int] = {}
+        for _ in range(10_000):
+            resp = c.post("/v1/jobs", json={"prompt": "x"},
+                          headers={"authorization": f"Bearer msk_{secrets.token_urlsafe(32)}"})
+            codes[resp.status_code] = codes.get(resp.status_code, 0) + 1
+    # 5 a minute from this address reach the key check; the rest are limited.
+    assert set(codes) == {401, 429} and codes[401] <= 15, codes
+    entries = Scrape(keyed.api_url).get("mochi_api_rate_limit_entries")
+    assert entries == 1, entries
+    with as_(ALICE, keyed) as alice:
+        assert alice.post("/v1/jobs", json={"prompt": "a cat", **SMALL}).status_code == 202
+    assert Scrape(keyed.api_url).get("mochi_api_rate_limit_entries") == entries + 1
+
+
+def test_limiter_store_drops_expired_entries():
+    async def fill_then_sweep() -> int:
+        store = SweptMemoryStore(sweep_every_s=0.5)
+        for i in range(1000):
+            await store.set(f"addr:{i}", b"{}", expires_in=1)
+        await asyncio.sleep(1.1)
+        await store.set("owner:alice", b"{}", expires_in=60)
+        return len(store._store)
+
+    assert asyncio.run(fill_then_sweep()) == 1
+
+
+def test_a_keyed_api_does_not_check_host(keyed):
+    # Without the anonymous stack a page has no key to send: Host names any proxy in front.
+    with as_(ALICE, keyed) as alice:
+        assert alice.get("/v1/jobs", headers={"host": "mochi.example.com"}).status_code == 200
