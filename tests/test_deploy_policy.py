@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mochi_contracts.streams import JOBS_STREAM, RUNNERS_CONSUMER
+from mochi_contracts.streams import RUNNERS_CONSUMER
 from test_deploy_support import (
-    GPU_OVERLAYS, KUSTOMIZE, ONE_NODE_OVERLAYS, OVERLAYS, WORKLOAD_KINDS, all_containers, nats_accounts, objects, one,
+    GPU_OVERLAYS, KUSTOMIZE, ONE_NODE_OVERLAYS, OVERLAYS, WORKLOAD_KINDS, all_containers, objects, one,
     pod_templates, render, selects)
 
 # The one container allowed to start as root: it creates the node directory
@@ -316,33 +316,72 @@ def test_clients_can_reach_what_they_use(overlay: str) -> None:
 
 # ---- KEDA (a custom resource: no core schema, so its fields are checked here) ---
 
-def test_keda_scales_runners_on_consumer_lag() -> None:
+def test_keda_scales_runners_on_jobs_no_runner_started() -> None:
     (so,) = objects("keda", "ScaledObject")
     spec = so["spec"]
     assert spec["scaleTargetRef"]["name"] == "mochi-runner"
     one("keda", "Deployment", "mochi-runner")
     assert spec["minReplicaCount"] >= 2 and spec["maxReplicaCount"] >= spec["minReplicaCount"]
+    # cooldownPeriod only matters when scaling to zero; above zero it would mislead.
+    assert "cooldownPeriod" not in spec or spec["minReplicaCount"] == 0
     (trigger,) = spec["triggers"]
-    assert trigger["type"] == "nats-jetstream"
+    # Not nats-jetstream: it counts num_pending + num_ack_pending (jobs held for upload too).
+    assert trigger["type"] == "metrics-api"
     meta = trigger["metadata"]
-    assert meta["stream"] == JOBS_STREAM
-    assert meta["consumer"] == RUNNERS_CONSUMER
-    jetstream_accounts = [n for n, a in nats_accounts("keda")["accounts"].items() if a.get("jetstream")]
-    assert meta["account"] in jetstream_accounts
-    # KEDA must find the consumer leader by pod name: the headless Service.
-    headless = one("keda", "Service", "nats-headless")
-    host, port = meta["natsServerMonitoringEndpoint"].rsplit(":", 1)
-    assert host == f"nats-headless.{headless['metadata']['namespace']}.svc.cluster.local"
-    assert int(port) in {p["port"] for p in headless["spec"]["ports"]}
     assert all(isinstance(v, str) for v in meta.values())  # KEDA metadata values are strings
-    assert int(meta["lagThreshold"]) >= 1
-    # ...and the NATS NetworkPolicy lets KEDA's namespace reach that port.
-    allowed = [r for p in _policies("keda")
-               if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "nats"
-               for r in p["spec"].get("ingress", [])
-               if int(port) in {x["port"] for x in r.get("ports", [])}
-               and any("namespaceSelector" in x for x in r.get("from", []))]
-    assert allowed
+    assert meta["format"] == "prometheus"
+    assert meta["valueLocation"] == f'mochi_catalog_queue_depth{{consumer="{RUNNERS_CONSUMER}"}}'
+    assert int(meta["targetValue"]) == 1  # one waiting job per runner
+    # The metric is the catalog's, and means num_pending.
+    from mochi_catalog import metrics
+    assert "num_pending" in metrics.QUEUE_DEPTH._documentation
+    # The URL reaches a catalog replica's health port through a Service.
+    host, port = meta["url"].removeprefix("http://").split("/", 1)[0].rsplit(":", 1)
+    name, namespace = host.split(".")[:2]
+    service = one("keda", "Service", name)
+    assert namespace == service["metadata"]["namespace"]
+    catalog = one("keda", "Deployment", "mochi-catalog")["spec"]["template"]
+    assert selects({"matchLabels": service["spec"]["selector"]}, catalog["metadata"]["labels"])
+    (svc_port,) = [p for p in service["spec"]["ports"] if p["port"] == int(port)]
+    (c,) = catalog["spec"]["containers"]
+    assert svc_port["targetPort"] in {p["name"] for p in c["ports"]} | {p["containerPort"] for p in c["ports"]}
+    assert _ingress_from("keda", "mochi-catalog", int(port), {}), "KEDA's operator cannot reach the catalog"
+    # Scale-in: slow, and never faster than a runner can hand its job back.
+    down = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    assert down["stabilizationWindowSeconds"] >= 600
+    assert all(p["type"] == "Pods" and p["value"] == 1 for p in down["policies"])
+    runner = one("keda", "Deployment", "mochi-runner")["spec"]["template"]["spec"]
+    assert runner["terminationGracePeriodSeconds"] >= 120
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_video_ingress_routes_only_the_bucket(overlay: str) -> None:
+    ingress = one(overlay, "Ingress", "minio-videos")
+    bucket_job = one(overlay, "Job", "minio-create-bucket")["spec"]["template"]["spec"]["containers"][0]
+    bucket = next(e["value"] for e in bucket_job["env"] if e["name"] == "BUCKET")
+    paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert [(p["path"], p["pathType"]) for p in paths] == [(f"/{bucket}/", "Prefix")]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_webhook_egress_is_http_and_https_only(overlay: str) -> None:
+    (policy,) = [p for p in _policies(overlay) if p["metadata"]["name"] == "mochi-webhooks"]
+    for rule in policy["spec"]["egress"]:
+        ports = {(x["protocol"], x["port"]) for x in rule.get("ports", [])}
+        assert ports, "a rule without ports opens every port"
+        if any("ipBlock" in peer for peer in rule.get("to", [])):
+            assert ports == {("TCP", 80), ("TCP", 443)}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_dns_egress_works_with_node_local_dns(overlay: str) -> None:
+    (policy,) = [p for p in _policies(overlay) if p["metadata"]["name"] == "allow-dns"]
+    assert policy["spec"]["podSelector"] == {}
+    (rule,) = policy["spec"]["egress"]
+    assert {(x["protocol"], x["port"]) for x in rule["ports"]} == {("UDP", 53), ("TCP", 53)}
+    peers = rule["to"]
+    assert {"ipBlock": {"cidr": "169.254.20.10/32"}} in peers  # NodeLocal DNSCache's address
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}} in peers
 
 
 def test_only_the_keda_overlay_has_scaled_objects() -> None:
