@@ -69,10 +69,13 @@ def stream_event(consumer: str, subject: str, seq: int, data: bytes | None,
         event = decode_event(data or b"", headers, subject)
     except UnreadableEvent as err:
         refused(consumer, subject, err, seq)
-        if err.job_id is None:
+        # A subject no event may have can still sit under a job's token (mochi.jobs.<id>.x.y): that
+        # job's page shows it too.
+        job_id = err.job_id or subjects.job_id_of(subject)
+        if job_id is None:
             return None
         body = json.dumps({"seq": seq, "subject": subject[:200], "reason": str(err)[:500]}).encode()
-        return StreamEvent(seq=seq, subject=subject, job_id=err.job_id, type=REJECTED, data=body,
+        return StreamEvent(seq=seq, subject=subject, job_id=job_id, type=REJECTED, data=body,
                            time=time, reason=str(err)[:500])
     return StreamEvent(seq=seq, subject=subject, job_id=event.job_id, type=event_type(event),
                        data=encode_event(event)[0], time=time, event=event)
