@@ -89,6 +89,18 @@ def test_runner_startup_and_shutdown_budgets(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", GPU_OVERLAYS)
+def test_runner_liveness_is_the_step_stall_check(overlay: str) -> None:
+    (c,) = one(overlay, "Deployment", "mochi-runner")["spec"]["template"]["spec"]["containers"]
+    probe = c["livenessProbe"]
+    assert probe["httpGet"] == {"path": "/healthz", "port": "health"}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    stall = float(env["MOCHI_STEP_STALL_S"])
+    # Long enough for the slowest honest step, and the probe acts within minutes of it.
+    assert 120 <= stall <= 1800
+    assert probe["periodSeconds"] * probe["failureThreshold"] <= 300
+
+
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS)
 def test_runner_weights_come_from_the_node(overlay: str) -> None:
     spec = one(overlay, "Deployment", "mochi-runner")["spec"]["template"]["spec"]
     models = next(v for v in spec["volumes"] if v["name"] == "models")
