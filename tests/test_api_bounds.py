@@ -78,6 +78,9 @@ HOSTILE = [
     ("body-no-type", "POST", "/v1/jobs", {}, JOB, 415),
     ("body-json-lookalike", "POST", "/v1/jobs", {"content-type": "application/jsonx"}, JOB, 415),
     ("cancel-with-text-body", "POST", "/v1/jobs/{job}/cancel", {"content-type": "text/plain"}, JOB, 415),
+    ("body-width-as-string", "POST", "/v1/jobs", JSON, {**JOB, "width": "64"}, 422),
+    ("body-seed-as-string", "POST", "/v1/jobs", JSON, {**JOB, "seed": "5"}, 422),
+    ("body-event-not-a-string", "POST", "/v1/jobs", JSON, {**JOB, "webhook_events": ["started", 1]}, 422),
     ("idempotency-key-256", "POST", "/v1/jobs", {**JSON, "idempotency-key": "k" * 256}, JOB, 422),
     ("idempotency-key-empty", "POST", "/v1/jobs", {**JSON, "idempotency-key": ""}, JOB, 422),
     ("cancel-after-33", "POST", "/v1/jobs", {**JSON, "cancel-after": "1" * 33}, JOB, 422),
@@ -204,3 +207,6 @@ def test_header_fields_are_named_in_refusals(api):
     assert_problem(resp, 422, "Cancel-After")
     resp = httpx.get(f"{api}/v1/jobs", headers={"authorization": "Bearer " + "a" * 600})
     assert_problem(resp, 400, "Authorization")
+    # Bodies are decoded strictly: a number sent as a string is not read as one.
+    resp = httpx.post(f"{api}/v1/jobs", json={**JOB, "width": "64"})
+    assert_problem(resp, 422, "width")

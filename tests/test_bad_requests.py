@@ -86,3 +86,19 @@ def test_video_of_a_queued_job_is_409(api):
 def test_unknown_route_and_method_are_problems(api):
     assert_problem(httpx.get(f"{api}/v2/nothing"), 404)
     assert_problem(httpx.delete(f"{api}/v1/jobs"), 405)
+
+
+def test_an_outage_is_a_503_problem_with_retry_after(system):
+    """The catalog away, then NATS itself: reads answer 503 problem+json with Retry-After, never 500."""
+    catalog = system.start_catalog()
+    system.start_api()
+    api = system.api_url
+    assert httpx.get(f"{api}/v1/jobs").status_code == 200
+    catalog.stop()
+    for nats_up in (True, False):
+        if not nats_up:
+            system.nats.stop()
+        resp = httpx.get(f"{api}/v1/jobs", timeout=30)
+        problem = assert_problem(resp, 503)
+        assert problem["type"].endswith("/unavailable"), problem
+        assert int(resp.headers["retry-after"]) > 0

@@ -33,8 +33,10 @@ def not_found(what: str) -> ProblemDetailsException:
     return problem(404, "not-found", "Not found", what)
 
 
-def unavailable(detail: str) -> ProblemDetailsException:
-    return problem(503, "unavailable", "Service unavailable", detail)
+def unavailable(detail: str, retry_after_s: int = 5) -> ProblemDetailsException:
+    exc = problem(503, "unavailable", "Service unavailable", detail)
+    exc.headers = {"Retry-After": str(retry_after_s)}
+    return exc
 
 
 _FIELD_IN_MESSAGE = re.compile(r"field `([^`]+)`")

@@ -16,6 +16,7 @@ from mochi_contracts.jobs import FieldError, JobRequest
 # ASCII digits only (`\d` takes any script's, and float() reads them).
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_AT_FIELD = re.compile(r"at `\$\.([A-Za-z_]+)")
 # The longest a job may be told to wait for a runner (also bounds `deadline`).
 MAX_WAIT_S = 30 * 86400.0
 
@@ -27,6 +28,17 @@ def parse_duration(text: str) -> float | None:
     if not text or _PART.sub("", text):
         return None
     return sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
+
+
+def strict_errors(body: bytes) -> list[FieldError]:
+    """What Litestar's lax conversion let through: a number sent as a string
+    ("64"), a string for a bool. The body is decoded again, strictly."""
+    try:
+        msgspec.json.decode(body, type=JobRequest)
+    except msgspec.ValidationError as err:
+        match = _AT_FIELD.search(str(err))
+        return [FieldError(match.group(1) if match else "body", str(err).split(" - at ")[0])]
+    return []
 
 
 async def checked(data: JobRequest, cancel_after: str | None, settings: ApiSettings,

@@ -100,6 +100,7 @@ class JobsController(Controller):
           responses=docs.SUBMIT_RESPONSES)
     async def submit(
         self, data: Annotated[JobRequest, Body(examples=docs.SUBMIT_EXAMPLES)], state: State, caller: Caller,
+        request: Request,
         idempotency_key: Annotated[str | None, Parameter(
             header="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS, required=False,
             description="Any string unique to this submission, e.g. a UUID")] = None,
@@ -108,7 +109,7 @@ class JobsController(Controller):
             description="Sets `deadline` this long from now: 90s, 5m, 1h30m")] = None,
     ) -> Response[Job]:
         ctx = _ctx(state)
-        errors = semantic_errors(data)
+        errors = submission.strict_errors(await request.body()) or semantic_errors(data)
         if errors:
             raise invalid_fields(errors)
         checked, errors = await submission.checked(data, cancel_after, ctx.settings, utcnow())
