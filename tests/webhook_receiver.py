@@ -93,6 +93,7 @@ class RawReceiver:
     requests: list[Received] = field(default_factory=list)
     port: int = 0
     _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -103,20 +104,29 @@ class RawReceiver:
 
         def serve() -> None:
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
             self._loop = loop
             server = loop.run_until_complete(asyncio.start_server(self._answer, "127.0.0.1", 0))
             self.port = server.sockets[0].getsockname()[1]
             ready.set()
             loop.run_forever()
             server.close()
+            # Connections still being answered (a sender mid-try) end here, not at interpreter exit.
+            answering = asyncio.all_tasks(loop)
+            for task in answering:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*answering, return_exceptions=True))
+            loop.close()
 
-        threading.Thread(target=serve, daemon=True).start()
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
         assert ready.wait(10)
         return self
 
     def stop(self) -> None:
-        if self._loop is not None:
+        if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         answer = Answer(opened_at=time.monotonic())
