@@ -9,7 +9,6 @@ must not do are refused."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -35,9 +34,12 @@ from mochi_contracts.events import (
     VideoInfo)
 from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import (
-    JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings)
+    DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings)
+from mochi_contracts.storage import video_key
 from mochi_common.jetstream_setup import ensure_jobs_stream, ensure_runner_topology
-from mochi_runner.dead_letters import fail_dead_jobs
+from mochi_common.consumer import DurableConsumer
+from mochi_common.nats_conn import PatientJetStream
+from mochi_runner.dead_letters import DeadLetters
 from test_deploy_support import nats_config, nats_passwords
 
 pytestmark = pytest.mark.timeout(120)
@@ -102,16 +104,6 @@ def _job(owner: str = "someone") -> JobSubmitted:
     return JobSubmitted(job_id=uuid.uuid4().hex, owner=owner,
                         request=JobRequest(prompt="a cat", width=64, height=64, num_frames=7,
                                            num_inference_steps=2, seed=1))
-
-
-def _reconnects_if_taken() -> list[object]:
-    # fail_dead_jobs gained a `reconnects` tracker (mochi_common.nats_conn);
-    # pass one when the runner's code asks for it, as its service does.
-    if "reconnects" not in inspect.signature(fail_dead_jobs).parameters:
-        return []
-    from mochi_common.nats_conn import Reconnects  # type: ignore[attr-defined]
-
-    return [Reconnects()]
 
 
 async def _eventually(check, timeout: float = 10.0):  # noqa: ANN001, ANN202
@@ -185,7 +177,7 @@ async def test_every_service_runs_its_nats_code_as_its_user(users: dict[str, Ses
     (msg,) = await pull.fetch(1, timeout=5)
     await msg.nak()
     (msg,) = await pull.fetch(1, timeout=5)
-    video = VideoInfo(key="videos/x.mp4", size_bytes=1, width=64, height=64, num_frames=7, fps=30)
+    video = VideoInfo(key=video_key(done.job_id), size_bytes=1, width=64, height=64, num_frames=7, fps=30)
     await publish_final(rjs, JobCompleted(job_id=done.job_id, video=video, runner="r", attempt=2))
     await msg.ack()
 
@@ -199,7 +191,10 @@ async def test_every_service_runs_its_nats_code_as_its_user(users: dict[str, Ses
     with pytest.raises(NatsTimeout):
         await pull.fetch(1, timeout=1)  # the pull that finds deliveries exhausted
     stop = asyncio.Event()
-    dead_letters = asyncio.create_task(fail_dead_jobs(run, stop, *_reconnects_if_taken()))
+    # As the runner's service runs it: the dead-letter handler on the consumer runtime.
+    dead_consumer = DurableConsumer(run.jetstream(), DEAD_LETTER_STREAM, DEAD_LETTER_CONSUMER, label="dead-letters")
+    dead_letters = asyncio.create_task(dead_consumer.run(DeadLetters(PatientJetStream(run.jetstream(), 10.0)).handle,
+                                                         stop))
 
     async def failed() -> bool:
         final = await last_event(ajs, subjects.job_final(dead.job_id))

@@ -15,8 +15,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 _REASONS = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}
 
 
-async def serve_health(host: str, port: int, ready: Callable[[], bool]) -> asyncio.Server:
-    """/healthz: the process answers. /readyz: `ready()` holds. /metrics: Prometheus."""
+async def serve_health(host: str, port: int, ready: Callable[[], bool],
+                       alive: Callable[[], list[str]] | None = None) -> asyncio.Server:
+    """/healthz: the process answers and `alive()` names nothing wrong.
+    /readyz: `ready()` holds (and the process is alive). /metrics: Prometheus."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -26,10 +28,11 @@ async def serve_health(host: str, port: int, ready: Callable[[], bool]) -> async
             while (await asyncio.wait_for(reader.readline(), 5.0)) not in (b"\r\n", b"\n", b""):
                 pass
             content_type = "text/plain; charset=utf-8"
+            wrong = alive() if alive is not None else []
             if path == "/healthz":
-                status, body = 200, b"ok\n"
+                status, body = (503, ("\n".join(wrong) + "\n").encode()) if wrong else (200, b"ok\n")
             elif path == "/readyz":
-                is_ready = ready()
+                is_ready = ready() and not wrong
                 status, body = (200, b"ready\n") if is_ready else (503, b"not ready\n")
             elif path == "/metrics":
                 status, body, content_type = 200, generate_latest(), CONTENT_TYPE_LATEST

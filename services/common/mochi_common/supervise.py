@@ -9,6 +9,7 @@ service that must keep its other loops serving wants."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ class Supervisor:
         while not self._stopping:
             state.running = True
             RUNNING.labels(state.name).set(1)
+            began = time.monotonic()
             try:
                 await run()
             except asyncio.CancelledError:
@@ -58,6 +60,8 @@ class Supervisor:
             except Exception as err:
                 state.running = False
                 RUNNING.labels(state.name).set(0)
+                if time.monotonic() - began > 10 * self.max_delay_s:
+                    delay = self.first_delay_s  # it ran well for a while: a fresh failure, a short wait
                 state.restarts += 1
                 state.last_error = f"{type(err).__name__}: {err}"[:500]
                 RESTARTS.labels(state.name).inc()
@@ -80,9 +84,13 @@ class Supervisor:
                 if not (s.running or s.finished)]
 
     async def stop(self, timeout_s: float = 15.0) -> None:
-        """Cancel every task and wait for them (at most `timeout_s`)."""
+        """Restart nothing more; give the tasks `timeout_s` to end on their own
+        (they watch the service's stop event), then cancel what is left."""
         self._stopping = True
-        for task in self._tasks.values():
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks.values(), timeout=timeout_s)
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, left = await asyncio.wait(tasks, timeout=timeout_s)
+            for task in left:
+                task.cancel()
+            if left:
+                await asyncio.wait(left, timeout=5.0)

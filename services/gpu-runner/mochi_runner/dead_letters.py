@@ -7,52 +7,58 @@ silently and no reaper has to scan for stuck jobs."""
 
 from __future__ import annotations
 
-import asyncio
+from typing import Annotated
 
 import msgspec
 import structlog
-from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
-from mochi_common.nats_conn import PatientJetStream, Reconnects, publish_final
-from mochi_common.pull import DurablePuller
+from mochi_common.consumer import ACK, Outcome, Term
+from mochi_common.nats_conn import PatientJetStream, publish_final
 from mochi_contracts.event_codec import UnreadableEvent, decode_event
-from mochi_contracts.events import JobFailed
-from mochi_contracts.streams import DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM
+from mochi_contracts.events import JobFailed, JobSubmitted
+from mochi_contracts.streams import JOBS_STREAM, RUNNERS_CONSUMER
 
 log = structlog.get_logger()
 
 
 class MaxDeliveriesAdvisory(msgspec.Struct):
-    stream_seq: int
-    deliveries: int
+    stream: str
+    consumer: str
+    stream_seq: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+    deliveries: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
 
 
-async def fail_dead_jobs(nc: Client, stop: asyncio.Event, reconnects: Reconnects) -> None:
-    js = PatientJetStream(nc.jetstream(), 60.0)
-    puller = DurablePuller(nc.jetstream(), DEAD_LETTER_STREAM, DEAD_LETTER_CONSUMER, reconnects)
-    try:
-        await _fail_dead_jobs(js, puller, stop)
-    finally:
-        await puller.close()
+_decode_advisory = msgspec.json.Decoder(MaxDeliveriesAdvisory).decode
 
 
-async def _fail_dead_jobs(js: PatientJetStream, puller: DurablePuller, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        msg = await puller.next(timeout=2.0)
-        if msg is not None:
-            advisory = msgspec.json.decode(msg.data, type=MaxDeliveriesAdvisory)
-            try:
-                raw = await js.get_msg(JOBS_STREAM, advisory.stream_seq, direct=True)
-                event = decode_event(raw.data or b"", dict(raw.headers or {}), raw.subject or "")
-            except (NotFoundError, UnreadableEvent) as err:
-                log.error("dead_letter.unreadable_job", seq=advisory.stream_seq, error=repr(err))
-                await msg.term()
-                continue
-            seq = await publish_final(js, JobFailed(
-                job_id=event.job_id, attempts=advisory.deliveries,
-                reason=(f"gave up after {advisory.deliveries} deliveries: the runner stopped "
-                        "(crashed or was killed) during every attempt")))
-            log.warning("dead_letter.job_failed", job_id=event.job_id,
-                        deliveries=advisory.deliveries, published=seq is not None)
-            await msg.ack()
+class DeadLetters:
+    """The consumer runtime's handler for the dead-letter stream."""
+
+    def __init__(self, js: PatientJetStream):
+        self.js = js
+
+    async def handle(self, msg: Msg) -> Outcome:
+        try:
+            advisory = _decode_advisory(msg.data)
+        except msgspec.MsgspecError as err:
+            return Term(f"unreadable advisory: {err}")
+        if (advisory.stream, advisory.consumer) != (JOBS_STREAM, RUNNERS_CONSUMER):
+            return Term(f"an advisory of {advisory.stream}/{advisory.consumer}, not the runners' consumer")
+        try:
+            raw = await self.js.get_msg(JOBS_STREAM, advisory.stream_seq, direct=True)
+            event = decode_event(raw.data or b"", raw.headers, raw.subject or "")
+        except NotFoundError:
+            return Term(f"job message {advisory.stream_seq} is gone from the stream")
+        except UnreadableEvent as err:
+            return Term(f"job message {advisory.stream_seq} is unreadable: {err}")
+        if not isinstance(event, JobSubmitted):
+            return Term(f"message {advisory.stream_seq} is not a submission")
+        seq = await publish_final(self.js, JobFailed(
+            job_id=event.job_id, attempts=min(advisory.deliveries, 100_000),
+            reason=(f"gave up after {advisory.deliveries} deliveries: the runner stopped "
+                    "(crashed or was killed) during every attempt")))
+        log.warning("dead_letter.job_failed", job_id=event.job_id,
+                    deliveries=advisory.deliveries, published=seq is not None)
+        return ACK

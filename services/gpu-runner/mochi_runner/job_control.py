@@ -22,6 +22,7 @@ class JobControl:
     SHUTDOWN = "shutdown"
     FINISHED_ELSEWHERE = "finished elsewhere"
     TIMED_OUT = "timed out"
+    EXPIRED = "past its deadline"
 
     def __init__(self) -> None:
         self._reason: str | None = None

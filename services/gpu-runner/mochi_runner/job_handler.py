@@ -1,48 +1,61 @@
-"""One delivery of one submitted job, from pull to ack.
+"""One delivery of one submitted job, from pull to its end (ack, nak or term).
 
-Order matters for the guarantees:
-  1. subscribe to the job's cancel and final subjects, then check the stream,
-     so a cancel between check and subscribe is never missed;
-  2. skip work already done (final event exists, or the video is stored);
-  3. wait for GPU lanes, render on them and give them back at once, so the
-     next job denoises while this one encodes and uploads; `in_progress`
-     heartbeats well inside the ack wait run from pull to ack;
-  4. store the video (never overwriting), then publish the one final event,
-     then ack: a crash anywhere before the ack means redelivery, and steps 2
-     and 4 make the redelivery cheap and harmless."""
+A delivery goes through three phases, each a method below:
+  1. `_settle_without_rendering`: a job that is already final, cancelled,
+     past its deadline or whose video is stored ends here, touching no GPU;
+  2. `_render`: wait for GPU lanes (the deadline is checked again once they
+     are granted), denoise and decode on them, give them back at once so the
+     next job denoises while this one encodes; a watchdog fails the job when
+     the work runs past the maximum run time and does not stop;
+  3. `_store_and_complete`: store the video (never overwriting), publish the
+     one final event, then ack: a crash anywhere before the ack means
+     redelivery, and phase 1 makes the redelivery cheap and harmless.
+Every way out goes through `_end`, which publishes the final event (if any),
+counts the outcome only when that event was published, logs, and returns
+what the consumer runtime (mochi_common.consumer) does with the message.
+Subscriptions to the job's cancel and final subjects are made before phase 1
+reads the stream, so a cancel between the check and the subscribe is never
+missed."""
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from mochi_common.consumer import ACK, Heartbeat, Nak, Outcome, Term
 from mochi_common.nats_conn import PatientJetStream, last_event, publish_event, publish_final
 from mochi_common.storage import TransientStoreError, VideoStore
 from mochi_common.storage.retry import RetryPolicy, call_with_retries
 from mochi_contracts import subjects
-from mochi_contracts.events import (
-    JobCancelled, JobCompleted, JobExpired, JobFailed, JobLog, JobProgress, JobStarted, JobSubmitted,
-    VideoInfo, utcnow)
 from mochi_contracts.event_codec import UnreadableEvent, decode_event
+from mochi_contracts.events import (
+    JobCancelled, JobCompleted, JobEvent, JobExpired, JobFailed, JobLog, JobProgress, JobStarted, JobSubmitted,
+    VideoInfo, clip, utcnow)
 from mochi_contracts.storage import VIDEO_CONTENT_TYPE, video_key
 from mochi_runner import metrics
 from mochi_runner.engine import MochiEngine
 from mochi_runner.gpu_slots import GpuSlots, Ticket
 from mochi_runner.job_control import JobControl, RenderStopped
-from mochi_runner.video_encode import DEFAULT_PRESET, encode_mp4
+from mochi_runner.settings import RunnerSettings
+from mochi_runner.video_encode import encode_mp4
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 # Past this NATS counts as down: the attempt fails and JetStream redelivers it.
 PUBLISH_PATIENCE_S = 60.0
+LogLevel = Literal["debug", "info", "warning", "error"]
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -51,106 +64,105 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError)
 
 
-class JobHandler:
-    """Runs the jobs the service loop pulls, several at once: each holds its GPU
-    lanes (gpu_slots.py) only while it denoises and decodes, so one job's MP4
-    encode and upload overlap the next job's denoising."""
+class WorkHung(Exception):
+    """The render or encode ran past the maximum run time and did not stop."""
 
-    def __init__(self, nc: Client, engine: MochiEngine, store: VideoStore, runner_id: str,
-                 ack_wait_s: float, max_deliver: int, slots: GpuSlots,
-                 store_retry: RetryPolicy = RetryPolicy(), max_run_s: float = 0.0,
-                 mp4_preset: str = DEFAULT_PRESET):
+
+class Attempt:
+    """What one delivery knows about itself while it runs."""
+
+    def __init__(self, msg: Msg, event: JobSubmitted):
+        self.msg = msg
+        self.event = event
+        self.job_id = event.job_id
+        self.number = msg.metadata.num_delivered
+        self.control = JobControl()
+        self.log = log.bind(job_id=event.job_id, attempt=self.number)
+        # When the render last moved (a step, or a phase began); the runner's
+        # liveness fails when a render stands still too long.
+        self.moved_at = time.monotonic()
+        self.started = time.perf_counter()  # reset once the GPU lanes are granted
+        self.heartbeat: Heartbeat | None = None
+        # The watchdog gave up on its work, whose thread still holds the lanes.
+        self.hung = False
+
+    def past_deadline(self) -> bool:
+        deadline = self.event.request.deadline
+        return deadline is not None and utcnow() >= deadline
+
+
+class JobHandler:
+    """Runs the jobs the consumer runtime hands it, several at once: each holds
+    its GPU lanes (gpu_slots.py) only while it denoises and decodes."""
+
+    def __init__(self, settings: RunnerSettings, nc: Client, engine: MochiEngine, store: VideoStore,
+                 slots: GpuSlots):
+        self.settings = settings
         self.nc = nc
         # A stream leader election takes seconds; the job's events wait it out.
         self.js = PatientJetStream(nc.jetstream(), PUBLISH_PATIENCE_S)
         self.engine = engine
         self.store = store
-        self.runner_id = runner_id
-        self.heartbeat_s = max(ack_wait_s / 4.0, 0.25)
-        self.max_deliver = max_deliver
         self.slots = slots
-        self.store_retry = store_retry
-        self.controls: set[JobControl] = set()  # the jobs this runner holds now
-        # Job id -> set when this runner's attempt at it ends (see handle_duplicate).
+        self.runner_id = settings.runner_id
+        self.heartbeat_s = max(settings.ack_wait_s / 4.0, 0.25)
+        self.store_retry = RetryPolicy(attempts=settings.store_retry_attempts,
+                                       first_delay_s=settings.store_retry_first_delay_s,
+                                       max_delay_s=settings.store_retry_max_delay_s)
+        self.attempts: set[Attempt] = set()  # the jobs this runner holds now
+        # Job id -> set when this runner's attempt at it ends (see _duplicate).
         self.local: dict[str, asyncio.Event] = {}
-        self.max_run_s = max_run_s
-        self.mp4_preset = mp4_preset
+        # Renders the watchdog gave up on whose thread still runs (holding lanes).
+        self.hung: set[str] = set()
         self.jobs_started = 0
 
-    async def job_log(self, job_id: str, level: str, message: str) -> None:
-        """One line in the job's own log (GET /v1/jobs/{id}/logs, its SSE stream);
-        never fails the job."""
-        try:
-            await publish_event(self.js, JobLog(job_id=job_id, level=level, message=message,  # type: ignore[arg-type]
-                                                runner=self.runner_id),
-                                dedupe=f"{job_id}:log:{uuid.uuid4().hex}")
-        except Exception as err:
-            log.warning("job.log_not_published", job_id=job_id, error=repr(err))
+    # ---- what the service asks ------------------------------------------------
 
     def shutdown(self) -> None:
         """Renders stop after their current step and hand their jobs back; jobs
         past their render finish their encode and upload."""
-        for control in self.controls:
-            control.stop(JobControl.SHUTDOWN)
+        for attempt in self.attempts:
+            attempt.control.stop(JobControl.SHUTDOWN)
 
-    async def accept(self, msg: Msg) -> JobSubmitted | None:
-        """The pulled message's submission, or None once an unreadable one is termed."""
+    def stalled(self) -> list[str]:
+        """Why this runner is not alive: a render that made no step (nor began a
+        phase) for `step_stall_s`, or a render the watchdog gave up on."""
+        now, limit = time.monotonic(), self.settings.step_stall_s
+        reasons = [f"job {a.job_id} made no step for {now - a.moved_at:.0f}s" for a in self.attempts
+                   if limit > 0 and now - a.moved_at > limit]
+        return reasons + [f"job {job_id}: its render hung past the maximum run time" for job_id in self.hung]
+
+    async def handle(self, msg: Msg) -> Outcome:
+        """The consumer runtime's handler. Everything before the first await runs
+        before the runtime pulls again: the job claims its GPU ticket there."""
         try:
-            event = decode_event(msg.data, dict(msg.headers or {}), msg.subject)
+            event = decode_event(msg.data, msg.headers, msg.subject)
         except UnreadableEvent as err:
-            log.error("job.unreadable", subject=msg.subject, error=str(err))
-            await msg.term()
-            return None
+            return Term(f"unreadable submission: {err}")
         if not isinstance(event, JobSubmitted):
-            log.error("job.not_a_submission", subject=msg.subject)
-            await msg.term()
-            return None
-        return event
-
-    def working_on(self, job_id: str) -> bool:
-        return job_id in self.local
-
-    async def handle_duplicate(self, msg: Msg, event: JobSubmitted) -> None:
-        """A new delivery of a job this runner still works on: its ack wait ran
-        out (NATS was away and the heartbeats with it), and now that a lane is
-        free the runner pulled it again while the first attempt uploads. Rendering
-        it again would waste the GPUs and publish a second attempt's events after
-        the first one's final event. So: wait for the local attempt, then ack if
-        that ended the job, else hand this delivery back for a normal attempt."""
-        bound = log.bind(job_id=event.job_id, attempt=msg.metadata.num_delivered)
-        ended = self.local[event.job_id]
-        heartbeat = asyncio.create_task(self._heartbeat(msg))
+            return Term("not a submission")  # the consumer's filter makes this a foreign publisher's
+        ended = self.local.get(event.job_id)
+        if ended is not None:
+            # A redelivery of a job still uploading here: it needs no GPU.
+            return await self._duplicate(msg, event, ended)
         try:
-            await ended.wait()
-            if await last_event(self.js, subjects.job_final(event.job_id), consistent=True) is not None:
-                bound.info("job.duplicate_delivery_acked")
-                await msg.ack()
-            else:
-                bound.info("job.duplicate_delivery_handed_back")
-                await msg.nak(delay=1.0)
-        except Exception as err:
-            # NATS away again: JetStream redelivers after the ack wait, and the
-            # normal path then sorts it out.
-            bound.warning("job.duplicate_delivery_unresolved", error=repr(err))
+            ticket = self.slots.ticket(whole=self.wants_every_lane(event))
+        except RuntimeError:
+            return Nak()  # shutting down: another runner takes it at once
+        self.local[event.job_id] = asyncio.Event()
+        try:
+            return await self._attempt(Attempt(msg, event), ticket)
         finally:
-            heartbeat.cancel()
+            self.local.pop(event.job_id).set()
 
     def wants_every_lane(self, event: JobSubmitted) -> bool:
         """A guided job uses every GPU; a guidance-free one a lane of its own."""
         return not self.engine.lanes or event.request.guidance_scale > 1.0
 
-    async def handle(self, msg: Msg, event: JobSubmitted, ticket: Ticket) -> None:
-        # Before any await: the loop must see this job as ours from now on.
-        self.local[event.job_id] = asyncio.Event()
-        try:
-            await self._delivery(msg, event, ticket)
-        finally:
-            self.local.pop(event.job_id).set()
+    # ---- one delivery -----------------------------------------------------------
 
-    async def _delivery(self, msg: Msg, event: JobSubmitted, ticket: Ticket) -> None:
-        attempt = msg.metadata.num_delivered
-        bound = log.bind(job_id=event.job_id, attempt=attempt)
-        control = JobControl()
+    async def _attempt(self, attempt: Attempt, ticket: Ticket) -> Outcome:
+        control, job_id = attempt.control, attempt.job_id
 
         async def on_cancel(_msg: Msg) -> None:
             control.stop(JobControl.CANCELLED)
@@ -158,88 +170,93 @@ class JobHandler:
         async def on_final(_msg: Msg) -> None:
             control.stop(JobControl.FINISHED_ELSEWHERE)
 
-        subs = [
-            await self.nc.subscribe(subjects.event_subject(event.job_id, "cancel_requested"), cb=on_cancel),
-            await self.nc.subscribe(subjects.job_final(event.job_id), cb=on_final),
-        ]
-        self.controls.add(control)
-        # From pull to ack: waiting for a lane and the upload count too.
-        heartbeat = asyncio.create_task(self._heartbeat(msg))
+        subs = [await self.nc.subscribe(subjects.event_subject(job_id, "cancel_requested"), cb=on_cancel),
+                await self.nc.subscribe(subjects.job_final(job_id), cb=on_final)]
+        self.attempts.add(attempt)
+        # From pull to the end: waiting for a lane and the upload count too.
+        attempt.heartbeat = Heartbeat(attempt.msg, self.heartbeat_s)
         try:
-            await self._handle(msg, event, attempt, control, ticket, bound)
+            settled = await self._settle_without_rendering(attempt)
+            if settled is not None:
+                return settled
+            frames = await self._render(attempt, ticket)
+            return await self._store_and_complete(attempt, frames)
+        except RenderStopped as stop:
+            return await self._stopped(attempt, stop)
+        except WorkHung as hung:
+            return await self._end(attempt, JobFailed(job_id=job_id, reason=clip(str(hung)), attempts=attempt.number),
+                                   Term(str(hung)), "failed", "job.hung")
         except Exception as err:
             # Anything this job raised (render, encode, store) fails this
             # attempt only; the runner carries on with the next job.
-            await self._failed(msg, event.job_id, attempt, err, bound)
+            return await self._failed(attempt, err)
         finally:
-            heartbeat.cancel()
-            self.slots.release(ticket)  # a no-op if the render already gave its lanes back
-            self.controls.discard(control)
+            attempt.heartbeat.stop()
+            if not attempt.hung:  # a hung render's thread gives its lanes back when it returns
+                self.slots.release(ticket)  # a no-op if the render already gave its lanes back
+            self.attempts.discard(attempt)
             for sub in subs:
-                await sub.unsubscribe()
+                try:
+                    await sub.unsubscribe()
+                except Exception as err:  # the connection may be away; the subscription goes with it
+                    attempt.log.warning("job.unsubscribe_failed", error=repr(err))
 
-    async def _handle(self, msg: Msg, event: JobSubmitted, attempt: int, control: JobControl,
-                      ticket: Ticket, bound: structlog.stdlib.BoundLogger) -> None:
-        job_id, req = event.job_id, event.request
+    async def _settle_without_rendering(self, attempt: Attempt) -> Outcome | None:
+        job_id, req = attempt.job_id, attempt.event.request
         if await last_event(self.js, subjects.job_final(job_id), consistent=True) is not None:
-            bound.info("job.already_final")
-            await msg.ack()
-            return
+            return await self._end(attempt, None, ACK, None, "job.already_final")
         if await last_event(self.js, subjects.event_subject(job_id, "cancel_requested")):
-            await publish_final(self.js, JobCancelled(job_id=job_id, reason="cancelled before it started"))
-            metrics.finished("cancelled")
-            bound.info("job.cancelled_before_start")
-            await msg.ack()
-            return
-        if req.deadline is not None and utcnow() >= req.deadline:
-            # Not started by its deadline: it ends without touching a GPU.
-            await publish_final(self.js, JobExpired(
-                job_id=job_id, reason=f"not started by its deadline {req.deadline.isoformat()}"))
-            bound.info("job.expired_before_start")
-            await msg.ack()
-            return
-        key = video_key(job_id)
+            return await self._end(attempt, JobCancelled(job_id=job_id, reason="cancelled before it started"),
+                                   ACK, "cancelled", "job.cancelled_before_start")
+        if attempt.past_deadline():
+            return await self._end(attempt, JobExpired(job_id=job_id, reason=self._deadline_reason(attempt)),
+                                   ACK, None, "job.expired_before_start")
         try:
-            size = await asyncio.to_thread(self.store.size, key)
+            size = await asyncio.to_thread(self.store.size, video_key(job_id))
         except TransientStoreError as err:
             # This check only saves a render that an earlier delivery already
             # stored. With the store away, render anyway rather than hold the
             # GPUs: the upload never overwrites and waits out the outage.
-            bound.warning("job.store_check_skipped", error=str(err))
+            attempt.log.warning("job.store_check_skipped", error=str(err))
             size = None
         if size is not None:
             # A runner stored the video and died before its final event.
-            await self._complete(event, attempt, size)
-            bound.info("job.video_already_stored", bytes=size)
-            await msg.ack()
-            return
+            return await self._end(attempt, self._completed(attempt, size), ACK, "completed",
+                                   "job.video_already_stored", bytes=size)
+        return None
 
-        try:
-            await ticket.wait(control)
-        except RenderStopped as stop:
-            await self._stopped(msg, job_id, stop, bound)
-            return
-        await publish_event(self.js, JobStarted(job_id=job_id, runner=self.runner_id, attempt=attempt),
-                            dedupe=f"{job_id}:started:{attempt}")
-        bound.info("job.started", steps=req.num_inference_steps, size=f"{req.width}x{req.height}",
-                   frames=req.num_frames, lanes=list(ticket.lanes))
+    @staticmethod
+    def _deadline_reason(attempt: Attempt) -> str:
+        deadline = attempt.event.request.deadline
+        return f"not started by its deadline {deadline.isoformat() if deadline else ''}"
+
+    async def _render(self, attempt: Attempt, ticket: Ticket) -> np.ndarray:
+        job_id, req, control = attempt.job_id, attempt.event.request, attempt.control
+        await ticket.wait(control)
+        # The wait for a lane can be long: the deadline is checked again now.
+        if attempt.past_deadline():
+            raise RenderStopped(JobControl.EXPIRED, 0)
+        await publish_event(self.js, JobStarted(job_id=job_id, runner=self.runner_id, attempt=attempt.number),
+                            dedupe=f"{job_id}:started:{attempt.number}")
+        attempt.log.info("job.started", steps=req.num_inference_steps, size=f"{req.width}x{req.height}",
+                         frames=req.num_frames, lanes=list(ticket.lanes))
         self.jobs_started += 1
         devices = self.engine.devices if ticket.lane is None else [self.engine.devices[ticket.lane]]
         warm = ("first job since start-up" if self.jobs_started == 1
                 else f"warm, {self.jobs_started - 1} jobs before this one")
-        await self.job_log(job_id, "info", f"started on {self.runner_id} (attempt {attempt}); model "
+        await self.job_log(job_id, "info", f"started on {self.runner_id} (attempt {attempt.number}); model "
                                            f"resident, rendering on {', '.join(map(str, devices))}, {warm}")
-        if attempt > 1:
-            await self.job_log(job_id, "warning", f"attempt {attempt}: an earlier attempt did not finish")
-        timer = (asyncio.get_running_loop().call_later(self.max_run_s, control.stop, JobControl.TIMED_OUT)
-                 if self.max_run_s > 0 else None)
-        started = time.perf_counter()
+        if attempt.number > 1:
+            await self.job_log(job_id, "warning", f"attempt {attempt.number}: an earlier attempt did not finish")
+        attempt.started = time.perf_counter()
+        attempt.moved_at = time.monotonic()
         clock = metrics.StepClock()
         progress: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
-        publisher = asyncio.create_task(self._publish_progress(job_id, attempt, progress, control))
+        publisher = asyncio.create_task(self._publish_progress(attempt, progress))
         loop = asyncio.get_running_loop()
 
         def on_step(step: int, total: int) -> None:  # runs in the render thread
+            attempt.moved_at = time.monotonic()
             loop.call_soon_threadsafe(progress.put_nowait, (step, total))
             clock.tick()
             control.check(step)
@@ -248,43 +265,95 @@ class JobHandler:
             if ticket.idle_since is not None:
                 idle = time.perf_counter() - ticket.idle_since
                 metrics.GPU_IDLE_SECONDS.observe(idle)
-                bound.info("job.gpu_idle_before", seconds=round(idle, 3), lanes=list(ticket.lanes))
-            return self.engine.decode(self.engine.denoise(req, on_step, lane=ticket.lane), lane=ticket.lane)
+                attempt.log.info("job.gpu_idle_before", seconds=round(idle, 3), lanes=list(ticket.lanes))
+            latents = self.engine.denoise(req, on_step, lane=ticket.lane)
+            attempt.moved_at = time.monotonic()  # the decode makes no steps
+            return self.engine.decode(latents, lane=ticket.lane)
 
         metrics.BUSY.inc()
         try:
-            try:
-                frames = await asyncio.to_thread(render)
-                clock.observe_render()
-            finally:
-                metrics.BUSY.dec()
-                # The GPUs go to the next job now; the encode and upload below
-                # run on the CPU beside its denoising.
+            frames = await self._watched(attempt, render, on_hang=lambda: self.slots.release(ticket))
+            clock.observe_render()
+        finally:
+            metrics.BUSY.dec()
+            # The GPUs go to the next job now (unless the render hung: then its
+            # thread keeps them until it returns); the encode and upload run on
+            # the CPU beside the next job's denoising.
+            if not attempt.hung:
                 self.slots.release(ticket)
-                if timer is not None:
-                    timer.cancel()
-                progress.put_nowait(None)
-                await publisher
-        except RenderStopped as stop:
-            await self._stopped(msg, job_id, stop, bound)
-            return
-        bound.info("job.rendered", seconds=round(time.perf_counter() - started, 2))
+            progress.put_nowait(None)
+            await publisher
+        attempt.log.info("job.rendered", seconds=round(time.perf_counter() - attempt.started, 2))
+        return frames
+
+    async def _watched(self, attempt: Attempt, work: Callable[[], T], on_hang: Callable[[], None] | None = None) -> T:
+        """`work()` in a thread, within what is left of the maximum run time. Past
+        it the job is stopped at its next step; if the work still has not
+        returned `hang_grace_s` later (a step, the decode or the encode hangs),
+        the heartbeats stop and WorkHung ends the attempt. The thread cannot be
+        killed: its lanes are given back (`on_hang`) only when it returns, and
+        meanwhile the runner reports itself not alive."""
+        # A daemon thread, not asyncio.to_thread: a hung one must not keep the
+        # process from exiting when it is restarted.
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:
+            try:
+                result = work()
+            except BaseException as err:  # handed to the event loop, which raises it in the job
+                loop.call_soon_threadsafe(lambda e=err: future.done() or future.set_exception(e))
+            else:
+                loop.call_soon_threadsafe(lambda: future.done() or future.set_result(result))
+
+        threading.Thread(target=run, name=f"work-{attempt.job_id[:8]}", daemon=True).start()
+        max_run_s = self.settings.max_run_s
+        if max_run_s <= 0:
+            return await future
+        left = max_run_s - (time.perf_counter() - attempt.started)
+        done, _ = await asyncio.wait({future}, timeout=max(left, 0.0))
+        if done:
+            return future.result()
+        attempt.control.stop(JobControl.TIMED_OUT)
+        done, _ = await asyncio.wait({future}, timeout=self.settings.hang_grace_s)
+        if done:
+            return future.result()
+        if attempt.heartbeat is not None:
+            attempt.heartbeat.stop()
+        attempt.hung = True
+        self.hung.add(attempt.job_id)
+
+        def returned(_: asyncio.Future[T]) -> None:
+            self.hung.discard(attempt.job_id)
+            if on_hang is not None:
+                on_hang()
+            if not future.cancelled():
+                future.exception()  # retrieved, so asyncio does not log it as lost
+
+        future.add_done_callback(returned)
+        raise WorkHung(f"ran past the maximum run time of {max_run_s:g}s and did not stop within "
+                       f"{self.settings.hang_grace_s:g}s (a step, the decode or the encode hung)")
+
+    async def _store_and_complete(self, attempt: Attempt, frames: np.ndarray) -> Outcome:
+        job_id, req = attempt.job_id, attempt.event.request
         with tempfile.TemporaryDirectory(prefix="mochi-") as tmp:
             path = Path(tmp) / "video.mp4"
-            await asyncio.to_thread(encode_mp4, frames, req.fps, path, preset=self.mp4_preset)
+            attempt.moved_at = time.monotonic()
+            await self._watched(attempt, lambda: encode_mp4(frames, req.fps, path, preset=self.settings.mp4_preset))
             del frames
-            size = await self._store_video(job_id, key, path)
-            metrics.observe_job_since(event.time)
-        seconds = time.perf_counter() - started
+            size = await self._store_video(job_id, path)
+            metrics.observe_job_since(attempt.event.time)
+        seconds = time.perf_counter() - attempt.started
         await self.job_log(job_id, "info", f"rendered {req.num_inference_steps} steps and stored "
                                            f"{size} bytes in {seconds:.1f}s")
-        await self._complete(event, attempt, size)
-        await msg.ack()
-        bound.info("job.completed", seconds=round(seconds, 2), bytes=size)
+        return await self._end(attempt, self._completed(attempt, size), ACK, "completed", "job.completed",
+                               seconds=round(seconds, 2), bytes=size)
 
-    async def _store_video(self, job_id: str, key: str, path: Path) -> int:
+    async def _store_video(self, job_id: str, path: Path) -> int:
         """Upload without overwriting, riding out the store's short outages, then
         confirm the object exists: the completed event promises a download."""
+        key = video_key(job_id)
+
         async def warn(text: str) -> None:
             await self.job_log(job_id, "warning", text)
 
@@ -297,75 +366,120 @@ class JobHandler:
         if not stored:
             # Another delivery of this job stored the same (same seed) video first.
             log.info("job.video_stored_by_another_delivery", job_id=job_id, bytes=size)
-        return size
+        return int(size)
 
-    async def _complete(self, event: JobSubmitted, attempt: int, size: int) -> None:
-        req = event.request
-        video = VideoInfo(key=video_key(event.job_id), size_bytes=size, width=req.width,
-                          height=req.height, num_frames=req.num_frames, fps=req.fps)
-        await publish_final(self.js, JobCompleted(
-            job_id=event.job_id, video=video, runner=self.runner_id, attempt=attempt))
-        metrics.finished("completed")
+    def _completed(self, attempt: Attempt, size: int) -> JobCompleted:
+        req = attempt.event.request
+        video = VideoInfo(key=video_key(attempt.job_id), size_bytes=size, width=req.width, height=req.height,
+                          num_frames=req.num_frames, fps=req.fps)
+        return JobCompleted(job_id=attempt.job_id, video=video, runner=self.runner_id, attempt=attempt.number)
 
-    async def _stopped(self, msg: Msg, job_id: str, stop: RenderStopped,
-                       bound: structlog.stdlib.BoundLogger) -> None:
+    # ---- endings ----------------------------------------------------------------
+
+    async def _end(self, attempt: Attempt, final: JobEvent | None, outcome: Outcome,
+                   metric: metrics.Outcome | None, what: str, **fields: Any) -> Outcome:
+        """The one way a delivery ends: publish its final event (if any; the guard
+        keeps it the job's only one), count the outcome only if this delivery's
+        final event was published, log, and return what becomes of the message."""
+        published = True
+        if final is not None:
+            published = await publish_final(self.js, final) is not None
+        if metric is not None and published:
+            metrics.finished(metric)
+        attempt.log.info(what, final_published=published if final is not None else None, **fields)
+        return outcome
+
+    async def _stopped(self, attempt: Attempt, stop: RenderStopped) -> Outcome:
+        job_id, number = attempt.job_id, attempt.number
         if stop.reason == JobControl.SHUTDOWN:
             # Hand the job back at once rather than after the ack wait.
-            await msg.nak()
             metrics.finished("handed_back")
-            bound.info("job.handed_back", step=stop.step)
-        elif stop.reason == JobControl.TIMED_OUT:
-            reason = f"ran past the maximum run time of {self.max_run_s:g}s (stopped at step {stop.step})"
+            attempt.log.info("job.handed_back", step=stop.step)
+            return Nak()
+        if stop.reason == JobControl.TIMED_OUT:
+            reason = (f"ran past the maximum run time of {self.settings.max_run_s:g}s "
+                      f"(stopped at step {stop.step})")
             await self.job_log(job_id, "error", reason)
-            await publish_final(self.js, JobFailed(job_id=job_id, reason=reason,
-                                                   attempts=msg.metadata.num_delivered))
-            metrics.finished("failed")
-            await msg.term()
-            bound.info("job.timed_out", step=stop.step)
-        elif stop.reason == JobControl.CANCELLED:
+            return await self._end(attempt, JobFailed(job_id=job_id, reason=reason, attempts=number),
+                                   Term(reason), "failed", "job.timed_out", step=stop.step)
+        if stop.reason == JobControl.EXPIRED:
+            return await self._end(attempt, JobExpired(job_id=job_id, reason=self._deadline_reason(attempt)),
+                                   ACK, None, "job.expired_waiting_for_a_lane")
+        if stop.reason == JobControl.CANCELLED:
             reason = f"cancelled at step {stop.step}" if stop.step else "cancelled before it started"
-            await publish_final(self.js, JobCancelled(job_id=job_id, reason=reason))
-            metrics.finished("cancelled")
-            await msg.ack()
-            bound.info("job.cancelled", step=stop.step)
-        else:
-            await msg.ack()
-            bound.info("job.finished_elsewhere", step=stop.step)
+            return await self._end(attempt, JobCancelled(job_id=job_id, reason=reason), ACK, "cancelled",
+                                   "job.cancelled", step=stop.step)
+        return await self._end(attempt, None, ACK, None, "job.finished_elsewhere", step=stop.step)
 
-    async def _failed(self, msg: Msg, job_id: str, attempt: int, err: Exception,
-                      bound: structlog.stdlib.BoundLogger) -> None:
+    async def _failed(self, attempt: Attempt, err: Exception) -> Outcome:
+        """A failed attempt: retried, or the job's end on its last delivery. Its
+        own publishes may fail too (NATS away): then the message is nak'ed and
+        JetStream's redelivery (or, past max deliveries, the dead letters) ends
+        the job; nothing here raises out of the runner."""
         reason = f"{type(err).__name__}: {err}"
-        if _is_oom(err):
+        oom = _is_oom(err)
+        if oom:
             # Another try on the same GPU would run out of memory again.
             import torch
 
             torch.cuda.empty_cache()
             reason = f"out of GPU memory at {reason}; try fewer frames or a smaller size"
-        final = _is_oom(err) or attempt >= self.max_deliver
-        bound.error("job.attempt_failed", reason=reason, final=final, exc_info=err)
-        await self.job_log(job_id, "error", f"attempt {attempt} failed: {reason}"
-                                            + ("" if final else "; it will be retried"))
-        metrics.finished("failed" if final else "retried")
-        if final:
-            await publish_final(self.js, JobFailed(job_id=job_id, reason=reason, attempts=attempt))
-            await msg.term()
-        else:
-            await msg.nak(delay=min(2.0 ** attempt, 30.0))
+        reason = clip(reason)
+        final = oom or attempt.number >= self.settings.max_deliver
+        attempt.log.error("job.attempt_failed", reason=reason, final=final, exc_info=err)
+        try:
+            await self.job_log(attempt.job_id, "error", f"attempt {attempt.number} failed: {reason}"
+                                                         + ("" if final else "; it will be retried"))
+            if not final:
+                metrics.finished("retried")
+                return Nak(min(2.0 ** attempt.number, 30.0))
+            return await self._end(attempt, JobFailed(job_id=attempt.job_id, reason=reason, attempts=attempt.number),
+                                   Term(reason), "failed", "job.failed")
+        except Exception as publish_err:
+            attempt.log.error("job.failure_not_recorded", error=repr(publish_err))
+            return Nak(5.0)
 
-    async def _heartbeat(self, msg: Msg) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_s)
-            try:
-                await msg.in_progress()
-            except Exception as err:  # NATS may be reconnecting; the next beat may land
-                log.warning("job.heartbeat_failed", error=repr(err))
+    async def _duplicate(self, msg: Msg, event: JobSubmitted, ended: asyncio.Event) -> Outcome:
+        """A new delivery of a job this runner still works on: its ack wait ran
+        out (NATS was away and the heartbeats with it), and now that a lane is
+        free the runner pulled it again while the first attempt uploads. Rendering
+        it again would waste the GPUs and publish a second attempt's events after
+        the first one's final event. So: wait for the local attempt (its `ended`
+        event, taken before any await, so the attempt cannot end unseen), then
+        ack if that ended the job, else hand this delivery back."""
+        bound = log.bind(job_id=event.job_id, attempt=msg.metadata.num_delivered)
+        heartbeat = Heartbeat(msg, self.heartbeat_s)
+        try:
+            await ended.wait()
+            if await last_event(self.js, subjects.job_final(event.job_id), consistent=True) is not None:
+                bound.info("job.duplicate_delivery_acked")
+                return ACK
+            bound.info("job.duplicate_delivery_handed_back")
+            return Nak(1.0)
+        finally:
+            heartbeat.stop()
 
-    async def _publish_progress(self, job_id: str, attempt: int,
-                                queue: asyncio.Queue[tuple[int, int] | None], control: JobControl) -> None:
+    # ---- events about the job ---------------------------------------------------
+
+    async def job_log(self, job_id: str, level: LogLevel, message: str) -> None:
+        """One line in the job's own log (GET /v1/jobs/{id}/logs, its SSE stream);
+        never fails the job."""
+        try:
+            await publish_event(self.js, JobLog(job_id=job_id, level=level, message=clip(message),
+                                                runner=self.runner_id),
+                                dedupe=f"{job_id}:log:{uuid.uuid4().hex}")
+        except Exception as err:
+            log.warning("job.log_not_published", job_id=job_id, error=repr(err))
+
+    async def _publish_progress(self, attempt: Attempt, queue: asyncio.Queue[tuple[int, int] | None]) -> None:
         while (item := await queue.get()) is not None:
-            if control.reason == JobControl.FINISHED_ELSEWHERE:
+            if attempt.control.reason == JobControl.FINISHED_ELSEWHERE:
                 continue  # the job has its final event: nothing may follow it on its stream
             step, total = item
-            await publish_event(
-                self.js, JobProgress(job_id=job_id, step=step, total_steps=total, runner=self.runner_id),
-                dedupe=f"{job_id}:progress:{attempt}:{step}")
+            try:
+                await publish_event(
+                    self.js, JobProgress(job_id=attempt.job_id, step=step, total_steps=total, runner=self.runner_id),
+                    dedupe=f"{attempt.job_id}:progress:{attempt.number}:{step}")
+            except Exception as err:  # progress is informational: the render goes on
+                attempt.log.warning("job.progress_not_published", step=step, error=repr(err))
+

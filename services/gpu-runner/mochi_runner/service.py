@@ -7,24 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 from pathlib import Path
 
 import structlog
 
+from mochi_common.consumer import DurableConsumer
 from mochi_common.health_server import serve_health
+from mochi_common.jetstream_setup import ensure_runner_topology
 from mochi_common.logs import configure_logging
-from mochi_common.nats_conn import Reconnects, connect
-from mochi_common.pull import DurablePuller
+from mochi_common.nats_conn import PatientJetStream, Reconnects, connect
 from mochi_common.settings import load_settings
 from mochi_common.storage import open_store
-from mochi_common.storage.retry import RetryPolicy
-from mochi_common.jetstream_setup import ensure_runner_topology
-from mochi_contracts.streams import JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings
-from mochi_runner.dead_letters import fail_dead_jobs
+from mochi_common.supervise import Supervisor
+from mochi_contracts.streams import (
+    DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings)
+from mochi_runner import metrics
+from mochi_runner.dead_letters import DeadLetters
 from mochi_runner.engine import MochiEngine, engine_config
 from mochi_runner.gpu_slots import GpuSlots
-from mochi_runner import metrics
 from mochi_runner.job_handler import JobHandler
 from mochi_runner.settings import RunnerSettings
 
@@ -44,84 +46,99 @@ def load_engine(settings: RunnerSettings) -> MochiEngine:
     return engine
 
 
+async def _load(settings: RunnerSettings, stop: asyncio.Event) -> MochiEngine | None:
+    """The engine, or None if the runner was told to stop while it loaded.
+    In a daemon thread: loading cannot be interrupted, and a stop during it
+    must not wait for it (nothing is held yet: no NATS connection, no job)."""
+    loop = asyncio.get_running_loop()
+    loaded: asyncio.Future[MochiEngine] = loop.create_future()
+
+    def load() -> None:
+        try:
+            engine = load_engine(settings)
+        except BaseException as err:  # handed to the event loop, which raises it at start-up
+            loop.call_soon_threadsafe(lambda e=err: loaded.done() or loaded.set_exception(e))
+        else:
+            loop.call_soon_threadsafe(lambda: loaded.done() or loaded.set_result(engine))
+
+    threading.Thread(target=load, name="load-model", daemon=True).start()
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({loaded, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    return loaded.result() if loaded.done() else None
+
+
 async def run(settings: RunnerSettings) -> None:
     started = time.perf_counter()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    ready = False
-    if settings.health_port:
-        # Up before the model loads: alive (healthz) but not ready (readyz) while loading.
-        # `ready` turns true only once `nc` exists, so the lambda never reads it unbound.
-        await serve_health(settings.health_host, settings.health_port,
-                           lambda: ready and nc.is_connected and not stop.is_set())
-    # Loading takes minutes on a GPU node; connect only once the model is
-    # resident, so a runner never holds a job it cannot start on.
-    engine = await asyncio.to_thread(load_engine, settings)
-    metrics.watch_gpu_memory(engine.devices)
-    reconnects = Reconnects()
-    nc = await connect(settings.nats_url, name=f"mochi-runner-{settings.runner_id}", reconnects=reconnects)
-    js = nc.jetstream()
-    jscfg = JetStreamSettings(replicas=settings.jetstream_replicas, ack_wait_s=settings.ack_wait_s,
-                              max_deliver=settings.max_deliver)
-    await ensure_runner_topology(js, jscfg)
-    store_retry = RetryPolicy(attempts=settings.store_retry_attempts,
-                              first_delay_s=settings.store_retry_first_delay_s,
-                              max_delay_s=settings.store_retry_max_delay_s)
-    # In a thread: an s3:// store checks its bucket over the network at start.
-    store = await asyncio.to_thread(open_store, settings.store_url, settings)
-    slots = GpuSlots(len(engine.lanes) or 1)
-    handler = JobHandler(nc, engine, store, settings.runner_id, settings.ack_wait_s, settings.max_deliver,
-                         slots, store_retry=store_retry, max_run_s=settings.max_run_s,
-                         mp4_preset=settings.mp4_preset)
+    # From the first instruction: a stop while the model loads ends the process
+    # at once instead of waiting out the grace period.
+    handler: JobHandler | None = None
+    slots: GpuSlots | None = None
 
     def on_signal() -> None:
         log.info("runner.draining")
         stop.set()
-        slots.close()
-        handler.shutdown()
+        if slots is not None:
+            slots.close()
+        if handler is not None:
+            handler.shutdown()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    supervisor = Supervisor()
+    ready = False
+    nc = None
 
-    dead_letters = asyncio.create_task(fail_dead_jobs(nc, stop, reconnects), name="dead-letters")
-    jobs = DurablePuller(js, JOBS_STREAM, RUNNERS_CONSUMER, reconnects)
+    def is_ready() -> bool:
+        return ready and nc is not None and nc.is_connected and not stop.is_set() and supervisor.healthy()
+
+    def wrong() -> list[str]:
+        return (handler.stalled() if handler is not None else []) + supervisor.unhealthy()
+
+    if settings.health_port:
+        # Up before the model loads: alive (healthz) but not ready (readyz) while loading.
+        await serve_health(settings.health_host, settings.health_port, is_ready, wrong)
+    # Loading takes minutes on a GPU node; connect only once the model is
+    # resident, so a runner never holds a job it cannot start on.
+    engine = await _load(settings, stop)
+    if engine is None:
+        log.info("runner.stopped_while_loading")
+        return
+    metrics.watch_gpu_memory(engine.devices)
+    reconnects = Reconnects()
+    nc = await connect(settings.nats_url, name=f"mochi-runner-{settings.runner_id}", reconnects=reconnects)
+    js = nc.jetstream()
+    await ensure_runner_topology(js, JetStreamSettings(replicas=settings.jetstream_replicas,
+                                                       ack_wait_s=settings.ack_wait_s,
+                                                       max_deliver=settings.max_deliver))
+    # In a thread: an s3:// store checks its bucket over the network at start.
+    store = await asyncio.to_thread(open_store, settings.store_url, settings)
+    slots = GpuSlots(len(engine.lanes) or 1)
+    handler = JobHandler(settings, nc, engine, store, slots)
+    if stop.is_set():
+        on_signal()
+    dead = DeadLetters(PatientJetStream(js, 60.0))
+    dead_consumer = DurableConsumer(js, DEAD_LETTER_STREAM, DEAD_LETTER_CONSUMER, label="dead-letters",
+                                    reconnects=reconnects, fetch_timeout_s=2.0)
+    supervisor.start("dead-letters", lambda: dead_consumer.run(dead.handle, stop))
+    # Jobs in flight: rendering, waiting for a lane, or encoding and uploading
+    # after their render. Bounded so a slow store cannot pile up decoded videos;
+    # a job is pulled only while a lane is free and no pulled job waits for one.
+    jobs = DurableConsumer(js, JOBS_STREAM, RUNNERS_CONSUMER, label="runner-jobs", reconnects=reconnects,
+                           concurrency=slots.lanes + settings.max_uploading_jobs,
+                           max_failures=settings.max_deliver)
     ready = True
     metrics.STARTUP_SECONDS.set(time.perf_counter() - started)
     log.info("runner.ready", runner_id=settings.runner_id, lanes=slots.lanes,
              startup_seconds=round(time.perf_counter() - started, 2))
-    # Jobs in flight: rendering, waiting for a lane, or encoding and uploading
-    # after their render. Bounded so a slow store cannot pile up decoded videos.
-    in_flight: set[asyncio.Task[None]] = set()
-    max_in_flight = slots.lanes + settings.max_uploading_jobs
-    while not stop.is_set():
-        if dead_letters.done():
-            dead_letters.result()  # it died: fail loudly rather than run without it
-        for task in [t for t in in_flight if t.done()]:
-            in_flight.discard(task)
-            task.result()  # the handler catches each job's errors; anything else is a bug: crash
-        if len(in_flight) >= max_in_flight:
-            await asyncio.wait(in_flight, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-            continue
-        if not await slots.wait_for_room(timeout=1.0):
-            continue
-        msg = await jobs.next(timeout=1.0)
-        if msg is None:
-            continue
-        event = await handler.accept(msg)
-        if event is None:
-            continue
-        if handler.working_on(event.job_id):
-            # A redelivery of a job still uploading here: it needs no GPU.
-            in_flight.add(asyncio.create_task(handler.handle_duplicate(msg, event), name=f"dup-{event.job_id}"))
-            continue
-        ticket = slots.ticket(whole=handler.wants_every_lane(event))
-        in_flight.add(asyncio.create_task(handler.handle(msg, event, ticket), name=f"job-{event.job_id}"))
     # Draining: renders stop at their next step and hand their jobs back;
-    # uploads under way finish.
-    for task in asyncio.as_completed(in_flight):
-        await task
-    await dead_letters
-    await jobs.close()
+    # uploads under way finish (no drain timeout).
+    await jobs.run(handler.handle, stop, room=lambda: slots.wait_for_room(timeout=1.0), drain_timeout_s=None)
+    await supervisor.stop()
     await nc.drain()
     log.info("runner.stopped")
 

@@ -51,6 +51,13 @@ class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
     max_deliver: int = 5
     # A job running longer than this fails with the reason (0: no limit).
     max_run_s: Annotated[float, msgspec.Meta(ge=0)] = 7200.0
+    # Past max_run_s a render is asked to stop at its next step; if it has not
+    # stopped this much later (a step, the decode or the encode hangs), the job
+    # fails, its heartbeats stop, and the runner reports itself not alive.
+    hang_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    # /healthz fails when a render made no step (nor began its decode or encode)
+    # for this long, so Kubernetes restarts a runner whose GPU hangs (0: never).
+    step_stall_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0
     # libx264 preset of the MP4 (ultrafast ... veryslow): slower presets make
     # files a few percent smaller at the same quality (crf 18) and add seconds
     # to every job's latency; see mochi_runner/video_encode.py.

@@ -19,31 +19,34 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import OrderedDict
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import msgspec
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import NotFoundError
 from standardwebhooks import Webhook
 
+from mochi_common.consumer import ACK, DurableConsumer, Nak, Outcome, Term
+from mochi_common.event_intake import read_event
 from mochi_common.health_server import serve_health
+from mochi_common.jetstream_setup import ensure_dispatcher_topology
 from mochi_common.logs import configure_logging
-from mochi_common.nats_conn import WRONG_LAST_SEQUENCE, connect, last_event, publish_final
+from mochi_common.nats_conn import Reconnects, connect, last_event, publish_final, publish_guarded
 from mochi_common.settings import SettingsError, load_settings
+from mochi_common.supervise import Supervisor
 from mochi_common.webhook_targets import checked_addresses
 from mochi_contracts import subjects
-from mochi_contracts.events import (
-    HDR_MSG_ID, JobExpired, JobSubmitted, WebhookAttempt, event_type, utcnow)
-from mochi_contracts.event_codec import UnreadableEvent, decode_event, encode_event
+from mochi_contracts.event_codec import encode_event
+from mochi_contracts.events import HDR_MSG_ID, JobExpired, JobSubmitted, WebhookAttempt, event_type, utcnow
 from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import (
     DEADLINE_CONSUMER, DISPATCH_STREAM, DISPATCHER_CONSUMER, JOBS_STREAM, WEBHOOK_SENDER_CONSUMER,
     JetStreamSettings)
-from mochi_common.jetstream_setup import ensure_dispatcher_topology
 from mochi_webhooks import metrics
 from mochi_webhooks.delivery import DeadlineTimer, Delivery, backoff_s, make_delivery, try_once
 from mochi_webhooks.settings import WebhooksSettings
@@ -56,23 +59,17 @@ _decode_timer = msgspec.json.Decoder(DeadlineTimer).decode
 _MAX_TIMER_WAIT_S = 3600.0
 
 
-async def _create(js, subject: str, body: bytes, msg_id: str) -> bool:  # type: ignore[no-untyped-def]
+async def _create(js: Any, subject: str, body: bytes, msg_id: str) -> bool:
     """Store a message unless the subject already holds one (for as long as the
     dispatch stream keeps it, not only the duplicate window)."""
-    try:
-        ack = await js.publish(subject, body, stream=DISPATCH_STREAM, headers={
-            HDR_MSG_ID: msg_id, "Nats-Expected-Last-Subject-Sequence": "0"})
-    except APIError as err:
-        if err.err_code == WRONG_LAST_SEQUENCE:
-            return False
-        raise
-    return not ack.duplicate
+    return await publish_guarded(js, DISPATCH_STREAM, subject, body, {HDR_MSG_ID: msg_id}) is not None
 
 
 class Dispatcher:
-    def __init__(self, settings: WebhooksSettings, nc: Client):
+    def __init__(self, settings: WebhooksSettings, nc: Client, reconnects: Reconnects):
         self.settings = settings
         self.nc = nc
+        self.reconnects = reconnects
         self.js = nc.jetstream()
         self.signer = Webhook(settings.webhook_secret)
         # Redirects are never followed: a 3xx is an answer, not a new address.
@@ -95,43 +92,36 @@ class Dispatcher:
 
     # ---- planner ---------------------------------------------------------
 
-    async def plan(self, msg: Msg) -> None:
-        try:
-            event = decode_event(msg.data, dict(msg.headers or {}), msg.subject)
-        except UnreadableEvent as err:
-            log.warning("dispatch.unreadable_event", subject=msg.subject, error=str(err))
-            await msg.ack()
-            return
+    async def plan(self, msg: Msg) -> Outcome:
+        event = read_event("webhook-planner", msg.subject, msg.data, msg.headers, msg.metadata.sequence.stream)
+        if event is None:
+            return ACK  # refused at the boundary, counted and logged there: nothing to tell of
         seq = msg.metadata.sequence.stream
         if isinstance(event, JobSubmitted):
             if event.request.deadline is not None:
                 timer = DeadlineTimer(job_id=event.job_id, deadline=event.request.deadline)
                 await _create(self.js, subjects.deadline_timer(event.job_id), _encode(timer),
                               f"{event.job_id}:deadline")
-            await msg.ack()
-            return
+            return ACK
         kind = event_type(event)
         request = await self._request_of(event.job_id)
         if request is None or request.webhook_url is None or not request.webhook_wants(kind):
-            await msg.ack()
-            return
+            return ACK
         if (utcnow() - event.time).total_seconds() > self.settings.webhook_retry_window_s:
             # Older than any retry would go on for (a consumer made afresh reads
             # the stream from its start): telling of it now would only mislead.
             log.info("webhook.too_old", job_id=event.job_id, event_type=kind)
-            await msg.ack()
-            return
+            return ACK
         if kind == "progress" and await self._too_soon(event.job_id, event.time):
-            await msg.ack()
-            return
+            return ACK
         delivery = make_delivery(event, seq, request.webhook_url, self.settings.public_url)
         if await _create(self.js, subjects.webhook_delivery(event.job_id, kind, seq), _encode(delivery),
                          delivery.id):
             metrics.PLANNED.labels(kind).inc()
             log.info("webhook.planned", job_id=event.job_id, delivery_id=delivery.id, event_type=kind)
-        await msg.ack()
+        return ACK
 
-    async def _too_soon(self, job_id: str, time) -> bool:  # type: ignore[no-untyped-def]
+    async def _too_soon(self, job_id: str, time: datetime) -> bool:
         """At most one progress webhook a second per job, by the events' own
         times, read from the stored deliveries (so it holds across restarts)."""
         try:
@@ -139,28 +129,38 @@ class Dispatcher:
                                              direct=True)
         except NotFoundError:
             return False
-        last = _decode_delivery(raw.data or b"")
+        try:
+            last = _decode_delivery(raw.data or b"")
+        except msgspec.MsgspecError:
+            return False  # an unreadable earlier delivery holds back no progress webhook
         return (time - last.event_time).total_seconds() < self.settings.webhook_progress_interval_s
 
-    async def planner(self) -> None:
-        await self._pull(JOBS_STREAM, DISPATCHER_CONSUMER, 64, self.plan)
 
     # ---- sender ----------------------------------------------------------
 
-    async def send(self, msg: Msg) -> None:
-        delivery = _decode_delivery(msg.data)
+    async def send(self, msg: Msg) -> Outcome:
+        try:
+            delivery = _decode_delivery(msg.data)
+        except msgspec.MsgspecError as err:
+            return Term(f"unreadable delivery: {err}")
+        if msg.subject != subjects.webhook_delivery(delivery.job_id, delivery.event_type, delivery.seq):
+            return Term("a delivery whose body does not match its subject")
         subject = subjects.webhook_attempts(delivery.job_id, delivery.seq)
         last_seq, attempt = 0, 1
         try:
             raw = await self.js.get_last_msg(JOBS_STREAM, subject, direct=True)
-            recorded = decode_event(raw.data or b"", dict(raw.headers or {}), raw.subject or subject)
-            assert isinstance(recorded, WebhookAttempt)
-            if recorded.outcome != "retrying":
-                await msg.ack()  # delivered or given up before a crash: nothing more to do
-                return
-            last_seq, attempt = raw.seq, recorded.attempt + 1
         except NotFoundError:
-            pass
+            raw = None
+        if raw is not None:
+            recorded = read_event("webhook-sender", raw.subject or subject, raw.data, raw.headers, raw.seq)
+            if not isinstance(recorded, WebhookAttempt):
+                # Someone else's bytes on this delivery's record subject: the
+                # record cannot be trusted, so this delivery ends rather than
+                # guess its attempt count (the refusal is counted and logged).
+                return Term(f"the attempt record at {raw.seq} is unreadable")
+            if recorded.outcome != "retrying":
+                return ACK  # delivered or given up before a crash: nothing more to do
+            last_seq, attempt = raw.seq, recorded.attempt + 1
         bound = log.bind(job_id=delivery.job_id, delivery_id=delivery.id, attempt=attempt)
         refused, addresses = await checked_addresses(delivery.url, self.settings.webhook_allow_loopback,
                                                      self.settings.webhook_allow_private)
@@ -194,37 +194,28 @@ class Dispatcher:
         headers[HDR_MSG_ID] = f"{delivery.id}:{attempt}"
         # Exactly one record per attempt number, in order: a second sender of the
         # same delivery (after an ack-wait expiry) loses here and looks again.
-        headers["Nats-Expected-Last-Subject-Sequence"] = str(last_seq)
-        try:
-            await self.js.publish(subject, body, headers=headers, stream=JOBS_STREAM)
-        except APIError as err:
-            if err.err_code != WRONG_LAST_SEQUENCE:
-                raise
+        if await publish_guarded(self.js, JOBS_STREAM, subject, body, headers, last_seq=last_seq) is None:
             bound.info("webhook.recorded_elsewhere")
-            await msg.nak(delay=1.0)
-            return
+            return Nak(1.0)
         metrics.ATTEMPTS.labels(record.outcome).inc()
         if duration:
             metrics.ATTEMPT_SECONDS.observe(duration / 1000)
         bound.info("webhook.attempt", outcome=record.outcome, status_code=code, error=error,
                    retry_in_s=round(delay, 2) if delay is not None else None)
-        if delay is None:
-            await msg.ack()
-        else:
-            await msg.nak(delay=delay)
-
-    async def sender(self) -> None:
-        await self._pull(DISPATCH_STREAM, WEBHOOK_SENDER_CONSUMER, self.settings.webhook_concurrency, self.send,
-                         concurrent=True)
+        return ACK if delay is None else Nak(delay)
 
     # ---- deadlines -------------------------------------------------------
 
-    async def expire(self, msg: Msg) -> None:
-        timer = _decode_timer(msg.data)
+    async def expire(self, msg: Msg) -> Outcome:
+        try:
+            timer = _decode_timer(msg.data)
+        except msgspec.MsgspecError as err:
+            return Term(f"unreadable deadline timer: {err}")
+        if msg.subject != subjects.deadline_timer(timer.job_id):
+            return Term("a deadline timer whose body does not match its subject")
         left = (timer.deadline - utcnow()).total_seconds()
         if left > 0:
-            await msg.nak(delay=min(left, _MAX_TIMER_WAIT_S))
-            return
+            return Nak(min(left, _MAX_TIMER_WAIT_S))
         if (await last_event(self.js, subjects.job_final(timer.job_id)) is None
                 and await last_event(self.js, subjects.event_subject(timer.job_id, "started")) is None):
             seq = await publish_final(self.js, JobExpired(
@@ -232,102 +223,48 @@ class Dispatcher:
             if seq is not None:
                 metrics.EXPIRED.inc()
                 log.info("job.expired", job_id=timer.job_id, deadline=timer.deadline.isoformat())
-        await msg.ack()
+        return ACK
 
-    async def deadlines(self) -> None:
-        await self._pull(DISPATCH_STREAM, DEADLINE_CONSUMER, 64, self.expire)
+    def consumers(self) -> dict[str, tuple[DurableConsumer, Callable[[Msg], Awaitable[Outcome]]]]:
+        """The three loops, each on its own durable consumer. The sender handles
+        up to webhook_concurrency tries at once, a slot refilled as soon as one
+        ends, so a slow receiver never holds up the others."""
+        def consumer(stream: str, durable: str, label: str, **kw: Any) -> DurableConsumer:
+            return DurableConsumer(self.js, stream, durable, label=label, reconnects=self.reconnects, **kw)
 
-    # ---- plumbing --------------------------------------------------------
-
-    async def _pull(self, stream: str, durable: str, batch: int, handle,  # type: ignore[no-untyped-def]
-                    concurrent: bool = False) -> None:
-        async def one(msg: Msg) -> None:
-            try:
-                await handle(msg)
-            except Exception as err:  # NATS trouble or a bug: this message comes back later
-                log.error("dispatch.handle_failed", subject=msg.subject, error=repr(err), exc_info=err)
-                try:
-                    await msg.nak(delay=2.0)
-                except Exception:
-                    pass
-
-        # Concurrent: up to `batch` tries in flight, a slot refilled as soon as
-        # one ends, so a slow receiver never holds up the others.
-        running: set[asyncio.Task[None]] = set()
-        sub = await self.js.pull_subscribe_bind(durable=durable, stream=stream)
-        idle = 0
-        while not self.stop.is_set():
-            free = batch - len(running)
-            if free <= 0:
-                await asyncio.wait(running, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            try:
-                msgs = await sub.fetch(free if concurrent else batch, timeout=1.0)
-            except (NatsTimeout, TimeoutError):  # fetch(n > 1) may raise the builtin one
-                idle += 1
-                if idle < 30:
-                    continue
-                msgs = []
-            except Exception as err:
-                log.warning("dispatch.fetch_failed", durable=durable, error=repr(err))
-                await asyncio.sleep(1.0)
-                msgs = []
-            if not msgs:
-                # A pull subscription can fall silent after its server restarts
-                # (nats-io/nats.py#504): after an error, or half a minute of
-                # nothing, bind afresh. Cheap, and harmless if all was well.
-                idle = 0
-                try:
-                    await sub.unsubscribe()
-                except Exception:
-                    pass
-                try:
-                    sub = await self.js.pull_subscribe_bind(durable=durable, stream=stream)
-                except Exception as err:
-                    log.warning("dispatch.bind_failed", durable=durable, error=repr(err))
-                    await asyncio.sleep(1.0)
-                continue
-            idle = 0
-            for m in msgs:
-                if concurrent:
-                    task = asyncio.create_task(one(m))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
-                else:
-                    await one(m)
-        if running:
-            await asyncio.wait(running, timeout=15)
-        try:
-            await sub.unsubscribe()
-        except Exception:
-            pass
+        return {
+            "planner": (consumer(JOBS_STREAM, DISPATCHER_CONSUMER, "webhook-planner", batch=64), self.plan),
+            "sender": (consumer(DISPATCH_STREAM, WEBHOOK_SENDER_CONSUMER, "webhook-sender",
+                                concurrency=self.settings.webhook_concurrency,
+                                batch=self.settings.webhook_concurrency), self.send),
+            "deadlines": (consumer(DISPATCH_STREAM, DEADLINE_CONSUMER, "webhook-deadlines", batch=64), self.expire),
+        }
 
 
 async def run(settings: WebhooksSettings) -> None:
     if not settings.webhook_secret:
         raise SettingsError("MOCHI_WEBHOOK_SECRET is required: a Standard Webhooks secret, whsec_<base64>")
-    nc = await connect(settings.nats_url, name="mochi-webhooks")
+    reconnects = Reconnects()
+    nc = await connect(settings.nats_url, name="mochi-webhooks", reconnects=reconnects)
     js = nc.jetstream()
     await ensure_dispatcher_topology(js, JetStreamSettings(replicas=settings.jetstream_replicas),
                                      settings.dispatch_max_age_s, settings.webhook_ack_wait_s)
-    dispatcher = Dispatcher(settings, nc)
+    dispatcher = Dispatcher(settings, nc, reconnects)
+    supervisor = Supervisor()
     if settings.health_port:
         await serve_health(settings.health_host, settings.health_port,
-                           lambda: nc.is_connected and not dispatcher.stop.is_set())
+                           lambda: nc.is_connected and not dispatcher.stop.is_set() and supervisor.healthy(),
+                           supervisor.unhealthy)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, dispatcher.stop.set)
-    tasks = [asyncio.create_task(dispatcher.planner(), name="planner"),
-             asyncio.create_task(dispatcher.sender(), name="sender"),
-             asyncio.create_task(dispatcher.deadlines(), name="deadlines")]
+    # A loop that fails is restarted (and reported by /readyz meanwhile); one
+    # bad message never gets that far: the consumer runtime contains it.
+    for name, (consumer, handle) in dispatcher.consumers().items():
+        supervisor.start(name, lambda c=consumer, h=handle: c.run(h, dispatcher.stop))
     log.info("webhooks.ready")
-    done, _ = await asyncio.wait([*tasks, asyncio.create_task(dispatcher.stop.wait())],
-                                 return_when=asyncio.FIRST_COMPLETED)
-    dispatcher.stop.set()
-    for task in done:
-        if task in tasks:
-            task.result()  # a loop died: fail loudly
-    await asyncio.wait(tasks, timeout=15)
+    await dispatcher.stop.wait()
+    await supervisor.stop(timeout_s=15)
     await dispatcher.http.aclose()
     await nc.drain()
     log.info("webhooks.stopped")
