@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from mochi_contracts.events import FINAL_TYPES
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -44,7 +46,7 @@ def busy_overlap(msgs) -> tuple[float, dict[str, int]]:  # type: ignore[no-untyp
         t = ev.time.timestamp()
         if m.type == "started":
             started[ev.job_id] = (ev.runner, t)
-        elif m.type in ("completed", "failed", "cancelled") and ev.job_id in started:
+        elif m.type in FINAL_TYPES and ev.job_id in started:
             runner, t0 = started.pop(ev.job_id)
             spans[runner].append((t0, t))
     per_runner = {r: len(s) for r, s in spans.items()}

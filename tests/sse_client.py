@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from mochi_contracts.events import FINAL_TYPES
+
 
 @dataclass
 class Sse:
@@ -58,9 +60,9 @@ def follow_job(api_url: str, job_id: str, timeout: float = 300.0) -> list[Sse]:
         try:
             for event in read_sse(f"{api_url}/v1/jobs/{job_id}/events", headers=headers, timeout=30):
                 got.append(event)
-                if event.event in ("completed", "failed", "cancelled"):
+                if event.event in FINAL_TYPES:
                     return got
-            if got and got[-1].event in ("completed", "failed", "cancelled"):
+            if got and got[-1].event in FINAL_TYPES:
                 return got
         except httpx.HTTPError:
             pass

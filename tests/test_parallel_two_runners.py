@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from conftest import SMALL
+from mochi_contracts.events import FINAL_TYPES
 
 JOBS = 6
 
@@ -28,7 +29,7 @@ def test_two_runners_work_at_once_and_no_job_runs_twice(system):
     for msg in system.events():
         if msg.type == "started":
             started[msg.event.job_id].append(msg.event)
-        elif msg.type in ("completed", "failed", "cancelled"):
+        elif msg.type in FINAL_TYPES:
             finals[msg.event.job_id].append(msg.event)
 
     spans = []

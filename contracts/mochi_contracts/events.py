@@ -133,9 +133,14 @@ class WebhookAttempt(Event, tag="webhook"):
 JobEvent = (JobSubmitted | JobStarted | JobProgress | JobCancelRequested | JobCompleted | JobFailed
             | JobCancelled | JobExpired | JobLog | WebhookAttempt)
 
-# A job has exactly one of these, written with a create-if-absent guard.
-FINAL_TYPES: Final[frozenset[str]] = frozenset({"completed", "failed", "cancelled", "expired"})
+# The endings: a job has exactly one of these, written with a create-if-absent
+# guard. Their types are also the job's final statuses (job_state.FINAL_STATUSES).
+FINAL_EVENTS: Final = (JobCompleted, JobFailed, JobCancelled, JobExpired)
 
 
-def event_type(event: JobEvent) -> str:
-    return str(type(event).__struct_config__.tag)
+def event_type(event: JobEvent | type[JobEvent]) -> str:
+    cls = event if isinstance(event, type) else type(event)
+    return str(cls.__struct_config__.tag)
+
+
+FINAL_TYPES: Final[frozenset[str]] = frozenset(event_type(cls) for cls in FINAL_EVENTS)

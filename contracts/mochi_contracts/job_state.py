@@ -4,11 +4,12 @@ API uses it to lay the newest event over a lagging catalog row."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
 from mochi_contracts.events import (
+    FINAL_TYPES,
     JobCancelled,
     JobCancelRequested,
     JobCompleted,
@@ -25,8 +26,11 @@ from mochi_contracts.events import (
 from mochi_contracts.jobs import JobRequest
 
 Status = Literal["queued", "running", "completed", "failed", "cancelled", "expired"]
-STATUSES: tuple[Status, ...] = ("queued", "running", "completed", "failed", "cancelled", "expired")
-FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "expired"})
+STATUSES: tuple[Status, ...] = get_args(Status)
+# A job's status after its final event is that event's type.
+FINAL_STATUSES: frozenset[str] = FINAL_TYPES
+if not FINAL_STATUSES <= set(STATUSES):
+    raise RuntimeError(f"final event types {sorted(FINAL_STATUSES - set(STATUSES))} are not statuses")
 
 
 class WebhookDelivery(msgspec.Struct, frozen=True, kw_only=True):

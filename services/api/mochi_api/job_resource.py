@@ -1,96 +1,15 @@
-"""The job as the API shows it: state, progress and links."""
+"""The job as the API shows it, built from its folded state (the shapes are
+mochi_contracts.resources)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import msgspec
-
 from mochi_api.estimates import estimated_finish, seconds_per_step
-from mochi_contracts.events import VideoInfo
 from mochi_contracts.events import utcnow
-from mochi_contracts.job_state import JobState, Status, WebhookDelivery
-from mochi_contracts.jobs import DEFAULT_WEBHOOK_EVENTS, JobRequest
-
-
-class Progress(msgspec.Struct, frozen=True, kw_only=True):
-    step: int
-    total_steps: int
-    fraction: float
-    seconds_per_step: float | None = None
-
-
-class Links(msgspec.Struct, frozen=True, kw_only=True):
-    self: str
-    events: str
-    video: str
-    cancel: str
-    logs: str
-
-
-class JobMetrics(msgspec.Struct, frozen=True, kw_only=True):
-    """Seconds from submit to start (so far, while queued), from start to end
-    (so far, while running), per denoising step, and the runner that ran it."""
-
-    queued_seconds: float
-    running_seconds: float | None
-    seconds_per_step: float | None
-    runner: str | None
-
-
-class Webhook(msgspec.Struct, frozen=True, kw_only=True):
-    url: str
-    events: list[str]
-    # One per job event the webhook was told of, with its attempts so far.
-    deliveries: list[WebhookDelivery]
-
-
-class Job(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    status: Status
-    request: JobRequest
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    progress: Progress
-    queue_position: int | None
-    # Estimates: when a queued job should start, when a running one should end.
-    estimated_start_at: datetime | None
-    estimated_finish_at: datetime | None
-    attempts: int
-    runner: str | None
-    cancel_requested: bool
-    error: str | None
-    video: VideoInfo | None
-    # When the video is deleted (completed jobs; null when videos are kept for ever).
-    expires_at: datetime | None
-    metrics: JobMetrics
-    webhook: Webhook | None
-    links: Links
-
-
-class LogLine(msgspec.Struct, frozen=True, kw_only=True):
-    seq: int  # the stream sequence, as the event stream's `id:`
-    time: datetime
-    level: str
-    message: str
-    runner: str | None
-
-
-class LogList(msgspec.Struct, frozen=True, kw_only=True):
-    logs: list[LogLine]
-
-
-class JobList(msgspec.Struct, frozen=True, kw_only=True):
-    jobs: list[Job]
-    # Pass as `cursor` for the next page; null on the last page.
-    next_cursor: str | None
-
-
-def job_links(base: str, job_id: str) -> Links:
-    root = f"{base}/v1/jobs/{job_id}"
-    return Links(self=root, events=f"{root}/events", video=f"{root}/video", cancel=f"{root}/cancel",
-                 logs=f"{root}/logs")
+from mochi_contracts.job_state import JobState
+from mochi_contracts.jobs import DEFAULT_WEBHOOK_EVENTS
+from mochi_contracts.resources import Job, JobMetrics, Progress, Webhook, job_links
 
 
 def video_expires_at(state: JobState, lifetime_s: float) -> datetime | None:

@@ -11,7 +11,7 @@ import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
-from mochi_api.job_resource import Job, JobList, LogList
+from mochi_contracts.resources import Job, JobList, LogList
 
 _ID = "3f2a9c0d4b1e4f7a8c6d5e4f3a2b1c0d"
 

@@ -20,8 +20,10 @@ from typing import Any, Literal, TypedDict
 
 import httpx
 
+from mochi_contracts.events import FINAL_TYPES
+
 Status = Literal["queued", "running", "completed", "failed", "cancelled", "expired"]
-FINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "expired"})
+FINAL: frozenset[str] = FINAL_TYPES
 
 
 class Progress(TypedDict):

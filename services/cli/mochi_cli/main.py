@@ -49,6 +49,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _logs(args: argparse.Namespace) -> int:
     from mochi_cli.client import ApiError, MochiClient
+    from mochi_contracts.events import FINAL_TYPES
 
     with MochiClient(args.api, api_key=args.api_key) as client:
         try:
@@ -56,7 +57,7 @@ def _logs(args: argparse.Namespace) -> int:
                 for event in client.events(args.job_id):
                     if event.type == "log":
                         print(f"{event.data['time']} {event.data['level']:<7} {event.data['message']}", flush=True)
-                    elif event.type in ("completed", "failed", "cancelled", "expired"):
+                    elif event.type in FINAL_TYPES:
                         print(f"{event.data['time']} {event.type}", flush=True)
             else:
                 for line in client.logs(args.job_id):

@@ -14,6 +14,7 @@ import msgspec
 from standardwebhooks import Webhook
 
 from mochi_contracts.events import JobEvent, event_type, utcnow
+from mochi_contracts.resources import job_links
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,7 +45,6 @@ def delivery_id(job_id: str, seq: int) -> str:
 
 def make_delivery(event: JobEvent, seq: int, url: str, public_url: str) -> Delivery:
     kind = event_type(event)
-    root = f"{public_url.rstrip('/')}/v1/jobs/{event.job_id}"
     body = {
         "type": f"job.{kind}",
         "timestamp": event.time,
@@ -52,8 +52,7 @@ def make_delivery(event: JobEvent, seq: int, url: str, public_url: str) -> Deliv
             "job_id": event.job_id,
             "status": _STATUS.get(kind, kind),
             "event": event,
-            "links": {"self": root, "events": f"{root}/events", "video": f"{root}/video",
-                      "cancel": f"{root}/cancel", "logs": f"{root}/logs"},
+            "links": job_links(public_url, event.job_id),
         },
     }
     return Delivery(id=delivery_id(event.job_id, seq), job_id=event.job_id, seq=seq, event_type=kind,

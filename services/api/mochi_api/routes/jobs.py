@@ -17,7 +17,7 @@ from litestar.response import Redirect
 
 from mochi_api.context import ApiContext, Caller
 from mochi_api.job_reader import JobRead
-from mochi_api.job_resource import Job, JobList, LogLine, LogList, to_resource, video_expires_at
+from mochi_api.job_resource import to_resource, video_expires_at
 from mochi_api.event_replay import replay
 from mochi_api import idempotency, submission
 from mochi_api.bounds import (MAX_CANCEL_AFTER_CHARS, MAX_CURSOR_CHARS, MAX_IDEMPOTENCY_KEY_CHARS,
@@ -30,6 +30,7 @@ from mochi_contracts import catalog, subjects
 from mochi_contracts.events import JobCancelled, JobCancelRequested, JobLog, JobSubmitted, utcnow
 from mochi_contracts.job_state import FINAL_STATUSES, STATUSES, new_state
 from mochi_contracts.jobs import FieldError, JobRequest, semantic_errors
+from mochi_contracts.resources import Job, JobList, LogLine, LogList
 from mochi_contracts.storage import video_key
 
 

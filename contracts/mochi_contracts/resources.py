@@ -1,0 +1,95 @@
+"""The HTTP resources: what the API answers and the client library reads.
+
+Defined once: the API encodes these, mochi_cli.client decodes into them, and
+the webhooks' bodies carry the same job links."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from mochi_contracts.events import VideoInfo
+from mochi_contracts.job_state import Status, WebhookDelivery
+from mochi_contracts.jobs import JobRequest
+
+
+class Progress(msgspec.Struct, frozen=True, kw_only=True):
+    step: int
+    total_steps: int
+    fraction: float
+    seconds_per_step: float | None = None
+
+
+class Links(msgspec.Struct, frozen=True, kw_only=True):
+    self: str
+    events: str
+    video: str
+    cancel: str
+    logs: str
+
+
+class JobMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    """Seconds from submit to start (so far, while queued), from start to end
+    (so far, while running), per denoising step, and the runner that ran it."""
+
+    queued_seconds: float
+    running_seconds: float | None
+    seconds_per_step: float | None
+    runner: str | None
+
+
+class Webhook(msgspec.Struct, frozen=True, kw_only=True):
+    url: str
+    events: list[str]
+    # One per job event the webhook was told of, with its attempts so far.
+    deliveries: list[WebhookDelivery]
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    status: Status
+    request: JobRequest
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: Progress
+    queue_position: int | None
+    # Estimates: when a queued job should start, when a running one should end.
+    estimated_start_at: datetime | None
+    estimated_finish_at: datetime | None
+    attempts: int
+    runner: str | None
+    cancel_requested: bool
+    error: str | None
+    video: VideoInfo | None
+    # When the video is deleted (completed jobs; null when videos are kept for ever).
+    expires_at: datetime | None
+    metrics: JobMetrics
+    webhook: Webhook | None
+    links: Links
+
+
+class LogLine(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int  # the stream sequence, as the event stream's `id:`
+    time: datetime
+    level: str
+    message: str
+    runner: str | None
+
+
+class LogList(msgspec.Struct, frozen=True, kw_only=True):
+    logs: list[LogLine]
+
+
+class JobList(msgspec.Struct, frozen=True, kw_only=True):
+    jobs: list[Job]
+    # Pass as `cursor` for the next page; null on the last page.
+    next_cursor: str | None
+
+
+def job_links(base: str, job_id: str) -> Links:
+    """A job's links under `base` (the API's public URL; empty: relative links)."""
+    root = f"{base.rstrip('/')}/v1/jobs/{job_id}"
+    return Links(self=root, events=f"{root}/events", video=f"{root}/video", cancel=f"{root}/cancel",
+                 logs=f"{root}/logs")
