@@ -56,6 +56,9 @@ EVENTS_REJECTED = Counter(
 for _reason in ("unreadable", "unknown_job"):
     EVENTS_REJECTED.labels(reason=_reason)
 
+DAMAGED = Counter(
+    "mochi_catalog_database_rebuilds_total",
+    "Times this replica found its SQLite database damaged and rebuilt it from the stream")
 REFRESH_ERRORS = Counter(
     "mochi_catalog_metrics_refresh_errors", "Failed samplings of the stream and consumer")
 LAST_REFRESH = Gauge(

@@ -6,6 +6,7 @@ a restart resumes exactly after the last event that took effect."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import msgspec
@@ -49,6 +50,12 @@ class Projection:
         if not self.db["rejected_events"].exists():
             self.db["rejected_events"].create(
                 {"seq": int, "subject": str, "reason": str}, pk="seq")
+
+    def check(self) -> None:
+        """Raise sqlite3.DatabaseError unless the file is a sound database."""
+        found = self.db.execute("PRAGMA quick_check").fetchone()
+        if found is None or found[0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {found[0] if found else 'no answer'}")
 
     def applied_seq(self) -> int:
         return int(self.db["progress"].get("jobs")["applied_seq"])

@@ -7,8 +7,9 @@ stream, and queries are load-balanced over them by the micro queue group."""
 from __future__ import annotations
 
 import asyncio
-import time
 import signal
+import sqlite3
+import time
 from pathlib import Path
 
 import msgspec
@@ -24,6 +25,7 @@ from mochi_common.health_server import serve_health
 from mochi_common.logs import configure_logging
 from mochi_common.nats_conn import connect
 from mochi_common.settings import load_settings
+from mochi_common.supervise import Supervisor
 from mochi_contracts import catalog as api
 from mochi_contracts import subjects
 from mochi_common.jetstream_setup import ensure_jobs_stream
@@ -41,15 +43,53 @@ class Catalog:
         self.settings = settings
         self.nc = nc
         self.js = nc.jetstream()
-        path = Path(settings.db_path)
-        if settings.rebuild and path.exists():
-            log.info("catalog.rebuild", db=str(path))
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(path) + suffix).unlink(missing_ok=True)
-        self.projection = Projection(path)
+        if settings.rebuild:
+            log.info("catalog.rebuild", db=settings.db_path)
+            self._delete_db()
+        self.projection = self._open()
         self.caught_up = asyncio.Event()
+        self.svc: nats.micro.Service | None = None
+        # Set when a query met a damaged database: the follower rebuilds.
+        self._damaged: str | None = None
         self._pace: tuple[float | None, int] = (None, 0)
         self._pace_at = float("-inf")
+
+    # ---- the database ----------------------------------------------------
+
+    def _delete_db(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(self.settings.db_path + suffix).unlink(missing_ok=True)
+
+    def _open(self) -> Projection:
+        """The projection in db_path; a file that is not a sound database is
+        thrown away (the stream rebuilds it)."""
+        try:
+            projection = Projection(Path(self.settings.db_path))
+            projection.check()
+            return projection
+        except sqlite3.DatabaseError as err:
+            log.error("catalog.damaged_at_start", db=self.settings.db_path, error=str(err))
+            metrics.DAMAGED.inc()
+            self._delete_db()
+            return Projection(Path(self.settings.db_path))
+
+    async def _rebuild(self, why: str) -> None:
+        """Stop answering (queries go to the other replicas; the API answers 503
+        without one), throw the database away, and project the stream again."""
+        log.error("catalog.damaged", db=self.settings.db_path, error=why)
+        metrics.DAMAGED.inc()
+        self.caught_up.clear()
+        await self.stop_serving()
+        try:
+            self.projection.close()
+        except sqlite3.Error as err:  # a damaged file may not even close cleanly
+            log.warning("catalog.close_failed", error=str(err))
+        self._delete_db()
+        self.projection = Projection(Path(self.settings.db_path))
+        self._damaged = None
+
+    def damaged(self, err: sqlite3.DatabaseError) -> None:
+        self._damaged = self._damaged or str(err)
 
     # ---- projection ------------------------------------------------------
 
@@ -61,40 +101,70 @@ class Catalog:
             # the only truth left is the stream, so project it from scratch.
             log.warning("catalog.ahead_of_stream", applied=applied, stream_last=info.state.last_seq)
             self.projection.close()
-            for suffix in ("", "-wal", "-shm"):
-                Path(self.settings.db_path + suffix).unlink(missing_ok=True)
+            self._delete_db()
             self.projection = Projection(Path(self.settings.db_path))
-        return info.state.last_seq
+        return int(info.state.last_seq)
 
     async def follow(self) -> None:
-        # Ready once everything in the stream at start-up is applied.
+        """Project the stream for ever, serving queries whenever caught up. A
+        damaged database (found here or by a query) is rebuilt from the stream;
+        anything else (NATS away) ends this run and the supervisor starts it again."""
+        while True:
+            try:
+                await self._follow_once()
+            except sqlite3.DatabaseError as err:
+                self.damaged(err)
+            await self._rebuild(self._damaged or "damaged")
+
+    async def _follow_once(self) -> None:
+        # Caught up once everything in the stream at this start is applied.
         target = await self._stream_last_seq()
         start = self.projection.applied_seq() + 1
         log.info("catalog.follow", from_seq=start, catch_up_to=target)
         if start > target:
-            self.caught_up.set()
+            await self._caught_up()
         sub = await self.js.subscribe(
             subjects.ALL_JOB_EVENTS, stream=JOBS_STREAM, ordered_consumer=True,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             config=ConsumerConfig(opt_start_seq=start))
         batch: list[RawEvent] = []
-        while True:
+        try:
+            while self._damaged is None:
+                try:
+                    # Wait long for the first event of a batch, briefly for the rest.
+                    msg = await sub.next_msg(timeout=0.05 if batch else 1.0)
+                except NatsTimeout:
+                    msg = None
+                if msg is not None:
+                    batch.append(RawEvent(
+                        seq=msg.metadata.sequence.stream, subject=msg.subject,
+                        data=msg.data, headers=dict(msg.headers or {})))
+                    if len(batch) < self.settings.batch_size and msg.metadata.num_pending > 0:
+                        continue
+                if batch:
+                    self.projection.apply_batch(batch)
+                    batch = []
+                    if self.projection.applied_seq() >= target:
+                        await self._caught_up()
+        finally:
             try:
-                # Wait long for the first event of a batch, briefly for the rest.
-                msg = await sub.next_msg(timeout=0.05 if batch else 1.0)
-            except NatsTimeout:
-                msg = None
-            if msg is not None:
-                batch.append(RawEvent(
-                    seq=msg.metadata.sequence.stream, subject=msg.subject,
-                    data=msg.data, headers=dict(msg.headers or {})))
-                if len(batch) < self.settings.batch_size and msg.metadata.num_pending > 0:
-                    continue
-            if batch:
-                self.projection.apply_batch(batch)
-                batch = []
-                if self.projection.applied_seq() >= target:
-                    self.caught_up.set()
+                await sub.unsubscribe()
+            except Exception as err:  # the connection may be gone with the error that ended this run
+                log.info("catalog.unsubscribe_failed", error=repr(err))
+
+    async def _caught_up(self) -> None:
+        self.caught_up.set()
+        if self.svc is None:
+            self.svc = await self.serve()
+            log.info("catalog.ready", applied_seq=self.projection.applied_seq(), db=self.settings.db_path)
+
+    async def stop_serving(self) -> None:
+        if self.svc is not None:
+            svc, self.svc = self.svc, None
+            try:
+                await svc.stop()
+            except Exception as err:  # NATS away: its subscriptions go with the connection
+                log.warning("catalog.stop_serving_failed", error=repr(err))
 
     # ---- queries ---------------------------------------------------------
 
@@ -112,12 +182,16 @@ class Catalog:
         except msgspec.MsgspecError as err:
             await req.respond_error("400", str(err))
             return
-        state = self.projection.get(q.job_id, q.owner)
-        position = self.projection.queue_position(state) if state else None
-        mean, running = self._recent_pace() if position else (None, 0)
-        reply = api.GetJobReply(
-            job=state, applied_seq=self.projection.applied_seq(), queue_position=position,
-            mean_job_seconds=mean, running_jobs=running)
+        try:
+            state = self.projection.get(q.job_id, q.owner)
+            position = self.projection.queue_position(state) if state else None
+            mean, running = self._recent_pace() if position else (None, 0)
+            applied = self.projection.applied_seq()
+        except sqlite3.DatabaseError as err:
+            await self._refuse(req, err)
+            return
+        reply = api.GetJobReply(job=state, applied_seq=applied, queue_position=position,
+                                mean_job_seconds=mean, running_jobs=running)
         await req.respond(_encode(reply))
 
     async def on_list(self, req: Request) -> None:
@@ -126,10 +200,19 @@ class Catalog:
         except msgspec.MsgspecError as err:
             await req.respond_error("400", str(err))
             return
-        jobs, next_seq = self.projection.list(q.owner, list(q.status or []), q.limit, q.before_seq)
-        page = api.JobPage(jobs=jobs, next_before_seq=next_seq,
-                           applied_seq=self.projection.applied_seq())
-        await req.respond(_encode(page))
+        try:
+            jobs, next_seq = self.projection.list(q.owner, list(q.status or []), q.limit, q.before_seq)
+            applied = self.projection.applied_seq()
+        except sqlite3.DatabaseError as err:
+            await self._refuse(req, err)
+            return
+        await req.respond(_encode(api.JobPage(jobs=jobs, next_before_seq=next_seq, applied_seq=applied)))
+
+    async def _refuse(self, req: Request, err: sqlite3.DatabaseError) -> None:
+        """A damaged database: this query is answered as unavailable (the API
+        answers 503) and the follower rebuilds, serving nothing meanwhile."""
+        self.damaged(err)
+        await req.respond_error("503", "this catalog replica found its database damaged and is rebuilding it")
 
     async def serve(self) -> nats.micro.Service:
         svc = await nats.micro.add_service(
@@ -145,34 +228,23 @@ async def run(settings: CatalogSettings) -> None:
     js = nc.jetstream()
     await ensure_jobs_stream(js, JetStreamSettings(replicas=settings.jetstream_replicas))
     catalog = Catalog(settings, nc)
-    serving = asyncio.Event()
+    supervisor = Supervisor()
     if settings.health_port:
+        # Ready only while it answers queries: caught up with the stream, its
+        # database sound, and its loops running.
         await serve_health(settings.health_host, settings.health_port,
-                           lambda: serving.is_set() and nc.is_connected)
-    follower = asyncio.create_task(catalog.follow(), name="follow")
-    sampler = asyncio.create_task(metrics.refresh_forever(
-        js, lambda: catalog.projection, settings.metrics_interval_s), name="metrics")
-    # Queries are served only once the replica has caught up with the stream,
-    # so a fresh replica never answers from a half-built list.
-    await asyncio.wait([follower, asyncio.create_task(catalog.caught_up.wait())],
-                       return_when=asyncio.FIRST_COMPLETED)
-    if follower.done():
-        follower.result()
-    svc = await catalog.serve()
-    serving.set()
-    log.info("catalog.ready", applied_seq=catalog.projection.applied_seq(), db=settings.db_path)
-
+                           lambda: catalog.svc is not None and nc.is_connected and supervisor.healthy(),
+                           supervisor.unhealthy)
+    supervisor.start("follow", catalog.follow)
+    supervisor.start("metrics", lambda: metrics.refresh_forever(
+        js, lambda: catalog.projection, settings.metrics_interval_s))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([follower, stopper], return_when=asyncio.FIRST_COMPLETED)
-    await svc.stop()
-    if follower in done:
-        follower.result()  # the follower died: fail loudly with its error
-    follower.cancel()
-    sampler.cancel()
+    await stop.wait()
+    await catalog.stop_serving()
+    await supervisor.stop(timeout_s=0)
     await nc.drain()
     catalog.projection.close()
     log.info("catalog.stopped")
