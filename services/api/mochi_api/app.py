@@ -58,7 +58,10 @@ def create_app(settings: ApiSettings) -> Litestar:
         try:
             yield
         finally:
-            await tasks.stop()
+            # Neither the hub nor the sweep has work to finish (the streams were
+            # ended before this, see _stream_ending_server): cancel them rather
+            # than wait the Supervisor's default, which would eat the grace period.
+            await tasks.stop(timeout_s=0.5)
             await nc.drain()
 
     keys = ApiKeys.load(settings.api_keys_file, settings.allow_anonymous)
@@ -87,6 +90,23 @@ def create_app(settings: ApiSettings) -> Litestar:
     )
 
 
+def _stream_ending_server(app: Litestar, settings: ApiSettings, config):  # type: ignore[no-untyped-def]
+    """uvicorn, but its shutdown first ends the event streams. uvicorn waits
+    for open responses before it runs the app's lifespan shutdown, so ending
+    them there is too late: an SSE stream never finishes by itself and the
+    replica would wait for ever (or for the whole grace period)."""
+    import uvicorn
+
+    class StreamEndingServer(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+            ctx = getattr(app.state, "ctx", None)  # None if SIGTERM came before the lifespan ran
+            if ctx is not None:
+                log.info("api.stopping", streams_ended=ctx.hub.close(), grace_s=settings.shutdown_grace_s)
+            await super().shutdown(sockets)
+
+    return StreamEndingServer(config)
+
+
 def main() -> None:
     import uvicorn
 
@@ -95,6 +115,9 @@ def main() -> None:
 
     settings = load_settings(ApiSettings)
     configure_logging("api", settings.log_level)
+    app = create_app(settings)
     # "auto" picks uvloop and httptools when installed (the api extras bring them).
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="warning", access_log=False, loop="auto", http="auto")
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            access_log=False, loop="auto", http="auto",
+                            timeout_graceful_shutdown=settings.shutdown_grace_s)
+    _stream_ending_server(app, settings, config).run()

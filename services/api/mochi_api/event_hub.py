@@ -102,6 +102,10 @@ class TooManyStreams(Exception):
         self.cap = cap
 
 
+class HubClosing(Exception):
+    """This replica is stopping: a new stream belongs on another one."""
+
+
 class HubStalled(Exception):
     """The stream has events the subscription has not delivered for a while."""
 
@@ -139,6 +143,7 @@ class EventHub:
         self._per_key: dict[str, int] = {}
         # The first sequence not yet handed to listeners; set by prepare().
         self.next_seq: int | None = None
+        self.closing = False
 
     async def prepare(self) -> None:
         """Fix where live events start, before the API serves: every event
@@ -149,7 +154,10 @@ class EventHub:
     # ---- listeners -------------------------------------------------------
 
     def listen(self, job_id: str | None, owner: str | None, key: str = "", cap: int = 0) -> Listener:
-        """A new listener; TooManyStreams if `key` already holds `cap` (0: no cap)."""
+        """A new listener; TooManyStreams if `key` already holds `cap` (0: no cap),
+        HubClosing once close() was called."""
+        if self.closing:
+            raise HubClosing("this API replica is stopping")
         if cap and self._per_key.get(key, 0) >= cap:
             raise TooManyStreams(key, cap)
         listener = Listener(job_id, owner, key)
@@ -168,6 +176,17 @@ class EventHub:
 
     def open_streams(self, key: str) -> int:
         return self._per_key.get(key, 0)
+
+    def close(self) -> int:
+        """End every open stream now and refuse new ones: the server waits for
+        open responses before it stops, and an event stream never ends by
+        itself. Each client reconnects (to another replica behind the same
+        Service) with Last-Event-ID and misses nothing. Returns how many ended."""
+        self.closing = True
+        listeners = list(self._listeners)
+        for listener in listeners:
+            self._end(listener)
+        return len(listeners)
 
     def _end(self, listener: Listener) -> None:
         # Still counted against its key until its stream forgets it.

@@ -23,6 +23,10 @@ class ApiSettings(StoreSettings, kw_only=True, frozen=True):
     sse_heartbeat_s: float = 15.0
     # Event streams one key (one owner) may hold open at once on this replica; 0: no cap.
     max_streams_per_owner: Annotated[int, msgspec.Meta(ge=0)] = 8
+    # After SIGTERM: event streams end at once (clients resume elsewhere with
+    # Last-Event-ID); other responses (a download) get this long before they are
+    # cut, then the app shuts down. Below the pod's terminationGracePeriodSeconds (30).
+    shutdown_grace_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 20.0
     # The most events a /v1/events replay (Last-Event-ID) sends: the newest ones.
     sse_replay_max_events: Annotated[int, msgspec.Meta(ge=1)] = 1000
     public_url: str = ""  # base for absolute links; empty means relative links

@@ -20,9 +20,9 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from mochi_api import openapi_docs as docs
 from mochi_api.context import ApiContext, Caller
-from mochi_api.event_hub import Listener, StreamEvent, TooManyStreams
+from mochi_api.event_hub import HubClosing, Listener, StreamEvent, TooManyStreams
 from mochi_api.event_replay import ReplayCutShort, replay
-from mochi_api.problems import invalid_fields, problem
+from mochi_api.problems import invalid_fields, problem, unavailable
 from mochi_api.routes.jobs import _load
 from mochi_common.nats_conn import last_event, newest_seq
 from mochi_contracts import subjects
@@ -32,6 +32,8 @@ from mochi_contracts.jobs import FieldError
 INT64_MAX = 2**63 - 1
 # How long a client told "too many streams" should wait before it tries again.
 STREAMS_RETRY_AFTER_S = 10
+# A stream refused by a stopping replica: the next try lands on another one.
+STOPPING_RETRY_AFTER_S = 1
 
 _LAST_EVENT_ID = Parameter(
     header="Last-Event-ID", required=False,
@@ -84,6 +86,8 @@ def _listen(ctx: ApiContext, caller: Caller, job_id: str | None) -> Listener:
                       f"{err}; close one or retry later", limit=err.cap)
         exc.headers = {"Retry-After": str(STREAMS_RETRY_AFTER_S)}
         raise exc from None
+    except HubClosing as err:
+        raise unavailable(f"{err}; retry, another replica answers", STOPPING_RETRY_AFTER_S) from None
 
 
 def _serve(ctx: ApiContext, listener: Listener, body: AsyncIterator[ServerSentEventMessage]) -> ServerSentEvent:
