@@ -39,6 +39,20 @@ log = structlog.get_logger()
 # from it stops the render at once: diffusers' interrupt flag would still
 # decode the half-done latents, which wastes the GPU on a cancelled job.
 StepHook = Callable[[int, int], None]
+# Called after each denoising step, before the step hook, with (steps done,
+# the latents after that step). The tensor is the pipeline's own and is handed
+# to the next step: copy it (checkpoints.start_host_copy) rather than keep it.
+LatentsHook = Callable[[int, torch.Tensor], None]
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a render picks up: `latents` as they were after `step` steps of
+    the same request (a checkpoint's). See ResumedScheduler for why these two
+    are all the state the remaining steps need."""
+
+    step: int
+    latents: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -126,6 +140,64 @@ def compile_blocks(transformer: torch.nn.Module) -> None:
         block.compile()
 
 
+def _resumed_scheduler_class():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    class ResumedScheduler(FlowMatchEulerDiscreteScheduler):
+        """Mochi's FlowMatchEulerDiscreteScheduler, for a render resumed after
+        `resume_step` finished steps.
+
+        What the scheduler's state is, and why the latents and the step suffice:
+        MochiPipeline computes its sigmas from the step count alone
+        (linear_quadratic_schedule(steps, 0.025)) and hands them to
+        `set_timesteps`, which shifts them by the config's fixed `shift`,
+        inverts them (invert_sigmas) and appends the terminal sigma: `sigmas`
+        and `timesteps` are a pure function of (config, steps). The pipeline
+        then calls `set_begin_index(0)`, so the first `step()` sets
+        `_step_index = _begin_index` and each `step()` is
+        `latents + (sigmas[i+1] - sigmas[i]) * noise_pred` followed by
+        `_step_index += 1`: no other memory of earlier steps (Euler is
+        single-step, `order` is 1, `stochastic_sampling` is off, so the seed's
+        generator is used only for the initial noise in prepare_latents).
+        Step i's noise prediction depends only on the latents, timesteps[i]
+        and the prompt embeddings, which T5 recomputes identically. So, given
+        the latents after k steps, the same schedule and `_step_index` = k, the
+        remaining steps are the uninterrupted render's, bit for bit.
+
+        The pipeline's own loop does the rest: it iterates `self.timesteps`
+        (cut here to its last steps - k entries) and calls set_begin_index(0),
+        moved here to k. Nothing of the loop is copied."""
+
+        resume_step = 0
+
+        # The parameters spelled out: the pipeline inspects them for `sigmas`.
+        def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None,  # type: ignore[no-untyped-def]
+                          timesteps=None):
+            super().set_timesteps(num_inference_steps=num_inference_steps, device=device, sigmas=sigmas, mu=mu,
+                                  timesteps=timesteps)
+            self.timesteps = self.timesteps[self.resume_step:]
+
+        def set_begin_index(self, begin_index: int = 0) -> None:
+            super().set_begin_index(begin_index + self.resume_step)
+
+    return ResumedScheduler
+
+
+def resumed_scheduler(scheduler, step: int):  # type: ignore[no-untyped-def]
+    """A fresh scheduler of `scheduler`'s config that skips the first `step` steps."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    if type(scheduler) is not FlowMatchEulerDiscreteScheduler:
+        raise ValueError(f"resuming needs Mochi's FlowMatchEulerDiscreteScheduler, not {type(scheduler).__name__}")
+    if scheduler.config.stochastic_sampling or scheduler.config.use_dynamic_shifting:
+        # Stochastic sampling draws noise every step from an unseeded
+        # generator; dynamic shifting needs a `mu` MochiPipeline never passes.
+        raise ValueError("resuming needs a deterministic schedule (no stochastic sampling or dynamic shifting)")
+    resumed = _resumed_scheduler_class().from_config(scheduler.config)
+    resumed.resume_step = step
+    return resumed
+
+
 class MochiEngine:
     """One resident MochiPipeline, on one device or spread over several."""
 
@@ -151,6 +223,7 @@ class MochiEngine:
         # One pipeline per device for guidance-free jobs, two of which run at once.
         self.lanes: list = []
         self._encode_lock = threading.Lock()
+        self._model_digest: str | None = None
         if len(devices) > 1:
             base = self.pipe.transformer
             replicas = [base] + [replicate(base, d) for d in devices[1:]]
@@ -223,13 +296,22 @@ class MochiEngine:
         """Render one video; T x H x W x 3 uint8 frames."""
         return self.decode(self.denoise(req, on_step))
 
-    def denoise(self, req: JobRequest, on_step: StepHook, lane: int | None = None) -> torch.Tensor:
+    def denoise(self, req: JobRequest, on_step: StepHook, lane: int | None = None,
+                resume: Resume | None = None, on_latents: LatentsHook | None = None) -> torch.Tensor:
         """Text to final latents (still scaled).
 
         lane=None: the whole engine (both GPUs on a guided job). lane=i: the
         i-th device alone, for a guidance-free job (guidance <= 1), so that two
-        such jobs can denoise at once from two threads, one per GPU."""
+        such jobs can denoise at once from two threads, one per GPU.
+
+        resume: start after `resume.step` finished steps from their latents;
+        with the same engine configuration the result is bitwise the
+        uninterrupted render's (ResumedScheduler says why). on_latents gets
+        the latents after every step, numbered as in an uninterrupted render."""
         steps = req.num_inference_steps
+        done = resume.step if resume is not None else 0
+        if not 0 <= done <= steps:
+            raise ValueError(f"cannot resume at step {done} of a {steps}-step render")
         pipe, device = self.pipe, self.device
         if lane is not None:
             if not self.lanes:
@@ -237,6 +319,8 @@ class MochiEngine:
             if req.guidance_scale > 1.0:
                 raise ValueError("a lane runs guidance-free jobs; a guided job takes both GPUs")
             pipe, device = self.lanes[lane], self.devices[lane]
+        if resume is not None and done == steps:
+            return resume.latents.to(device)  # denoising had finished: only the decode is left
 
         def step_end(pipe, index, timestep, tensors):  # diffusers' callback signature
             # Nothing else waits for the GPU now (no per-layer sync): wait here
@@ -244,17 +328,70 @@ class MochiEngine:
             # The step ends where the latents live, after the predictions came over.
             if device.type == "cuda":
                 torch.cuda.current_stream(device).synchronize()
-            on_step(index + 1, steps)
+            if on_latents is not None:
+                on_latents(done + index + 1, tensors["latents"])
+            on_step(done + index + 1, steps)
             return {}
 
         # The generator lives on the CPU so one seed gives one video on any device.
         generator = torch.Generator(device="cpu").manual_seed(req.seed or 0)
-        with torch.inference_mode():
-            out = pipe(
-                **self._prompt_inputs(req, device), width=req.width, height=req.height,
-                num_frames=req.num_frames, num_inference_steps=steps, guidance_scale=req.guidance_scale,
-                generator=generator, output_type="latent", callback_on_step_end=step_end)
+        extra: dict = {}
+        stock = pipe.scheduler
+        if resume is not None:
+            extra["latents"] = resume.latents
+            # Swapped for this call only (a pipeline runs one job at a time: its
+            # ticket's lanes), past DiffusionPipeline.__setattr__, which would
+            # rewrite the pipeline's config with the subclass's name.
+            object.__setattr__(pipe, "scheduler", resumed_scheduler(stock, done))
+        try:
+            with torch.inference_mode():
+                out = pipe(
+                    **self._prompt_inputs(req, device), width=req.width, height=req.height,
+                    num_frames=req.num_frames, num_inference_steps=steps, guidance_scale=req.guidance_scale,
+                    generator=generator, output_type="latent", callback_on_step_end=step_end, **extra)
+        finally:
+            if resume is not None:
+                object.__setattr__(pipe, "scheduler", stock)
         return out.frames
+
+    def latent_shape(self, req: JobRequest) -> tuple[int, ...]:
+        """The shape of a request's latents (what a checkpoint must have)."""
+        pipe = self.pipe
+        return (1, pipe.transformer.config.in_channels,
+                (req.num_frames - 1) // pipe.vae_temporal_scale_factor + 1,
+                req.height // pipe.vae_spatial_scale_factor, req.width // pipe.vae_spatial_scale_factor)
+
+    def model_digest(self) -> str:
+        """Which model this is, by its transformer's config and the bytes of its
+        first and last parameters (a few MB at most): a checkpoint of another
+        model's latents is refused, not decoded into noise."""
+        if self._model_digest is None:
+            import hashlib
+            import json
+
+            transformer = self.parallel.replicas[0] if self.parallel is not None else self.pipe.transformer
+            digest = hashlib.sha256(json.dumps(dict(transformer.config), sort_keys=True, default=str).encode())
+            params = list(transformer.parameters())
+            for param in (params[0], params[-1]):
+                digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+            self._model_digest = digest.hexdigest()
+        return self._model_digest
+
+    def render_config(self, lane: int | None) -> dict[str, str]:
+        """What decides the numbers of a render besides the request and the
+        model: two renders agree bit for bit only where these agree."""
+        import diffusers
+
+        parallel = self.parallel is not None
+        devices = [self.devices[lane]] if lane is not None else self.devices
+        names = sorted({torch.cuda.get_device_name(d) if d.type == "cuda" else d.type for d in devices})
+        return {
+            "path": "lane" if lane is not None else (f"guidance-parallel x{len(devices)}" if parallel else "stock"),
+            "devices": f"{len(devices)} x {'/'.join(names)}", "dtype": str(self.dtype),
+            "prefix_attention": str(self.config.prefix_attention if parallel else False),
+            "attention_kernel": self.config.attention_kernel if parallel else "stock",
+            "compile_blocks": str(self.config.compile_blocks),
+            "torch": torch.__version__, "diffusers": diffusers.__version__}
 
     def _prompt_inputs(self, req: JobRequest, device: torch.device) -> dict:
         """The pipeline's prompt arguments. On several devices the engine runs
