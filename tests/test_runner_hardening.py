@@ -1,0 +1,85 @@
+"""A runner contains what goes wrong inside one job: a render that hangs past
+the maximum run time, a deadline that passes while a job waits for a lane, a
+stop while the model still loads."""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from conftest import SMALL
+from waits import wait_until
+
+# Two steps, then a VAE decode of seconds on the CPU: no step can interrupt it.
+LONG_DECODE = {"width": 256, "height": 256, "num_frames": 61, "num_inference_steps": 2}
+
+
+def _job(system, job_id: str) -> dict:
+    return httpx.get(f"{system.api_url}/v1/jobs/{job_id}", timeout=10).json()
+
+
+def _submit(system, body: dict, headers: dict | None = None) -> str:
+    resp = httpx.post(f"{system.api_url}/v1/jobs", json=body, headers=headers or {}, timeout=10)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["id"]
+
+
+def test_work_that_hangs_past_the_run_time_fails_the_job_and_the_runner_reports_it(system):
+    system.start_catalog()
+    runner = system.start_runner(wait=True, MOCHI_MAX_RUN_S="2", MOCHI_HANG_GRACE_S="1", MOCHI_ACK_WAIT_S="4")
+    system.start_api()
+    job_id = _submit(system, {"prompt": "a slow decode", **LONG_DECODE})
+
+    failed = wait_until(lambda: (j := _job(system, job_id))["status"] == "failed" and j, timeout=60,
+                        what="the hung job failed")
+    assert "did not stop" in failed["error"], failed["error"]
+    # The decode still runs in its thread, holding the lane: not alive, not ready.
+    health = httpx.get(f"{runner.health_url}/healthz", timeout=5)
+    assert health.status_code == 503 and "hung" in health.text, health.text
+    # Heartbeats stopped and the message was termed: never redelivered, one final event.
+    time.sleep(6)  # past the ack wait
+    finals = [m for m in system.events(f"mochi.jobs.{job_id}.>") if ".final." in m.subject]
+    assert [m.type for m in finals] == ["failed"]
+    assert [m.event.attempt for m in system.events(f"mochi.jobs.{job_id}.started")] == [1]
+    # Once the thread returns the runner is whole again and renders the next job.
+    wait_until(lambda: httpx.get(f"{runner.health_url}/healthz", timeout=5).status_code == 200, timeout=120,
+               what="the runner alive again")
+    follow = _submit(system, {"prompt": "a quick one", **SMALL})
+    wait_until(lambda: _job(system, follow)["status"] == "completed", timeout=90, what="the next job completed")
+
+
+def test_a_deadline_that_passes_while_a_job_waits_for_its_lanes_expires_it(system):
+    system.start_catalog()
+    system.start_runner(wait=True, MOCHI_DEVICES="cpu,cpu")
+    system.start_api()
+    # A guidance-free job holds one lane for a while; a guided one, pulled
+    # beside it, waits for both lanes past its deadline.
+    holder = _submit(system, {"prompt": "holding a lane", **SMALL, "num_inference_steps": 120,
+                              "guidance_scale": 1.0})
+    wait_until(lambda: _job(system, holder)["status"] == "running", timeout=60, what="the lane holder running")
+    deadline = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
+    waiter = _submit(system, {"prompt": "waiting for both lanes", **SMALL, "guidance_scale": 4.5,
+                              "deadline": deadline})
+    ended = wait_until(lambda: (j := _job(system, waiter))["status"] not in ("queued", "running") and j,
+                       timeout=120, what="the waiting job ended")
+    assert ended["status"] == "expired", ended
+    assert not system.events(f"mochi.jobs.{waiter}.started"), "it touched a GPU"
+    assert _job(system, holder)["status"] in ("running", "completed")
+
+
+def test_a_stop_while_the_model_loads_ends_the_runner_at_once(system):
+    system.start_catalog()
+    # A first start builds nothing here (the tiny model exists); a slow load is
+    # made by warming up at a size whose render takes seconds on the CPU.
+    runner = system.start_runner(MOCHI_WARMUP_WIDTH="256", MOCHI_WARMUP_HEIGHT="256", MOCHI_WARMUP_FRAMES="61")
+    wait_until(lambda: httpx.get(f"{runner.health_url}/healthz", timeout=2).status_code == 200, timeout=60,
+               what="the runner's health port up while it loads")
+    assert httpx.get(f"{runner.health_url}/readyz", timeout=2).status_code == 503
+    sent = time.monotonic()
+    runner.popen.send_signal(signal.SIGTERM)
+    code = runner.popen.wait(timeout=15)
+    assert time.monotonic() - sent < 10
+    assert code == 0
