@@ -14,7 +14,7 @@ from conftest import SMALL
 from waits import wait_until
 
 # Two steps, then a VAE decode of seconds on the CPU: no step can interrupt it.
-LONG_DECODE = {"width": 256, "height": 256, "num_frames": 61, "num_inference_steps": 2}
+LONG_DECODE = {"width": 512, "height": 512, "num_frames": 61, "num_inference_steps": 2}
 
 
 def _job(system, job_id: str) -> dict:
