@@ -43,6 +43,11 @@ WebhookUrl = Annotated[str, msgspec.Meta(
                 "Private, loopback and link-local addresses are refused unless the deployment allows them.")]
 WebhookEvents = Annotated[list[WebhookEvent], msgspec.Meta(
     max_length=6, description="Which events the webhook hears of; default: completed, failed, cancelled, expired.")]
+# Within one owner's queue, higher priorities start first (FIFO within one);
+# between owners the scheduler's fair share decides. Which a key may use is in
+# the API keys file (mochi_api.api_keys).
+Priority = Literal["high", "normal", "low"]
+PRIORITIES: Final[tuple[str, ...]] = ("high", "normal", "low")
 Deadline = Annotated[datetime, msgspec.Meta(
     tz=True, description="A job not started by then ends `expired` without running "
                          "(the Cancel-After header sets it as a duration from now).")]
@@ -64,6 +69,9 @@ class JobRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     webhook_url: WebhookUrl | None = None
     webhook_events: WebhookEvents | None = None
     deadline: Deadline | None = None
+    priority: Annotated[Priority, msgspec.Meta(
+        description="Order among this owner's own queued jobs (fair-share scheduling only); "
+                    "an API key may be limited to some of them.")] = "normal"
 
     def webhook_wants(self, event_type: str) -> bool:
         return self.webhook_url is not None and event_type in (self.webhook_events or DEFAULT_WEBHOOK_EVENTS)

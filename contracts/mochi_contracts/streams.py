@@ -31,6 +31,19 @@ MAX_DELIVERIES_ADVISORY = (
 
 DUPLICATE_WINDOW_S = 120.0
 
+# Fair-share scheduling (MOCHI_SCHEDULING=fair, docs/scheduling.md): the
+# scheduler releases one job at a time into MOCHI_RELEASED as runner lanes free;
+# the runners pull releases from `released-runners` instead of submissions from
+# `gpu-runners`. The leader lease is a KV bucket whose TTL is the lease.
+RELEASE_STREAM = "MOCHI_RELEASED"
+RELEASED_CONSUMER = "released-runners"
+RELEASE_DEAD_LETTER_STREAM = "MOCHI_RELEASE_DEAD_LETTERS"
+RELEASE_DEAD_LETTER_CONSUMER = "release-dead-letters"
+RELEASE_MAX_DELIVERIES_ADVISORY = (
+    f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{RELEASE_STREAM}.{RELEASED_CONSUMER}")
+SCHEDULER_LEASE_BUCKET = "mochi_scheduler_lease"
+SCHEDULER_LEASE_KEY = "leader"
+
 # The webhook dispatcher: its own durable consumer on the job stream (never the
 # catalog's or the runners'), and its own stream of pending work: one message per
 # webhook to deliver and one timer per deadline, kept (limits retention) so a
@@ -164,6 +177,70 @@ def runners_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
 def dead_letter_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=DEAD_LETTER_CONSUMER,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=-1,
+        max_ack_pending=16,
+        num_replicas=cfg.replicas,
+    )
+
+
+def release_stream(cfg: JetStreamSettings, max_age_s: float = 7 * 86400.0) -> StreamConfig:
+    """Limits retention rather than a work queue: a release stays after its ack,
+    so the create-if-absent guard on `mochi.sched.released.<id>` holds while the
+    stream keeps it (a job is never released twice), and a new scheduler leader
+    can replay which jobs are out. max_age must outlive a job's longest queue
+    plus run time; past it only the job stream's events remain, which is enough."""
+    return StreamConfig(
+        name=RELEASE_STREAM,
+        description="Jobs the fair-share scheduler released to the runners (one per job)",
+        subjects=[subjects.ALL_RELEASED],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        num_replicas=cfg.replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        max_age=max_age_s,
+        max_msg_size=4 * 1024,
+        allow_direct=True,
+    )
+
+
+def released_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
+    """The runners' work in fair mode: the same ack, heartbeat and redelivery
+    rules as `gpu-runners`, on releases instead of submissions. Its num_waiting
+    (pull requests of runners with a free lane) is the scheduler's capacity."""
+    return ConsumerConfig(
+        durable_name=RELEASED_CONSUMER,
+        description="GPU runners pull released jobs (fair-share scheduling)",
+        filter_subject=subjects.ALL_RELEASED,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=cfg.ack_wait_s,
+        max_deliver=cfg.max_deliver,
+        max_ack_pending=1024,
+        num_replicas=cfg.replicas,
+    )
+
+
+def release_dead_letter_stream(cfg: JetStreamSettings) -> StreamConfig:
+    # The runners' dead-letter consumer knows only `gpu-runners`; releases that
+    # ran out of deliveries are the scheduler's to fail.
+    return StreamConfig(
+        name=RELEASE_DEAD_LETTER_STREAM,
+        description="Max-deliveries advisories of the runners' released-jobs consumer",
+        subjects=[RELEASE_MAX_DELIVERIES_ADVISORY],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        num_replicas=cfg.replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        max_age=7 * 86400.0,
+    )
+
+
+def release_dead_letter_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=RELEASE_DEAD_LETTER_CONSUMER,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=30.0,
         max_deliver=-1,

@@ -6,6 +6,8 @@ Final events: mochi.jobs.<job_id>.final.<type>  completed, failed, cancelled, ex
 Webhook tries: mochi.jobs.<job_id>.webhook.<delivery seq>  every attempt of one delivery
 Dispatcher:   mochi.dispatch.webhooks.<job_id>.<type>.<seq>  a webhook to deliver (one per job event)
               mochi.dispatch.deadlines.<job_id>              a queued job's deadline timer
+Scheduler:    mochi.sched.released.<job_id>                  a job the fair-share scheduler let a runner take
+                                                             (one per job, create-if-absent)
 The extra `final` token lets one guard (expected last sequence 0 on
 `mochi.jobs.<id>.final.*`) make the final event unique per job, for ever."""
 
@@ -29,6 +31,11 @@ DISPATCH_PREFIX: Final = "mochi.dispatch"
 ALL_DISPATCH: Final = f"{DISPATCH_PREFIX}.>"
 ALL_WEBHOOK_DELIVERIES: Final = f"{DISPATCH_PREFIX}.webhooks.>"
 ALL_DEADLINES: Final = f"{DISPATCH_PREFIX}.deadlines.*"
+
+# Fair-share scheduling (MOCHI_SCHEDULING=fair): the scheduler's releases, which
+# the runners pull instead of submissions.
+SCHED_PREFIX: Final = "mochi.sched"
+ALL_RELEASED: Final = f"{SCHED_PREFIX}.released.*"
 
 # Catalog queries (request-reply through nats.micro).
 CATALOG_SERVICE: Final = "mochi-catalog"
@@ -111,6 +118,18 @@ def job_webhook_deliveries(job_id: str, event_type: str) -> str:
 
 def deadline_timer(job_id: str) -> str:
     return f"{DISPATCH_PREFIX}.deadlines.{_checked(job_id)}"
+
+
+def released(job_id: str) -> str:
+    return f"{SCHED_PREFIX}.released.{_checked(job_id)}"
+
+
+def released_job_id(subject: str) -> str | None:
+    """The job a release subject names, or None for any other subject."""
+    parts = subject.split(".")
+    if len(parts) == 4 and f"{parts[0]}.{parts[1]}.{parts[2]}" == f"{SCHED_PREFIX}.released" and is_job_id(parts[3]):
+        return parts[3]
+    return None
 
 
 def job_logs(job_id: str) -> str:

@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("catalog", help="run the catalog projection and query service")
     sub.add_parser("runner", help="run a GPU runner")
     sub.add_parser("webhooks", help="run the webhook dispatcher (webhooks and deadlines)")
+    sub.add_parser("scheduler", help="run the fair-share scheduler (runners with MOCHI_SCHEDULING=fair)")
     up = sub.add_parser("up", help="run the whole system here on an embedded default")
     up.add_argument("--data", type=Path, default=Path("var"), help="working folder (default ./var)")
     up.add_argument("--port", type=int, default=8000, help="API port")
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         run()
     elif args.command == "webhooks":
         from mochi_webhooks.service import main as run
+        run()
+    elif args.command == "scheduler":
+        from mochi_scheduler.service import main as run
         run()
     elif args.command == "up":
         from mochi_cli.up import run_up

@@ -22,13 +22,17 @@ from mochi_common.settings import load_settings
 from mochi_common.storage import open_store
 from mochi_common.supervise import Supervisor
 from mochi_contracts.streams import (
-    DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings)
+    DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM, RELEASE_STREAM, RELEASED_CONSUMER, RUNNERS_CONSUMER,
+    JetStreamSettings)
 from mochi_runner import metrics
 from mochi_runner.dead_letters import DeadLetters
 from mochi_runner.engine import MochiEngine, engine_config
 from mochi_runner.gpu_slots import GpuSlots
 from mochi_runner.job_handler import JobHandler
 from mochi_runner.settings import RunnerSettings
+from mochi_scheduler.released_work import ReleasedWork
+from mochi_scheduler.settings import RunnerScheduling
+from mochi_scheduler.topology import ensure_runner_release_topology
 
 log = structlog.get_logger()
 
@@ -112,32 +116,48 @@ async def run(settings: RunnerSettings) -> None:
     reconnects = Reconnects()
     nc = await connect(settings.nats_url, name=f"mochi-runner-{settings.runner_id}", reconnects=reconnects)
     js = nc.jetstream()
-    await ensure_runner_topology(js, JetStreamSettings(replicas=settings.jetstream_replicas,
-                                                       ack_wait_s=settings.ack_wait_s,
-                                                       max_deliver=settings.max_deliver))
+    # fifo: submissions straight from `gpu-runners`; fair: the scheduler's
+    # releases from `released-runners` (docs/scheduling.md).
+    fair = load_settings(RunnerScheduling).scheduling == "fair"
+    js_settings = JetStreamSettings(replicas=settings.jetstream_replicas, ack_wait_s=settings.ack_wait_s,
+                                    max_deliver=settings.max_deliver)
+    if fair:
+        await ensure_runner_release_topology(js, js_settings)
+    else:
+        await ensure_runner_topology(js, js_settings)
     # In a thread: an s3:// store checks its bucket over the network at start.
     store = await asyncio.to_thread(open_store, settings.store_url, settings)
     slots = GpuSlots(len(engine.lanes) or 1)
     handler = JobHandler(settings, nc, engine, store, slots)
     if stop.is_set():
         on_signal()
-    dead = DeadLetters(PatientJetStream(js, 60.0))
-    dead_consumer = DurableConsumer(js, DEAD_LETTER_STREAM, DEAD_LETTER_CONSUMER, label="dead-letters",
-                                    reconnects=reconnects, fetch_timeout_s=2.0)
-    supervisor.start("dead-letters", lambda: dead_consumer.run(dead.handle, stop))
+    if not fair:  # in fair mode the scheduler fails the releases that ran out of deliveries
+        dead = DeadLetters(PatientJetStream(js, 60.0))
+        dead_consumer = DurableConsumer(js, DEAD_LETTER_STREAM, DEAD_LETTER_CONSUMER, label="dead-letters",
+                                        reconnects=reconnects, fetch_timeout_s=2.0)
+        supervisor.start("dead-letters", lambda: dead_consumer.run(dead.handle, stop))
     # Jobs in flight: rendering, waiting for a lane, or encoding and uploading
     # after their render. Bounded so a slow store cannot pile up decoded videos;
     # a job is pulled only while a lane is free and no pulled job waits for one.
-    jobs = DurableConsumer(js, JOBS_STREAM, RUNNERS_CONSUMER, label="runner-jobs", reconnects=reconnects,
-                           concurrency=slots.lanes + settings.max_uploading_jobs,
+    jobs = DurableConsumer(js, RELEASE_STREAM if fair else JOBS_STREAM,
+                           RELEASED_CONSUMER if fair else RUNNERS_CONSUMER, label="runner-jobs",
+                           reconnects=reconnects, concurrency=slots.lanes + settings.max_uploading_jobs,
                            max_failures=settings.max_deliver)
+    released = ReleasedWork(js, handler.handle) if fair else None
+
+    async def room() -> bool:
+        if released is not None and released.looking_up:
+            await asyncio.sleep(0.02)  # a release whose submission is being read has no GPU ticket yet
+            return False
+        return await slots.wait_for_room(timeout=1.0)
+
     ready = True
     metrics.STARTUP_SECONDS.set(time.perf_counter() - started)
     log.info("runner.ready", runner_id=settings.runner_id, lanes=slots.lanes,
              startup_seconds=round(time.perf_counter() - started, 2))
     # Draining: renders stop at their next step and hand their jobs back;
     # uploads under way finish (no drain timeout).
-    await jobs.run(handler.handle, stop, room=lambda: slots.wait_for_room(timeout=1.0), drain_timeout_s=None)
+    await jobs.run(released.handle if released else handler.handle, stop, room=room, drain_timeout_s=None)
     await supervisor.stop()
     await nc.drain()
     log.info("runner.stopped")

@@ -1,0 +1,1 @@
+"""The fair-share scheduler (MOCHI_SCHEDULING=fair): docs/scheduling.md."""
