@@ -33,11 +33,46 @@ def rebuild(messages) -> dict[str, tuple]:  # type: ignore[no-untyped-def]
         return catalog_rows(Path(tmp) / "rebuild.db")
 
 
-def check_invariants(system, catalog_db: Path | None = None, all_final: bool = True) -> dict[str, str]:
+def denoising_steps_rendered_twice(messages) -> Counter:  # type: ignore[no-untyped-def]
+    """Per job, the denoising steps rendered by more than one attempt (each
+    extra rendering counts): what a SIGKILL costs past the last checkpoint.
+    Read from the stream: an attempt's progress events follow its started
+    event (from the same runner), which says the step it resumed after; a step
+    rendered but killed before its progress event went out is not seen."""
+    twice: Counter = Counter()
+    rendered: dict[str, Counter] = {}
+    current: dict[tuple[str, str], int] = {}  # (job, runner) -> the attempt it runs now
+    seen: set[tuple[str, int, int]] = set()  # (job, attempt, step)
+    for m in decodable(messages):
+        event = m.event
+        if m.type == "started":
+            current[(event.job_id, event.runner)] = event.attempt
+            rendered.setdefault(event.job_id, Counter())
+            twice[event.job_id] += 0
+        elif m.type == "progress":
+            attempt = current.get((event.job_id, event.runner), 0)
+            if (event.job_id, attempt, event.step) in seen:
+                continue  # a re-published event of the same attempt
+            seen.add((event.job_id, attempt, event.step))
+            steps = rendered.setdefault(event.job_id, Counter())
+            if steps[event.step]:
+                twice[event.job_id] += 1
+            steps[event.step] += 1
+    return twice
+
+
+def check_invariants(system, catalog_db: Path | None = None, all_final: bool = True,
+                     max_steps_rendered_twice: int | None = None) -> dict[str, str]:
     """Each submitted job has exactly one final event (all_final) or at most
     one; a stored video exactly for the completed ones; the catalog equals a
-    rebuild from the stream. Returns job id -> final type."""
+    rebuild from the stream; with max_steps_rendered_twice, no job rendered
+    more denoising steps again than that (checkpoint interval times the
+    deliveries it lost). Returns job id -> final type."""
     messages = system.events()
+    if max_steps_rendered_twice is not None:
+        twice = denoising_steps_rendered_twice(messages)
+        worst = max(twice.values(), default=0)
+        assert worst <= max_steps_rendered_twice, f"steps rendered twice: {dict(+twice)}"
     good = decodable(messages)
     submitted = {m.event.job_id for m in good if m.type == "submitted"}
     finals = Counter(m.event.job_id for m in good if m.type in FINAL_TYPES)

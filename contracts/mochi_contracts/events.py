@@ -61,6 +61,10 @@ class JobSubmitted(Event, tag="submitted"):
 class JobStarted(Event, tag="started"):
     runner: Name
     attempt: Attempt
+    # The denoising steps this attempt did not render: it resumed from a
+    # checkpoint saved after that many (0: it renders from the start; an
+    # event written before checkpoints reads as 0).
+    from_step: Step = 0
 
 
 class JobProgress(Event, tag="progress"):

@@ -46,6 +46,21 @@ class WebhookDelivery(msgspec.Struct, frozen=True, kw_only=True):
     next_attempt_at: datetime | None = None
 
 
+class AttemptStart(msgspec.Struct, frozen=True, kw_only=True):
+    """One delivery that started rendering: who, when, and the step it started
+    from (more than 0 where it resumed from a checkpoint)."""
+
+    attempt: int
+    runner: str
+    started_at: datetime
+    from_step: int = 0
+
+
+# A job is delivered at most max_deliver times (5 by default); the list keeps
+# the newest starts should a runaway redelivery loop go on.
+MAX_ATTEMPT_STARTS = 20
+
+
 class JobState(msgspec.Struct, kw_only=True):
     """A job as the events have told it so far."""
 
@@ -69,6 +84,8 @@ class JobState(msgspec.Struct, kw_only=True):
     webhook_deliveries: list[WebhookDelivery] = msgspec.field(default_factory=list)
     # When the newest denoising step was reported (for seconds per step).
     last_step_at: datetime | None = None
+    # Each attempt that started rendering, oldest first.
+    attempt_starts: list[AttemptStart] = msgspec.field(default_factory=list)
 
 
 def new_state(event: JobSubmitted, seq: int) -> JobState:
@@ -93,10 +110,12 @@ def apply(state: JobState, event: JobEvent, seq: int) -> JobState:
     if state.status in FINAL_STATUSES:
         return state
     match event:
-        case JobStarted(runner=runner, attempt=attempt):
+        case JobStarted(runner=runner, attempt=attempt, from_step=from_step):
+            start = AttemptStart(attempt=attempt, runner=runner, started_at=event.time, from_step=from_step)
             return msgspec.structs.replace(
                 state, status="running", started_at=state.started_at or event.time,
-                runner=runner, attempts=attempt, step=0)
+                runner=runner, attempts=attempt, step=from_step,
+                attempt_starts=[*state.attempt_starts, start][-MAX_ATTEMPT_STARTS:])
         case JobProgress(step=step, total_steps=total, runner=runner):
             return msgspec.structs.replace(
                 state, status="running", step=step, total_steps=total, runner=runner,

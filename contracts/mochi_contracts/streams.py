@@ -14,6 +14,7 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -30,6 +31,16 @@ MAX_DELIVERIES_ADVISORY = (
     f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{RUNNERS_CONSUMER}")
 
 DUPLICATE_WINDOW_S = 120.0
+
+# Renders in progress (issue 20): one object per job, named by its job id, the
+# latents after the newest saved step. An object store bucket, so its stream
+# is OBJ_<bucket>. Runners delete a job's checkpoint at its final event; the
+# max age removes those of jobs that ended otherwise (dead letters, a runner
+# lost before its final event): a job is redelivered within minutes
+# (ack wait, backoff, max deliveries), so a day-old checkpoint is abandoned.
+CHECKPOINT_BUCKET = "mochi_checkpoints"
+CHECKPOINT_STREAM = f"OBJ_{CHECKPOINT_BUCKET}"
+CHECKPOINT_MAX_AGE_S = 86400.0
 
 # Fair-share scheduling (MOCHI_SCHEDULING=fair, docs/scheduling.md): the
 # scheduler releases one job at a time into MOCHI_RELEASED as runner lanes free;
@@ -78,6 +89,18 @@ def jobs_stream(cfg: JetStreamSettings) -> StreamConfig:
         max_age=cfg.max_age_days * 86400.0,
         max_msg_size=256 * 1024,
         allow_direct=True,
+    )
+
+
+def checkpoint_bucket(cfg: JetStreamSettings) -> ObjectStoreConfig:
+    # Replicated like the job stream: a checkpoint must outlive the node of
+    # the runner that wrote it, which is when it is needed.
+    return ObjectStoreConfig(
+        bucket=CHECKPOINT_BUCKET,
+        description="Mochi Serve renders in progress: latents after the last saved step, one object per job",
+        ttl=CHECKPOINT_MAX_AGE_S,
+        storage=StorageType.FILE,
+        replicas=cfg.replicas,
     )
 
 

@@ -9,11 +9,13 @@ from typing import TypeVar
 import structlog
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.object_store import ObjectStore
 
 from mochi_common.backoff import patiently
 from mochi_common.nats_conn import is_nats_down
 from mochi_contracts.streams import (
+    CHECKPOINT_BUCKET, CHECKPOINT_STREAM, checkpoint_bucket,
     DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, DEADLINE_CONSUMER, DISPATCH_STREAM, DISPATCHER_CONSUMER, JOBS_STREAM,
     RUNNERS_CONSUMER, WEBHOOK_SENDER_CONSUMER, JetStreamSettings, dead_letter_consumer, dead_letter_stream,
     deadline_consumer, dispatch_stream, dispatcher_consumer, jobs_stream, runners_consumer, webhook_sender_consumer)
@@ -105,3 +107,31 @@ async def ensure_dispatcher_topology(js: JetStreamContext, cfg: JetStreamSetting
             js, DISPATCH_STREAM, webhook_sender_consumer(cfg, sender_ack_wait_s)),
         DEADLINE_CONSUMER: await ensure_consumer(js, DISPATCH_STREAM, deadline_consumer(cfg)),
     }
+
+
+async def ensure_checkpoint_bucket(js: JetStreamContext, cfg: JetStreamSettings,
+                                   patience_s: float = SETUP_PATIENCE_S) -> ObjectStore:
+    """The runners' checkpoint bucket (mochi_contracts.streams.checkpoint_bucket),
+    created if absent, its max age and replicas brought to the declared ones."""
+    want = checkpoint_bucket(cfg)
+
+    async def ensure() -> ObjectStore:
+        try:
+            bucket = await js.object_store(CHECKPOINT_BUCKET)
+        except BucketNotFoundError:
+            return await js.create_object_store(CHECKPOINT_BUCKET, config=want)
+        have = (await js.stream_info(CHECKPOINT_STREAM)).config
+        if have.max_age != want.ttl or have.num_replicas != want.replicas:
+            have.max_age, have.num_replicas = want.ttl, want.replicas
+            await js.update_stream(have)
+        return bucket
+
+    def on_retry(err: Exception, delay: float) -> None:
+        log.warning("jetstream.setup_waits", what=f"bucket {CHECKPOINT_BUCKET}", error=repr(err), retry_in_s=delay)
+
+    return await patiently(ensure, is_nats_down, patience_s, on_retry)
+
+
+async def open_checkpoint_bucket(js: JetStreamContext) -> ObjectStore:
+    """The checkpoint bucket if it exists (BucketNotFoundError if not); never creates it."""
+    return await js.object_store(CHECKPOINT_BUCKET)

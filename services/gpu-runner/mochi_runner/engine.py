@@ -391,7 +391,7 @@ class MochiEngine:
             "prefix_attention": str(self.config.prefix_attention if parallel else False),
             "attention_kernel": self.config.attention_kernel if parallel else "stock",
             "compile_blocks": str(self.config.compile_blocks),
-            "torch": torch.__version__, "diffusers": diffusers.__version__}
+            "torch": str(torch.__version__), "diffusers": str(diffusers.__version__)}
 
     def _prompt_inputs(self, req: JobRequest, device: torch.device) -> dict:
         """The pipeline's prompt arguments. On several devices the engine runs

@@ -15,7 +15,14 @@ counts the outcome only when that event was published, logs, and returns
 what the consumer runtime (mochi_common.consumer) does with the message.
 Subscriptions to the job's cancel and final subjects are made before phase 1
 reads the stream, so a cancel between the check and the subscribe is never
-missed."""
+missed.
+
+Checkpoints (checkpoints.py, issue 20): phase 2 saves the latents every
+`checkpoint_every_steps` steps, after the step in flight at a hand-over
+(SIGTERM), and once denoising ends, beside the next steps; a delivery that
+finds a checkpoint it can verify starts after its step (with denoising
+finished, it only decodes, encodes and stores). `_end` deletes the job's
+checkpoint: the job is final there."""
 
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 import structlog
+import torch
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -44,7 +52,8 @@ from mochi_contracts.events import (
     VideoInfo, clip, utcnow)
 from mochi_contracts.storage import VIDEO_CONTENT_TYPE, video_key
 from mochi_runner import metrics
-from mochi_runner.engine import MochiEngine
+from mochi_runner.checkpoints import CheckpointStore, JobCheckpoints, RejectedCheckpoint, verify
+from mochi_runner.engine import MochiEngine, Resume
 from mochi_runner.gpu_slots import GpuSlots, Ticket
 from mochi_runner.job_control import JobControl, RenderStopped
 from mochi_runner.settings import RunnerSettings
@@ -85,6 +94,8 @@ class Attempt:
         self.heartbeat: Heartbeat | None = None
         # The watchdog gave up on its work, whose thread still holds the lanes.
         self.hung = False
+        self.checkpoints: JobCheckpoints | None = None
+        self.from_step = 0  # the step this attempt resumed after (0: from the start)
 
     def past_deadline(self) -> bool:
         deadline = self.event.request.deadline
@@ -96,7 +107,7 @@ class JobHandler:
     its GPU lanes (gpu_slots.py) only while it denoises and decodes."""
 
     def __init__(self, settings: RunnerSettings, nc: Client, engine: MochiEngine, store: VideoStore,
-                 slots: GpuSlots):
+                 slots: GpuSlots, checkpoints: CheckpointStore | None = None):
         self.settings = settings
         self.nc = nc
         # A stream leader election takes seconds; the job's events wait it out.
@@ -115,6 +126,9 @@ class JobHandler:
         # Renders the watchdog gave up on whose thread still runs (holding lanes).
         self.hung: set[str] = set()
         self.jobs_started = 0
+        # None: this runner neither saves nor resumes renders.
+        self.checkpoints = checkpoints
+        self.decodes = 0  # for fault_injection_decode_oom
 
     # ---- what the service asks ------------------------------------------------
 
@@ -232,11 +246,21 @@ class JobHandler:
 
     async def _render(self, attempt: Attempt, ticket: Ticket) -> np.ndarray:
         job_id, req, control = attempt.job_id, attempt.event.request, attempt.control
+        # Read while the job waits for its lanes, not while they idle.
+        found = await self._checkpoint_found(attempt)
         await ticket.wait(control)
         # The wait for a lane can be long: the deadline is checked again now.
         if attempt.past_deadline():
             raise RenderStopped(JobControl.EXPIRED, 0)
-        await publish_event(self.js, JobStarted(job_id=job_id, runner=self.runner_id, attempt=attempt.number),
+        resume = await self._resume_point(attempt, found, ticket.lane)
+        loop = asyncio.get_running_loop()
+        if self.checkpoints is not None:
+            attempt.checkpoints = JobCheckpoints(
+                self.checkpoints, loop, job_id=job_id, req=req, model_digest=self.engine.model_digest(),
+                config=self.engine.render_config(ticket.lane), runner=self.runner_id, attempt=attempt.number)
+        attempt.from_step = resume.step if resume is not None else 0
+        await publish_event(self.js, JobStarted(job_id=job_id, runner=self.runner_id, attempt=attempt.number,
+                                                from_step=attempt.from_step),
                             dedupe=f"{job_id}:started:{attempt.number}")
         attempt.log.info("job.started", steps=req.num_inference_steps, size=f"{req.width}x{req.height}",
                          frames=req.num_frames, lanes=list(ticket.lanes))
@@ -253,21 +277,39 @@ class JobHandler:
         clock = metrics.StepClock()
         progress: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
         publisher = asyncio.create_task(self._publish_progress(attempt, progress))
-        loop = asyncio.get_running_loop()
+        every = self.settings.checkpoint_every_steps
+        latest: list[torch.Tensor] = []  # the latents of the step that just ended
+
+        def on_latents(step: int, latents: torch.Tensor) -> None:  # the render thread, before on_step
+            latest[:] = [latents]
 
         def on_step(step: int, total: int) -> None:  # runs in the render thread
             attempt.moved_at = time.monotonic()
+            metrics.STEPS_RENDERED.inc()
             loop.call_soon_threadsafe(progress.put_nowait, (step, total))
             clock.tick()
-            control.check(step)
+            # One read of the reason decides both the checkpoint and the stop,
+            # so a hand-over always stops after a step whose latents are saved.
+            reason = control.reason
+            if attempt.checkpoints is not None and latest:
+                handing_over = reason == JobControl.SHUTDOWN
+                if handing_over or step == total or (every and step % every == 0):
+                    attempt.checkpoints.offer(step, latest[0], must=handing_over or step == total)
+            latest.clear()
+            if reason is not None:
+                raise RenderStopped(reason, step)
 
         def render() -> np.ndarray:  # in a worker thread, on the ticket's lanes
             if ticket.idle_since is not None:
                 idle = time.perf_counter() - ticket.idle_since
                 metrics.GPU_IDLE_SECONDS.observe(idle)
                 attempt.log.info("job.gpu_idle_before", seconds=round(idle, 3), lanes=list(ticket.lanes))
-            latents = self.engine.denoise(req, on_step, lane=ticket.lane)
+            latents = self.engine.denoise(req, on_step, lane=ticket.lane, resume=resume, on_latents=on_latents)
             attempt.moved_at = time.monotonic()  # the decode makes no steps
+            if self.settings.fault_injection_decode_oom > self.decodes:
+                self.decodes += 1
+                raise torch.OutOfMemoryError(f"fault injection: decode {self.decodes} of "
+                                             f"{self.settings.fault_injection_decode_oom} made to fail")
             return self.engine.decode(latents, lane=ticket.lane)
 
         metrics.BUSY.inc()
@@ -285,6 +327,54 @@ class JobHandler:
             await publisher
         attempt.log.info("job.rendered", seconds=round(time.perf_counter() - attempt.started, 2))
         return frames
+
+    async def _checkpoint_found(self, attempt: Attempt) -> tuple[Any, torch.Tensor] | None:
+        """An earlier attempt's checkpoint of this job that passes verification
+        (job, request, model, shape, checksum), or None: none, the store away,
+        or one that fails (logged; the job then renders from step 0)."""
+        if self.checkpoints is None:
+            return None
+        blob = await self.checkpoints.load(attempt.job_id)
+        if blob is None:
+            return None
+        req = attempt.event.request
+        try:
+            return await asyncio.to_thread(verify, blob, job_id=attempt.job_id, req=req,
+                                           model_digest=self.engine.model_digest(),
+                                           shape=self.engine.latent_shape(req))
+        except RejectedCheckpoint as rejected:
+            metrics.CHECKPOINTS_REJECTED.labels(reason=rejected.reason).inc()
+            attempt.log.warning("checkpoint.rejected", reason=rejected.reason, detail=rejected.detail,
+                                bytes=len(blob))
+            await self.job_log(attempt.job_id, "warning", f"ignored the checkpoint found ({rejected}); "
+                                                          "rendering from step 0")
+            return None
+
+    async def _resume_point(self, attempt: Attempt, found: tuple[Any, torch.Tensor] | None,
+                            lane: int | None) -> Resume | None:
+        if found is None:
+            return None
+        header, latents = found
+        total = attempt.event.request.num_inference_steps
+        here = self.engine.render_config(lane)
+        differs = sorted(k for k in set(here) | set(header.config) if here.get(k) != header.config.get(k))
+        metrics.RESUMES.labels(configuration="other" if differs else "same").inc()
+        metrics.STEPS_RESUMED.inc(header.step)
+        whose = (f"the checkpoint {header.runner} saved on attempt {header.attempt} at "
+                 f"{header.saved_at.isoformat(timespec='seconds')}")
+        if differs:
+            # Allowed: the latents are the same model's; the frames differ
+            # from an uninterrupted render only by rounding.
+            how = "another engine configuration (" + ", ".join(
+                f"{k}: {header.config.get(k)} -> {here.get(k)}" for k in differs) + "), so not bit for bit"
+        else:
+            how = "the same engine configuration, so bit for bit"
+        what = ("denoising had finished: only the decode, encode and upload are left" if header.step >= total
+                else f"resuming at step {header.step + 1} of {total}")
+        attempt.log.info("job.resumed", from_step=header.step, total=total, checkpoint_runner=header.runner,
+                         checkpoint_attempt=header.attempt, other_configuration=differs or None)
+        await self.job_log(attempt.job_id, "info", f"{what}: {header.step} steps from {whose}, made with {how}")
+        return Resume(step=header.step, latents=latents)
 
     async def _watched(self, attempt: Attempt, work: Callable[[], T], on_hang: Callable[[], None] | None = None) -> T:
         """`work()` in a thread, within what is left of the maximum run time. Past
@@ -344,8 +434,10 @@ class JobHandler:
             size = await self._store_video(job_id, path)
             metrics.observe_job_since(attempt.event.time)
         seconds = time.perf_counter() - attempt.started
-        await self.job_log(job_id, "info", f"rendered {req.num_inference_steps} steps and stored "
-                                           f"{size} bytes in {seconds:.1f}s")
+        rendered = req.num_inference_steps - attempt.from_step
+        resumed = f" (resumed after step {attempt.from_step})" if attempt.from_step else ""
+        await self.job_log(job_id, "info", f"rendered {rendered} of {req.num_inference_steps} steps{resumed} "
+                                           f"and stored {size} bytes in {seconds:.1f}s")
         return await self._end(attempt, self._completed(attempt, size), ACK, "completed", "job.completed",
                                seconds=round(seconds, 2), bytes=size)
 
@@ -386,15 +478,34 @@ class JobHandler:
             published = await publish_final(self.js, final) is not None
         if metric is not None and published:
             metrics.finished(metric)
+        # Every _end leaves the job final (this final event, or another's that
+        # the guard kept): its checkpoint is of no more use. This attempt's
+        # uploads settle first, so none lands after the delete.
+        if attempt.checkpoints is not None:
+            await attempt.checkpoints.settle(self.settings.checkpoint_wait_s)
+        if self.checkpoints is not None:
+            await self.checkpoints.delete(attempt.job_id)
         attempt.log.info(what, final_published=published if final is not None else None, **fields)
         return outcome
+
+    async def _checkpoint_settled(self, attempt: Attempt) -> int | None:
+        """Before the job goes back to the queue: the step its next delivery
+        resumes after (this attempt's newest saved one), once the uploads are done."""
+        if attempt.checkpoints is None:
+            return None
+        return await attempt.checkpoints.settle(self.settings.checkpoint_wait_s)
 
     async def _stopped(self, attempt: Attempt, stop: RenderStopped) -> Outcome:
         job_id, number = attempt.job_id, attempt.number
         if stop.reason == JobControl.SHUTDOWN:
-            # Hand the job back at once rather than after the ack wait.
+            # Hand the job back at once rather than after the ack wait, once
+            # the latents of the step it stopped after are stored.
+            saved = await self._checkpoint_settled(attempt)
             metrics.finished("handed_back")
-            attempt.log.info("job.handed_back", step=stop.step)
+            attempt.log.info("job.handed_back", step=stop.step, checkpoint_step=saved)
+            if saved is not None:
+                await self.job_log(job_id, "info", f"handed back by {self.runner_id} (shutting down) after step "
+                                                   f"{stop.step}; the next attempt resumes after step {saved}")
             return Nak()
         if stop.reason == JobControl.TIMED_OUT:
             reason = (f"ran past the maximum run time of {self.settings.max_run_s:g}s "
@@ -418,18 +529,23 @@ class JobHandler:
         the job; nothing here raises out of the runner."""
         reason = f"{type(err).__name__}: {err}"
         oom = _is_oom(err)
+        saved = await self._checkpoint_settled(attempt)
+        denoised = saved is not None and saved >= attempt.event.request.num_inference_steps
         if oom:
-            # Another try on the same GPU would run out of memory again.
-            import torch
-
-            torch.cuda.empty_cache()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             reason = f"out of GPU memory at {reason}; try fewer frames or a smaller size"
         reason = clip(reason)
-        final = oom or attempt.number >= self.settings.max_deliver
+        # Another try on the same GPU would run out of memory again, unless the
+        # denoised latents are saved: a redelivery then only decodes, with
+        # nothing else on the GPU it lands on.
+        final = (oom and not denoised) or attempt.number >= self.settings.max_deliver
         attempt.log.error("job.attempt_failed", reason=reason, final=final, exc_info=err)
         try:
-            await self.job_log(attempt.job_id, "error", f"attempt {attempt.number} failed: {reason}"
-                                                         + ("" if final else "; it will be retried"))
+            retried = "" if final else "; it will be retried" + (
+                " from its saved latents (no denoising step again)" if denoised
+                else f" after step {saved}" if saved else "")
+            await self.job_log(attempt.job_id, "error", f"attempt {attempt.number} failed: {reason}{retried}")
             if not final:
                 metrics.finished("retried")
                 return Nak(min(2.0 ** attempt.number, 30.0))

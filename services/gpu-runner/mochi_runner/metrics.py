@@ -59,6 +59,41 @@ STARTUP_SECONDS = Gauge(
     "Seconds from the runner's start (imports done; see process_start_time_seconds) to ready: "
     "model loaded and warmed, NATS connected, consumer bound")
 
+# Checkpoints of renders in progress (checkpoints.py, issue 20).
+STEPS_RENDERED = Counter(
+    "mochi_runner_denoising_steps_rendered",
+    "Denoising steps this runner rendered (a resumed job counts only the steps after its checkpoint)")
+STEPS_RESUMED = Counter(
+    "mochi_runner_denoising_steps_resumed",
+    "Denoising steps this runner did not render again because a job resumed from a checkpoint")
+RESUMES = Counter(
+    "mochi_runner_resumes",
+    "Jobs this runner resumed from a checkpoint, by whether the checkpoint came from the same engine "
+    "configuration (bit-for-bit) or another one (another attention kernel, device count, ...)",
+    ["configuration"])
+CheckpointOutcome = Literal["saved", "skipped_busy", "failed"]
+CHECKPOINTS = Counter(
+    "mochi_runner_checkpoints",
+    "Checkpoints of renders in progress, by outcome: saved, skipped_busy (the job's previous "
+    "checkpoint was still uploading), failed (the upload failed; the render went on)",
+    ["outcome"])
+CHECKPOINTS_REJECTED = Counter(
+    "mochi_runner_checkpoints_rejected",
+    "Checkpoints found at a job's start that failed verification (the job rendered from step 0), by reason",
+    ["reason"])
+CHECKPOINT_STORE_UNAVAILABLE = Counter(
+    "mochi_runner_checkpoint_store_unavailable",
+    "Checkpoint store calls that found the bucket away (jobs then render without checkpoints), by operation",
+    ["operation"])
+CHECKPOINT_UPLOAD_SECONDS = Histogram(
+    "mochi_runner_checkpoint_upload_seconds",
+    "Seconds from a checkpoint's latents leaving the step to their upload's end (host copy, checksum, upload)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+for _label in ("saved", "skipped_busy", "failed"):
+    CHECKPOINTS.labels(outcome=_label)
+for _label in ("same", "other"):
+    RESUMES.labels(configuration=_label)
+
 
 def finished(outcome: Outcome) -> None:
     JOBS_FINISHED.labels(outcome=outcome).inc()

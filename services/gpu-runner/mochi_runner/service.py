@@ -25,6 +25,7 @@ from mochi_contracts.streams import (
     DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM, RELEASE_STREAM, RELEASED_CONSUMER, RUNNERS_CONSUMER,
     JetStreamSettings)
 from mochi_runner import metrics
+from mochi_runner.checkpoints import CheckpointStore
 from mochi_runner.dead_letters import DeadLetters
 from mochi_runner.engine import MochiEngine, engine_config
 from mochi_runner.gpu_slots import GpuSlots
@@ -128,7 +129,11 @@ async def run(settings: RunnerSettings) -> None:
     # In a thread: an s3:// store checks its bucket over the network at start.
     store = await asyncio.to_thread(open_store, settings.store_url, settings)
     slots = GpuSlots(len(engine.lanes) or 1)
-    handler = JobHandler(settings, nc, engine, store, slots)
+    # Renders in progress are saved to, and resumed from, the checkpoint bucket;
+    # with the bucket away jobs render without checkpoints (issue 20).
+    checkpoints = CheckpointStore(js, JetStreamSettings(replicas=settings.jetstream_replicas))
+    await checkpoints.open()
+    handler = JobHandler(settings, nc, engine, store, slots, checkpoints)
     if stop.is_set():
         on_signal()
     if not fair:  # in fair mode the scheduler fails the releases that ran out of deliveries

@@ -66,6 +66,23 @@ class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
     # Jobs past their render still encoding and uploading, beyond which the
     # runner pulls no more: a store outage must not pile up decoded videos.
     max_uploading_jobs: Annotated[int, msgspec.Meta(ge=1)] = 2
+    # Save a render's latents (the JetStream object store bucket of
+    # mochi_contracts.streams.CHECKPOINT_BUCKET) after every this many steps,
+    # besides at a SIGTERM hand-over and once denoising ends; a SIGKILLed
+    # runner's job then resumes elsewhere losing at most this many steps.
+    # 0: only at the hand-over and the end of denoising. The default is
+    # measured (docs/benchmarks.md, bench/checkpoint_cost.py).
+    checkpoint_every_steps: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 4
+    # How long a hand-over (SIGTERM) or a failed attempt waits for its last
+    # checkpoint's upload before it hands the job back anyway.
+    checkpoint_wait_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    # FOR FAULT-INJECTION TESTS ONLY (tests/test_resume.py): the first this
+    # many decodes of this process raise torch.OutOfMemoryError, as a VAE
+    # decode past the GPU's memory does. A CPU has no memory limit to run
+    # out of on cue, and the path under test (the failed attempt, its saved
+    # latents, the redelivery that only decodes) is the handler's, whatever
+    # the GPU. Never set on a runner that serves users.
+    fault_injection_decode_oom: Annotated[int, msgspec.Meta(ge=0)] = 0
     # Warm the model with one tiny render before pulling work.
     warmup: bool = True
     # /healthz, /readyz and /metrics; 0 turns the endpoint off.
