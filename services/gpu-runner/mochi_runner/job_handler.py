@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
+from functools import partial
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -429,7 +430,7 @@ class JobHandler:
         with tempfile.TemporaryDirectory(prefix="mochi-") as tmp:
             path = Path(tmp) / "video.mp4"
             attempt.moved_at = time.monotonic()
-            await self._watched(attempt, lambda: encode_mp4(frames, req.fps, path, preset=self.settings.mp4_preset))
+            await self._watched(attempt, partial(encode_mp4, frames, req.fps, path, preset=self.settings.mp4_preset))
             del frames
             size = await self._store_video(job_id, path)
             metrics.observe_job_since(attempt.event.time)
