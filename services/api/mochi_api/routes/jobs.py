@@ -70,6 +70,10 @@ async def _check_queue_cap(ctx: ApiContext, caller: Caller) -> None:
         page = await ctx.reader.list(catalog.ListJobs(owner=caller.owner, status=["queued"], limit=cap))
     except (NoRespondersError, NatsTimeout):
         return  # without the catalog the cap cannot be counted; submitting matters more
+    except ProblemDetailsException as err:
+        if err.status_code != 503:
+            raise
+        return  # a catalog replica that answers with an error: likewise
     if len(page.jobs) >= cap:
         exc = problem(429, "too-many-queued", "Too many queued jobs",
                       f"{caller.owner} has {cap} queued jobs, the most allowed; wait for some to start")
