@@ -31,7 +31,7 @@ export function onApiSuccess(fn) {
   successListeners.push(fn);
 }
 
-function authHeaders() {
+export function authHeaders() {
   const key = getKey();
   return key ? { Authorization: `Bearer ${key}` } : {};
 }

@@ -1,5 +1,7 @@
-// One job: its settings, its event timeline and its log (the job's own stream
-// replays the history, then follows it live), the video, and what can be done next.
+// One job: its settings, its event timeline and its log (its history read once
+// from the job's own stream, then its events from the browser's one shared
+// stream, each shown once: deduplicated by event id), the video, and what can
+// be done next.
 
 import { ApiError, cancelJob, fetchVideo, getJob } from "./api.js";
 import { h } from "./dom.js";
@@ -7,7 +9,8 @@ import { formatBytes, formatDateTime, formatSeconds } from "./format.js";
 import { applyEvent, isFinal } from "./job_state.js";
 import { JobLog } from "./job_log.js";
 import { getKey } from "./key.js";
-import { LiveStream, STATE_TYPES } from "./live.js";
+import { readHistory } from "./job_history.js";
+import { FEED_TYPES } from "./live.js";
 import { progressView } from "./progress_view.js";
 import { Timeline } from "./timeline.js";
 
@@ -18,10 +21,12 @@ const SETTINGS = [
 ];
 
 export class JobPage {
-  constructor(root, { onRunAgain }) {
+  constructor(root, { feed, onRunAgain }) {
     this.root = root;
+    this.feed = feed;
     this.onRunAgain = onRunAgain;
-    this.stream = null;
+    this.unsubscribe = null;
+    this.abort = null;
     this.job = null;
   }
 
@@ -45,17 +50,53 @@ export class JobPage {
     this.job = job;
     this.render();
     this.root.querySelector("h2").focus();
-    this.stream = new LiveStream(this.job.links.events, {
-      onEvent: (type, ev) => this.onEvent(type, ev),
-      closeOnFinal: true,
-      types: [...STATE_TYPES, "log"],
+    this.attach(id);
+  }
+
+  // Live events are taken from the shared stream from now on, and held back
+  // until the history is read, so the timeline stays in order.
+  attach(id) {
+    this.seen = new Set();
+    this.held = [];
+    this.replaying = true;
+    this.unsubscribe = this.feed.on((type, ev, eventId) => {
+      if (ev.job_id !== id) return;
+      if (this.replaying) this.held.push([type, ev, eventId]);
+      else this.take(type, ev, eventId);
     });
-    this.stream.start();
+    this.readPast();
+  }
+
+  async readPast() {
+    const abort = (this.abort = new AbortController());
+    try {
+      await readHistory(this.job.links.events, { signal: abort.signal, onEvent: (...e) => this.take(...e) });
+    } catch {
+      return; // the API is away: retry() reads it again when the feed is back
+    } finally {
+      if (this.abort === abort) this.abort = null;
+    }
+    if (abort.signal.aborted) return;
+    this.replaying = false;
+    const held = this.held.sort((a, b) => Number(a[2]) - Number(b[2]));
+    this.held = [];
+    for (const event of held) this.take(...event);
+  }
+
+  take(type, ev, id) {
+    if (!FEED_TYPES.includes(type)) return; // a refused event, or one this page does not show
+    if (id) {
+      if (this.seen.has(id)) return;
+      this.seen.add(id);
+    }
+    this.onEvent(type, ev);
   }
 
   close() {
-    this.stream?.stop();
-    this.stream = null;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.abort?.abort();
+    this.abort = null;
     if (this.videoBlobUrl) URL.revokeObjectURL(this.videoBlobUrl);
     this.videoBlobUrl = null;
   }
@@ -69,9 +110,10 @@ export class JobPage {
   // when the API is back; a loaded one keeps its own stream.
   retry() {
     if (!this.job && this.wanted) this.show(this.wanted);
+    else if (this.job && this.replaying && !this.abort) this.readPast();
   }
 
-  // The key is in the stream's URL, so a new key needs a new stream (it replays again).
+  // A new key may see other jobs: read the page again.
   async restart() {
     if (this.wanted) await this.show(this.wanted);
   }

@@ -8,13 +8,16 @@ import { probe, withKey } from "./api.js";
 // The events that change a job's state; a job's page also asks for "log".
 export const STATE_TYPES = ["submitted", "started", "progress", "cancel_requested", "completed", "failed",
                             "cancelled", "expired"];
+// What the shared stream carries: states for every list, and "log" for job pages.
+export const FEED_TYPES = [...STATE_TYPES, "log"];
 const FINAL = new Set(["completed", "failed", "cancelled", "expired"]);
 
 export class LiveStream {
   // onEvent(type, data, id); onState("open" | "retrying"); closeOnFinal for one job's stream,
-  // which the API ends after the final event (EventSource would otherwise reopen it forever).
-  constructor(url, { onEvent, onState = () => {}, closeOnFinal = false, types = STATE_TYPES }) {
-    Object.assign(this, { url, onEvent, onState, closeOnFinal, types });
+  // which the API ends after the final event (EventSource would otherwise reopen it forever);
+  // explain() asks the API why the stream failed (a worker, which has no banner, passes a no-op).
+  constructor(url, { onEvent, onState = () => {}, closeOnFinal = false, types = STATE_TYPES, explain = probe }) {
+    Object.assign(this, { url, onEvent, onState, closeOnFinal, types, explain });
     this.lastId = null;
     this.source = null;
     this.timer = null;
@@ -53,7 +56,7 @@ export class LiveStream {
       if (this.stopped || source !== this.source) return;
       this.onState("retrying");
       // Ask once why, so the banner can say "unreachable" or "key refused".
-      probe().catch(() => {});
+      this.explain()?.catch?.(() => {});
       if (source.readyState === EventSource.CLOSED) this.retryLater();
     };
     for (const type of this.types) {

@@ -10,11 +10,10 @@ import { JobForm } from "./job_form.js";
 import { JobList } from "./job_list.js";
 import { JobPage } from "./job_page.js";
 import { getKey, onKeyChange, setKey } from "./key.js";
-import { LiveStream } from "./live.js";
+import { openEventFeed } from "./event_feed.js";
 
 const banner = setUpBanner();
 const list = new JobList();
-const page = new JobPage($("#job-view"), { onRunAgain: runAgain });
 let form = null;
 
 function runAgain(request) {
@@ -39,8 +38,7 @@ function setLiveState(state) {
 }
 
 let hadTrouble = false;
-const live = new LiveStream("/v1/events", {
-  onEvent: (type, ev) => list.onEvent(type, ev),
+const feed = openEventFeed({
   onState: (state) => {
     setLiveState(state);
     if (state === "retrying") hadTrouble = true;
@@ -55,6 +53,9 @@ const live = new LiveStream("/v1/events", {
     }
   },
 });
+feed.on((type, ev) => type !== "log" && list.onEvent(type, ev));
+document.documentElement.dataset.feed = feed.kind; // which way this browser shares its stream
+const page = new JobPage($("#job-view"), { feed, onRunAgain: runAgain });
 
 function route() {
   const match = location.hash.match(/^#\/jobs\/([0-9a-f]+)$/);
@@ -83,7 +84,7 @@ function setUpKeyField() {
     $("#key-status").textContent = "Key forgotten.";
   });
   onKeyChange(() => {
-    live.restart();
+    feed.restart();
     list.reload().catch(() => {});
     if (!$("#job-view").hidden) page.restart();
     if (!form) start();
@@ -115,5 +116,4 @@ async function boot() {
 setUpKeyField();
 window.addEventListener("hashchange", route);
 route();
-live.start();
 start();

@@ -32,6 +32,8 @@ from mochi_contracts.jobs import FieldError
 INT64_MAX = 2**63 - 1
 # How long a client told "too many streams" should wait before it tries again.
 STREAMS_RETRY_AFTER_S = 10
+# The comment between a job stream's history and its live part.
+REPLAYED = "replayed"
 # A stream refused by a stopping replica: the next try lands on another one.
 STOPPING_RETRY_AFTER_S = 1
 
@@ -121,7 +123,9 @@ async def _follow(ctx: ApiContext, listener: Listener, after: int, close_on_fina
 
 @get("/v1/jobs/{job_id:str}/events", summary="One job's events: history, then live",
      description="Server-sent events. `id:` is the stream sequence; send Last-Event-ID to resume. "
-                 "A comment every 15 s keeps the connection open; the stream ends after the final event. "
+                 "A comment every 15 s keeps the connection open; the comment `: replayed` marks the end of "
+                 "the history (a client that wants only the past may close there); the stream ends after "
+                 "the final event. "
                  "An event on this job's subjects that the service refused (it disagrees with its "
                  "subject, breaks a bound or is not JSON) arrives as `event: rejected` with "
                  "`{\"seq\", \"subject\", \"reason\"}` and its own id, and changes nothing. "
@@ -152,6 +156,9 @@ async def job_events(
             final = await last_event(ctx.js, subjects.job_final(job_id))
             if final is not None and final.seq <= last:
                 return  # the client already has the final event
+            # Tells a reader that wants only the history (the web app, whose live
+            # events come from its one shared /v1/events stream) that it has it all.
+            yield _Comment(comment=REPLAYED)
             async for message in _follow(ctx, listener, last, close_on_final=True):
                 yield message
         finally:
