@@ -70,8 +70,14 @@ class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
     # mochi_contracts.streams.CHECKPOINT_BUCKET) after every this many steps,
     # besides at a SIGTERM hand-over and once denoising ends; a SIGKILLed
     # runner's job then resumes elsewhere losing at most this many steps.
-    # 0: only at the hand-over and the end of denoising. The default is
-    # measured (docs/benchmarks.md, bench/checkpoint_cost.py).
+    # 0: only at the hand-over and the end of denoising. Why 4: a default
+    # job's latents are 4.27 MB (bf16 12x28x60x106); one upload took 0.29 s
+    # (median of 8, max 0.37 s) into a local one-node bucket on a loaded
+    # 2-core machine, well inside one 2.88 s two-GPU step, so the interval is
+    # not bound by the upload but by what a SIGKILL may cost beside the 60 s
+    # ack wait: 4 steps are at most 11.5 s (a fifth of it) for 0.37 MB/s of
+    # JetStream writes per runner (times the replicas). The GPU side (host
+    # copy, its effect on the step) is bench/checkpoint_cost.py's to measure.
     checkpoint_every_steps: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 4
     # How long a hand-over (SIGTERM) or a failed attempt waits for its last
     # checkpoint's upload before it hands the job back anyway.
