@@ -106,7 +106,7 @@ def main() -> None:
         half = False
         while True:
             page = client.list(status=["queued", "running"], limit=1)
-            if not page["jobs"]:
+            if not page.jobs:
                 break
             done = len(list(client.iter_jobs(status=["completed"], page_size=100))) if not half else 0
             if not half and done >= args.jobs // 2:

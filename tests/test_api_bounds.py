@@ -44,9 +44,9 @@ def video(system):
     """(url, bytes) of one completed job's MP4."""
     with system.client() as client:
         job = client.submit("waves on rocks", **SMALL)
-        done = client.wait(job["id"], timeout=180)
-        assert done["status"] == "completed", done
-        url = f"{system.api_url}/v1/jobs/{job['id']}/video"
+        done = client.wait(job.id, timeout=180)
+        assert done.status == "completed", done
+        url = f"{system.api_url}/v1/jobs/{job.id}/video"
         return url, httpx.get(url).content
 
 
@@ -167,7 +167,7 @@ def test_json_bodies_are_accepted_however_the_type_is_spelled(api, system):
         assert resp.status_code == 202, (content_type, resp.text)
     # The Python client sends its JSON as such.
     with system.client() as client:
-        assert client.submit("from the client", **SMALL)["status"] == "queued"
+        assert client.submit("from the client", **SMALL).status == "queued"
     # A cancel has no body and needs no type.
     job = httpx.post(f"{api}/v1/jobs", json=JOB).json()
     assert httpx.post(f"{api}/v1/jobs/{job['id']}/cancel").status_code == 202

@@ -56,7 +56,7 @@ def test_sigterm_ends_open_streams_and_the_replica_exits_in_its_grace(system) ->
     other_url = system.api_url
     api = system.start_api("api-a", MOCHI_SHUTDOWN_GRACE_S=str(GRACE_S))
     job = system.client().submit("a stream that outlives its replica", **SMALL)
-    job_url = f"{system.api_url}/v1/jobs/{job['id']}/events"
+    job_url = f"{system.api_url}/v1/jobs/{job.id}/events"
     streams = [OpenStream(f"{system.api_url}/v1/events").start() for _ in range(3)]
     streams += [OpenStream(job_url).start() for _ in range(2)]
     deadline = time.monotonic() + 10
@@ -81,8 +81,8 @@ def test_sigterm_ends_open_streams_and_the_replica_exits_in_its_grace(system) ->
     # The client goes on at another replica from its Last-Event-ID: what happened
     # meanwhile arrives, what it already had does not.
     last = streams[3].ids[-1]
-    httpx.post(f"{other_url}/v1/jobs/{job['id']}/cancel", timeout=10).raise_for_status()
-    with httpx.stream("GET", f"{other_url}/v1/jobs/{job['id']}/events",
+    httpx.post(f"{other_url}/v1/jobs/{job.id}/cancel", timeout=10).raise_for_status()
+    with httpx.stream("GET", f"{other_url}/v1/jobs/{job.id}/events",
                       headers={"Last-Event-ID": last}, timeout=30) as resp:
         types = [line[6:].strip() for line in resp.iter_lines() if line.startswith("event:")]
     assert "submitted" not in types and types[-1] == "cancelled", types

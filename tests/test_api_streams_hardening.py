@@ -120,26 +120,26 @@ def test_refused_events_are_shown_on_the_job_never_sent_and_abort_nothing(system
     client = system.client()
     job = client.submit("a cat walks on the grass", **SMALL)
     other = client.submit("a dog", **SMALL)
-    url = f"{system.api_url}/v1/jobs/{job['id']}/events"
+    url = f"{system.api_url}/v1/jobs/{job.id}/events"
     live = Collector(url)
     everything = Collector(f"{system.api_url}/v1/events")
     time.sleep(1.0)
 
-    bad = asyncio.run(publish_raw(system.nats_url, hostile_events(job["id"], other["id"])))
-    good = asyncio.run(publish(system.nats_url, JobLog(job_id=job["id"], level="info", message="a true line")))
-    assert client.get(job["id"])["status"] == "queued"  # nothing hostile moved it
-    client.cancel(job["id"])
+    bad = asyncio.run(publish_raw(system.nats_url, hostile_events(job.id, other.id)))
+    good = asyncio.run(publish(system.nats_url, JobLog(job_id=job.id, level="info", message="a true line")))
+    assert client.get(job.id).status == "queued"  # nothing hostile moved it
+    client.cancel(job.id)
 
     for got in (live.join(), list(read_sse(url))):  # live through the hub, then a replay
         rejected = [e for e in got if e.event == "rejected"]
         assert [int(e.id) for e in rejected] == bad
         for e in rejected:
             assert set(e.json) == {"seq", "subject", "reason"} and e.json["seq"] == int(e.id)
-            assert e.json["subject"].startswith(f"mochi.jobs.{job['id']}.")
+            assert e.json["subject"].startswith(f"mochi.jobs.{job.id}.")
             assert "mallory" not in e.data and "not utf-8" not in e.data  # never the body
         accepted = [e for e in got if e.event != "rejected"]
         assert [e.event for e in accepted] == ["submitted", "log", "cancel_requested", "cancelled"]
-        assert all(e.json["job_id"] == job["id"] for e in accepted)
+        assert all(e.json["job_id"] == job.id for e in accepted)
         assert int(accepted[1].id) == good[0] and accepted[1].json["message"] == "a true line"
 
     # A resume from just before the non-UTF-8 event passes it and reaches the end.
@@ -149,17 +149,17 @@ def test_refused_events_are_shown_on_the_job_never_sent_and_abort_nothing(system
 
     # Every job's stream skips refusals (and did not abort on them).
     more = client.submit("a bird", **SMALL)
-    client.cancel(more["id"])
-    wait_until(lambda: any(e.event == "cancelled" and e.json["job_id"] == more["id"] for e in everything.got),
+    client.cancel(more.id)
+    wait_until(lambda: any(e.event == "cancelled" and e.json["job_id"] == more.id for e in everything.got),
                timeout=30, what="the list stream past the hostile events")
     assert not [e for e in everything.got if e.event == "rejected" or int(e.id) in bad]
 
-    logs = client.http.get(f"/v1/jobs/{job['id']}/logs").json()["logs"]
+    logs = client.http.get(f"/v1/jobs/{job.id}/logs").json()["logs"]
     warnings = [line for line in logs if line["level"] == "warning"]
     assert [line["seq"] for line in warnings] == bad
     assert all("refused" in line["message"] and "mallory" not in line["message"] for line in warnings)
     assert [line["message"] for line in logs if line["level"] == "info"] == ["a true line"]
-    assert client.get(job["id"])["status"] == "cancelled"
+    assert client.get(job.id).status == "cancelled"
 
 
 def test_catalog_away_or_failing_the_stream_still_reads_a_completed_job(system):
@@ -169,7 +169,7 @@ def test_catalog_away_or_failing_the_stream_still_reads_a_completed_job(system):
     system.start_api()
     client = system.client()
     job = client.submit("waves crash on rocks", **SMALL)
-    job_id = job["id"]
+    job_id = job.id
     video = b"not really an mp4, but its bytes"
     path = system.root / "videos" / video_key(job_id)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,8 +189,8 @@ def test_catalog_away_or_failing_the_stream_still_reads_a_completed_job(system):
 
     def check_completed() -> None:
         got = client.get(job_id)
-        assert got["status"] == "completed" and got["runner"] == "r" and got["started_at"], got
-        assert got["webhook"] is None and got["video"]["key"] == video_key(job_id)
+        assert got.status == "completed" and got.runner == "r" and got.started_at, got
+        assert got.webhook is None and got.video.key == video_key(job_id)
         cancel = client.http.post(f"/v1/jobs/{job_id}/cancel")
         assert cancel.status_code == 409, cancel.text
         served = client.http.get(f"/v1/jobs/{job_id}/video")
@@ -248,7 +248,7 @@ class damaged_catalog:
 def test_last_event_id_that_is_not_a_sequence_is_a_400(api_only, value):
     client = api_only.client()
     job = client.submit("a fox", **SMALL)
-    for path in ("/v1/events", f"/v1/jobs/{job['id']}/events"):
+    for path in ("/v1/events", f"/v1/jobs/{job.id}/events"):
         for how in ({"headers": {"Last-Event-ID": value.encode()}},
                     {"params": {"last_event_id": value}}):
             resp = httpx.get(f"{api_only.api_url}{path}", timeout=10, **how)
@@ -269,7 +269,7 @@ def api_only(tmp_path_factory, tiny_model):
 
 def test_replay_from_zero_sends_only_the_newest_events(api_only):
     client = api_only.client()
-    ids = [client.submit(f"a tree {i}", **SMALL)["id"] for i in range(8)]
+    ids = [client.submit(f"a tree {i}", **SMALL).id for i in range(8)]
     newest = max(m.seq for m in api_only.events())
     got = take(f"{api_only.api_url}/v1/events", 6, headers={"Last-Event-ID": "0"}, with_comments=True)
     assert got[0].comment == f"replay starts at {newest - 4}: older events are not replayed"
@@ -317,7 +317,7 @@ def test_live_streams_survive_a_nats_outage_of_the_api(system):
     system.start_api(MOCHI_NATS_URL=f"nats://127.0.0.1:{proxy.port}")
     client = system.client()
     job = client.submit("a storm at sea", **SMALL)
-    job_id = job["id"]
+    job_id = job.id
     live = Collector(f"{system.api_url}/v1/jobs/{job_id}/events")
     time.sleep(1.0)
     lines = [JobLog(job_id=job_id, level="info", message=f"line {i}") for i in range(6)]

@@ -16,26 +16,26 @@ def test_cancel_a_queued_job_never_starts_it(system):
     system.start_api()
     client = system.client()
     job = client.submit("a cat", **SMALL)
-    cancelled = client.cancel(job["id"])
-    assert cancelled["status"] == "cancelled" and cancelled["cancel_requested"]
+    cancelled = client.cancel(job.id)
+    assert cancelled.status == "cancelled" and cancelled.cancel_requested
     system.start_runner()
     after = client.submit("a dog", **SMALL)  # the runner reaches the cancelled job first
-    assert client.wait(after["id"], timeout=120)["status"] == "completed"
-    types = [m.type for m in system.events(f"mochi.jobs.{job['id']}.>")]
+    assert client.wait(after.id, timeout=120).status == "completed"
+    types = [m.type for m in system.events(f"mochi.jobs.{job.id}.>")]
     assert types == ["submitted", "cancel_requested", "cancelled"]
     assert "started" not in types
-    resp = httpx.post(f"{system.api_url}/v1/jobs/{job['id']}/cancel")
+    resp = httpx.post(f"{system.api_url}/v1/jobs/{job.id}/cancel")
     assert resp.status_code == 409 and resp.json()["type"].endswith("job-finished")
 
 
 def test_cancel_a_running_job_stops_within_a_step_and_frees_the_runner(stack):
     client = stack.client()
     job = client.submit("a cat", **{**SMALL, "num_inference_steps": 150})
-    wait_until(lambda: client.get(job["id"])["progress"]["step"] >= 3, timeout=60, what="running")
-    client.cancel(job["id"])
-    done = client.wait(job["id"], timeout=60)
-    assert done["status"] == "cancelled" and done["error"].startswith("cancelled at step")
-    msgs = stack.events(f"mochi.jobs.{job['id']}.>")
+    wait_until(lambda: client.get(job.id).progress.step >= 3, timeout=60, what="running")
+    client.cancel(job.id)
+    done = client.wait(job.id, timeout=60)
+    assert done.status == "cancelled" and done.error.startswith("cancelled at step")
+    msgs = stack.events(f"mochi.jobs.{job.id}.>")
     request_seq = next(m.seq for m in msgs if m.type == "cancel_requested")
     steps_after = [m.event.step for m in msgs if m.type == "progress" and m.seq > request_seq]
     assert len(steps_after) <= 1, steps_after  # the step under way finishes, no more
@@ -43,7 +43,7 @@ def test_cancel_a_running_job_stops_within_a_step_and_frees_the_runner(stack):
     assert not list((stack.root / "videos").rglob("*.mp4"))
     # The runner is free for the next job at once.
     nxt = client.submit("a dog", **SMALL)
-    assert client.wait(nxt["id"], timeout=60)["status"] == "completed"
+    assert client.wait(nxt.id, timeout=60).status == "completed"
 
 
 def test_idempotency_key_holds_across_two_api_processes(system):

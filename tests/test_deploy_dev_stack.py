@@ -175,12 +175,12 @@ def test_a_job_completes_on_the_dev_stack(stack: tuple[str, int], tmp_path: Path
         # webhook, tries it, and records the try (all as the webhooks user).
         job = client.submit("a red ball bouncing", width=64, height=64, num_frames=7,
                             num_inference_steps=2, seed=1, webhook_url="http://1.1.1.1:9/hook")
-        done = client.wait(job["id"], timeout=180)
-        assert done["status"] == "completed", done
-        video = client.download(job["id"], tmp_path / "video.mp4")
+        done = client.wait(job.id, timeout=180)
+        assert done.status == "completed", done
+        video = client.download(job.id, tmp_path / "video.mp4")
         assert video.stat().st_size > 0
-        assert [j["id"] for j in client.list(limit=5)["jobs"]] == [job["id"]]
-    assert asyncio.run(_webhook_attempt(nats_port, job["id"])), "no webhook attempt was recorded"
+        assert [j.id for j in client.list(limit=5).jobs] == [job.id]
+    assert asyncio.run(_webhook_attempt(nats_port, job.id)), "no webhook attempt was recorded"
 
 
 async def _webhook_attempt(port: int, job_id: str) -> bool:

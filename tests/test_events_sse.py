@@ -15,30 +15,30 @@ SLOWER = {**SMALL, "num_inference_steps": 30}
 def test_job_stream_replays_then_follows_and_closes_after_final(stack):
     client = stack.client()
     job = client.submit("a cat walks on the grass", **SLOWER)
-    got = list(read_sse(f"{stack.api_url}/v1/jobs/{job['id']}/events"))
+    got = list(read_sse(f"{stack.api_url}/v1/jobs/{job.id}/events"))
     types = [e.event for e in got]
     assert types[0] == "submitted" and types[1] == "started" and types[-1] == "completed"
     assert [e.json["step"] for e in got if e.event == "progress"] == list(range(1, 31))
     seqs = [int(e.id) for e in got]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     # The same ids are the stream's sequences, as `nats stream view` shows them.
-    assert seqs == [m.seq for m in stack.events(f"mochi.jobs.{job['id']}.>")]
+    assert seqs == [m.seq for m in stack.events(f"mochi.jobs.{job.id}.>")]
 
     # Resume after a dropped connection: exactly the events after Last-Event-ID.
     cut = got[10]
-    resumed = list(read_sse(f"{stack.api_url}/v1/jobs/{job['id']}/events",
+    resumed = list(read_sse(f"{stack.api_url}/v1/jobs/{job.id}/events",
                             headers={"Last-Event-ID": cut.id}))
     assert [e.id for e in resumed] == [e.id for e in got[11:]]
     # Resuming after the final event ends at once with nothing.
-    assert list(read_sse(f"{stack.api_url}/v1/jobs/{job['id']}/events",
+    assert list(read_sse(f"{stack.api_url}/v1/jobs/{job.id}/events",
                          headers={"Last-Event-ID": got[-1].id})) == []
 
 
 def test_stream_opened_mid_job_misses_nothing(stack):
     client = stack.client()
     job = client.submit("waves crash on rocks", **{**SMALL, "num_inference_steps": 120})
-    wait_until(lambda: client.get(job["id"])["progress"]["step"] >= 5, timeout=60, what="mid job")
-    got = list(read_sse(f"{stack.api_url}/v1/jobs/{job['id']}/events"))
+    wait_until(lambda: client.get(job.id).progress.step >= 5, timeout=60, what="mid job")
+    got = list(read_sse(f"{stack.api_url}/v1/jobs/{job.id}/events"))
     assert [e.json["step"] for e in got if e.event == "progress"] == list(range(1, 121))
     assert got[-1].event == "completed"
 
@@ -56,13 +56,13 @@ def test_all_events_stream_follows_every_job_and_resumes(system):
     client = system.client()
     first = client.submit("a person dances", **SMALL)
     second = client.submit("a red car", **SMALL)
-    client.cancel(first["id"])
+    client.cancel(first.id)
     system.start_runner()
-    client.wait(second["id"], timeout=120)
+    client.wait(second.id, timeout=120)
     reader.join(timeout=60)
     events = [e for e in seen if e.comment is None]
     assert any(e.comment == "keep-alive" for e in seen)
-    assert {e.json["job_id"] for e in events} == {first["id"], second["id"]}
+    assert {e.json["job_id"] for e in events} == {first.id, second.id}
     assert [e.event for e in events][:2] == ["submitted", "submitted"]
 
     # Resume from the first event: everything after it, in order.

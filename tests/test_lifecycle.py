@@ -27,8 +27,8 @@ def test_job_goes_queued_running_completed(stack):
     assert job["status"] == "queued" and job["request"]["seed"] is not None
 
     seen = []
-    done = client.wait(job["id"], timeout=120, poll=0.05, on_update=lambda j: seen.append(j["status"]))
-    assert done["status"] == "completed", done
+    done = client.wait(job["id"], timeout=120, poll=0.05, on_update=lambda j: seen.append(j.status))
+    assert done.status == "completed", done
     ordered = [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s]
     assert ordered[-1] == "completed" and set(ordered) <= {"queued", "running", "completed"}
 
@@ -41,21 +41,21 @@ def test_job_goes_queued_running_completed(stack):
     assert msgs[-1].subject == f"mochi.jobs.{job['id']}.final.completed"
 
     # The list is the catalog's projection: it catches up within moments.
-    wait_until(lambda: [j for j in client.list()["jobs"]
-                        if j["id"] == job["id"] and j["status"] == "completed"], what="list")
+    wait_until(lambda: [j for j in client.list().jobs
+                        if j.id == job["id"] and j.status == "completed"], what="list")
 
     video = client.http.get(f"/v1/jobs/{job['id']}/video")
     assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
     frames, width, height, codec = decode_mp4(video.content)
     assert (frames, width, height, codec) == (SMALL["num_frames"], SMALL["width"], SMALL["height"], "h264")
-    assert done["video"]["size_bytes"] == len(video.content)
+    assert done.video.size_bytes == len(video.content)
 
 
 def test_video_supports_range_requests(stack):
     client = stack.client()
     job = client.submit("waves crash on rocks", **SMALL)
-    client.wait(job["id"], timeout=120)
-    url = f"/v1/jobs/{job['id']}/video"
+    client.wait(job.id, timeout=120)
+    url = f"/v1/jobs/{job.id}/video"
     whole = client.http.get(url).content
     part = client.http.get(url, headers={"Range": "bytes=10-99"})
     assert part.status_code == 206
@@ -70,10 +70,10 @@ def test_video_supports_range_requests(stack):
 def test_default_size_renders_848x480(stack):
     client = stack.client()
     job = client.submit("a red car drives along a road by the sea", num_frames=7, num_inference_steps=2)
-    assert (job["request"]["width"], job["request"]["height"]) == (848, 480)
-    done = client.wait(job["id"], timeout=300)
-    assert done["status"] == "completed", done
-    frames, width, height, _ = decode_mp4(client.http.get(f"/v1/jobs/{job['id']}/video").content)
+    assert (job.request.width, job.request.height) == (848, 480)
+    done = client.wait(job.id, timeout=300)
+    assert done.status == "completed", done
+    frames, width, height, _ = decode_mp4(client.http.get(f"/v1/jobs/{job.id}/video").content)
     assert (frames, width, height) == (7, 848, 480)
 
 
@@ -83,25 +83,25 @@ def test_read_your_writes_without_the_catalog(system):
     system.start_api()
     client = system.client()
     job = client.submit("a person dances in a city street", **SMALL)
-    got = client.get(job["id"])
-    assert got["id"] == job["id"] and got["status"] == "queued"
-    cancelled = client.cancel(job["id"])
-    assert cancelled["status"] == "cancelled"
-    assert client.get(job["id"])["status"] == "cancelled"
+    got = client.get(job.id)
+    assert got.id == job.id and got.status == "queued"
+    cancelled = client.cancel(job.id)
+    assert cancelled.status == "cancelled"
+    assert client.get(job.id).status == "cancelled"
 
 
 def test_list_filters_and_paginates_newest_first(stack):
     client = stack.client()
-    ids = [client.submit(f"a bird flying over a forest {i}", **SMALL)["id"] for i in range(5)]
+    ids = [client.submit(f"a bird flying over a forest {i}", **SMALL).id for i in range(5)]
     client.cancel(ids[1])
     client.cancel(ids[3])
-    wait_until(lambda: len(client.list(status=["cancelled"])["jobs"]) == 2, what="catalog")
+    wait_until(lambda: len(client.list(status=["cancelled"]).jobs) == 2, what="catalog")
     page1 = client.list(limit=2)
-    page2 = client.list(limit=2, cursor=page1["next_cursor"])
-    page3 = client.list(limit=2, cursor=page2["next_cursor"])
-    listed = [j["id"] for j in page1["jobs"] + page2["jobs"] + page3["jobs"]]
+    page2 = client.list(limit=2, cursor=page1.next_cursor)
+    page3 = client.list(limit=2, cursor=page2.next_cursor)
+    listed = [j.id for j in page1.jobs + page2.jobs + page3.jobs]
     assert listed == list(reversed(ids))
-    assert page3["next_cursor"] is None
-    cancelled = [j["id"] for j in client.list(status=["cancelled"])["jobs"]]
+    assert page3.next_cursor is None
+    cancelled = [j.id for j in client.list(status=["cancelled"]).jobs]
     assert cancelled == [ids[3], ids[1]]
     assert httpx.get(f"{stack.api_url}/v1/jobs", params={"status": "bogus"}).status_code == 422

@@ -59,9 +59,9 @@ def test_every_service_reports_a_finished_job(system):
     assert not {n for n in before.names() if n.startswith("mochi_runner_gpu_memory")}
 
     job = client.submit("a cat walks on the grass", **SMALL)
-    done = client.wait(job["id"], timeout=120, poll=0.1)
-    assert done["status"] == "completed", done
-    client.get(job["id"])
+    done = client.wait(job.id, timeout=120, poll=0.1)
+    assert done.status == "completed", done
+    client.get(job.id)
     client.list()
 
     # Runner: one job completed, every step timed, the render and the whole job timed.
@@ -81,7 +81,7 @@ def test_every_service_reports_a_finished_job(system):
     assert after.get("mochi_runner_render_seconds_sum") >= after.get("mochi_runner_step_seconds_sum")
 
     # Catalog: the job by status, the runners' queue empty, the projection caught up.
-    events = len(system.events(f"mochi.jobs.{job['id']}.>"))  # submitted, started, progress..., completed
+    events = len(system.events(f"mochi.jobs.{job.id}.>"))  # submitted, started, progress..., completed
 
     def caught_up() -> Scrape | None:
         s = Scrape(catalog.health_url)
@@ -112,7 +112,7 @@ def test_every_service_reports_a_finished_job(system):
     by_id = {p for p in paths if p.startswith("/v1/jobs/{")}
     assert len(by_id) == 1, paths  # /v1/jobs/{job_id}: every poll of every job, one series
     assert api.get("mochi_api_requests_total", method="GET", path=by_id.pop(), status_code="200") >= 2
-    assert not any(job["id"] in p for p in paths), paths
+    assert not any(job.id in p for p in paths), paths
     assert "/metrics" not in paths
     assert api.get("mochi_api_request_duration_seconds_count", method="POST", path="/v1/jobs",
                    status_code="202") == 1
@@ -163,7 +163,7 @@ def test_runner_is_busy_while_rendering_and_counts_a_cancel(system):
     system.start_api()
     client = system.client()
     job = client.submit("a long one", **{**SMALL, "num_inference_steps": 150})
-    wait_until(lambda: client.get(job["id"])["progress"]["step"] >= 3, timeout=60, what="running")
+    wait_until(lambda: client.get(job.id).progress.step >= 3, timeout=60, what="running")
     busy = Scrape(runner.health_url)
     assert busy.get("mochi_runner_busy") == 1
     assert busy.get("mochi_runner_step_seconds_count") >= 3
@@ -172,8 +172,8 @@ def test_runner_is_busy_while_rendering_and_counts_a_cancel(system):
     wait_until(lambda: Scrape(catalog.health_url).get(
         "mochi_catalog_consumer_ack_pending", **GPU_RUNNERS) == 1, timeout=30, what="in flight")
 
-    client.cancel(job["id"])
-    assert client.wait(job["id"], timeout=60)["status"] == "cancelled"
+    client.cancel(job.id)
+    assert client.wait(job.id, timeout=60).status == "cancelled"
     after = wait_until(lambda: (s := Scrape(runner.health_url)).get("mochi_runner_busy") == 0 and s,
                        what="runner idle")
     assert after.get("mochi_runner_jobs_finished_total", outcome="cancelled") == 1

@@ -39,8 +39,8 @@ def seeded(live_api):
     """A victim job with hostile events on every subject of its own, next to
     a completed job whose video the hostile events point at."""
     client = live_api.client()
-    victim = client.submit("the victim", **SMALL)["id"]
-    other = client.submit("the other", **SMALL)["id"]
+    victim = client.submit("the victim", **SMALL).id
+    other = client.submit("the other", **SMALL).id
     path = live_api.root / "videos" / video_key(other)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(OTHER_VIDEO)
@@ -60,13 +60,13 @@ def test_hostile_events_change_no_job(live_api, seeded):
     victim, other, seqs = seeded
     client = live_api.client()
     got = client.get(victim)
-    assert got["status"] == "queued" and got["video"] is None, got
+    assert got.status == "queued" and got.video is None, got
     video = client.http.get(f"/v1/jobs/{victim}/video")
     assert video.status_code == 409 and OTHER_VIDEO not in video.content
-    assert client.get(other)["status"] == "completed"
+    assert client.get(other).status == "completed"
     # The catalog lists both (it was not stopped by the hostile events) as they are.
     listed = wait_until(lambda: (lambda jobs: jobs if jobs.get(other) == "completed" else None)(
-        {j["id"]: j["status"] for j in client.list(limit=100)["jobs"]}), timeout=30, what="the catalog")
+        {j.id: j.status for j in client.list(limit=100).jobs}), timeout=30, what="the catalog")
     assert listed[victim] == "queued"
     assert client.http.get("/v1/jobs/" + "0" * 32).status_code == 404
     # The victim's stream shows each refusal by its sequence and ends nothing.

@@ -22,7 +22,7 @@ def test_two_runners_work_at_once_and_no_job_runs_twice(system):
     params = {**SMALL, "num_inference_steps": 10}
     jobs = [client.submit(f"a red car drives along a road by the sea {i}", **params) for i in range(JOBS)]
     for job in jobs:
-        assert client.wait(job["id"], timeout=300)["status"] == "completed"
+        assert client.wait(job.id, timeout=300).status == "completed"
 
     started: dict[str, list] = defaultdict(list)
     finals: dict[str, list] = defaultdict(list)
@@ -34,7 +34,7 @@ def test_two_runners_work_at_once_and_no_job_runs_twice(system):
 
     spans = []
     for job in jobs:
-        job_id = job["id"]
+        job_id = job.id
         assert len(started[job_id]) == 1, f"{job_id} started {len(started[job_id])} times"
         assert [type(e).__name__ for e in finals[job_id]] == ["JobCompleted"], finals[job_id]
         begin, end = started[job_id][0], finals[job_id][0]

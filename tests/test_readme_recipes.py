@@ -65,14 +65,14 @@ def test_recipes_name_streams_consumers_and_subjects_from_contracts():
 def test_readme_requests_work_against_the_catalog(stack):
     client = stack.client()
     job = client.submit("a cat walks on the grass", **SMALL)
-    client.wait(job["id"], timeout=120)
+    client.wait(job.id, timeout=120)
     reqs = [c for c in recipes() if c[1] == "req"]
 
     async def ask():
         nc = await nats.connect(stack.nats_url)
         replies = []
         for cmd in reqs:
-            body = cmd[3].replace(SAMPLE_ID, job["id"])
+            body = cmd[3].replace(SAMPLE_ID, job.id)
             replies.append((cmd[2], (await nc.request(cmd[2], body.encode(), timeout=5)).data))
         await nc.close()
         return replies
@@ -80,6 +80,6 @@ def test_readme_requests_work_against_the_catalog(stack):
     for subject, data in asyncio.run(ask()):
         if subject == subjects.CATALOG_GET:
             reply = msgspec.json.decode(data, type=catalog.GetJobReply)
-            assert reply.job is not None and reply.job.id == job["id"]
+            assert reply.job is not None and reply.job.id == job.id
         else:
             msgspec.json.decode(data, type=catalog.JobPage)

@@ -53,27 +53,27 @@ def test_next_job_renders_while_the_last_one_waits_for_the_store(system, s3):  #
     proxy, runner, client = start_behind_store_proxy(system, s3)
     # Slow enough (seconds) that the store is cut while A still renders.
     a = client.submit("a boat sails at dawn", width=128, height=128, num_frames=7, num_inference_steps=150)
-    wait_until(lambda: client.get(a["id"])["status"] == "running", timeout=60, every=0.02,
+    wait_until(lambda: client.get(a.id).status == "running", timeout=60, every=0.02,
                what="job A to start")
     b = client.submit("a fox in the snow", **{**SMALL, "num_inference_steps": 8})
     proxy.down()
     try:
         wait_until(lambda: runner_retries(runner, "put_new"), timeout=120, what="A's upload to be retried")
         # B renders all its steps while A still waits for the store.
-        wait_until(lambda: any(m.type == "progress" and m.event.step == 8 for m in by_job(system)[b["id"]]),
+        wait_until(lambda: any(m.type == "progress" and m.event.step == 8 for m in by_job(system)[b.id]),
                    timeout=120, what="job B's last step during the outage")
-        assert client.get(a["id"])["status"] == "running"  # A is not completed before its video exists
+        assert client.get(a.id).status == "running"  # A is not completed before its video exists
     finally:
         proxy.up()
     for job in (a, b):
-        assert client.wait(job["id"], timeout=120)["status"] == "completed"
+        assert client.wait(job.id, timeout=120).status == "completed"
     events = by_job(system)
-    a_done = seq_of(events[a["id"]], "completed")
-    b_started = seq_of(events[b["id"]], "started")
-    assert len(a_done) == 1 and len(b_started) == 1 and len(seq_of(events[b["id"]], "completed")) == 1
+    a_done = seq_of(events[a.id], "completed")
+    b_started = seq_of(events[b.id], "started")
+    assert len(a_done) == 1 and len(b_started) == 1 and len(seq_of(events[b.id], "completed")) == 1
     assert b_started[0] < a_done[0], "job B did not start before job A was stored"
     for job in (a, b):
-        check_download(system, job["id"], s3)
+        check_download(system, job.id, s3)
     # The runner measured the GPU gap before B (its idle time between jobs).
     gaps = [json.loads(line) for line in runner.log().splitlines()
             if line.startswith("{") and '"job.gpu_idle_before"' in line]
@@ -92,21 +92,21 @@ def test_two_guidance_free_jobs_render_at_once_one_per_lane(system):
     free = [client.submit(f"a lighthouse in a storm {i}", **params) for i in range(2)]
     guided = client.submit("a lighthouse at noon", **{**SMALL, "guidance_scale": 4.5})
     for job in (*free, guided):
-        assert client.wait(job["id"], timeout=300)["status"] == "completed"
+        assert client.wait(job.id, timeout=300).status == "completed"
 
     events = by_job(system)
-    first, second = (events[job["id"]] for job in free)
+    first, second = (events[job.id] for job in free)
     # Both started before either finished: they rendered at the same time.
     assert max(seq_of(first, "started") + seq_of(second, "started")) < \
         min(seq_of(first, "completed") + seq_of(second, "completed"))
     started = {json.loads(line)["job_id"]: json.loads(line)["lanes"] for line in runner.log().splitlines()
                if line.startswith("{") and '"job.started"' in line}
-    assert sorted(started[job["id"]][0] for job in free) == [0, 1]
-    assert all(len(started[job["id"]]) == 1 for job in free)
-    assert started[guided["id"]] == [0, 1]
+    assert sorted(started[job.id][0] for job in free) == [0, 1]
+    assert all(len(started[job.id]) == 1 for job in free)
+    assert started[guided.id] == [0, 1]
     for job in (*free, guided):
-        assert len(seq_of(events[job["id"]], "started")) == 1
-        assert len(seq_of(events[job["id"]], "completed")) == 1
+        assert len(seq_of(events[job.id], "started")) == 1
+        assert len(seq_of(events[job.id], "completed")) == 1
 
 
 def test_redelivery_of_a_job_still_uploading_here_is_not_rendered_again(system, s3):  # noqa: F811
@@ -129,10 +129,10 @@ def test_redelivery_of_a_job_still_uploading_here_is_not_rendered_again(system, 
         time.sleep(2)
     finally:
         proxy.up()
-    assert client.wait(job["id"], timeout=120)["status"] == "completed"
+    assert client.wait(job.id, timeout=120).status == "completed"
     wait_until(lambda: '"job.duplicate_delivery_acked"' in runner.log(), timeout=30,
                what="the second delivery to be acked without a render")
-    events = by_job(system)[job["id"]]
+    events = by_job(system)[job.id]
     assert len(seq_of(events, "started")) == 1 and len(seq_of(events, "completed")) == 1
     assert not seq_of(events, "failed")
-    check_download(system, job["id"], s3)
+    check_download(system, job.id, s3)

@@ -199,9 +199,9 @@ def check_download(system: System, job_id: str, public_port: int) -> None:
     video = httpx.get(url)  # no credentials: the signature is the permission
     assert video.status_code == 200 and video.headers["content-type"] == VIDEO_CONTENT_TYPE
     job = client.get(job_id)
-    asked = job["request"]
-    assert decode_mp4(video.content) == (asked["num_frames"], asked["width"], asked["height"], "h264")
-    assert job["video"]["size_bytes"] == len(video.content)
+    asked = job.request
+    assert decode_mp4(video.content) == (asked.num_frames, asked.width, asked.height, "h264")
+    assert job.video.size_bytes == len(video.content)
 
 
 def test_job_video_is_a_presigned_s3_download(system: System, s3: int) -> None:
@@ -211,10 +211,10 @@ def test_job_video_is_a_presigned_s3_download(system: System, s3: int) -> None:
     system.start_api()
     client = system.client()
     job = client.submit("a cat walks on the grass", **SMALL)
-    done = client.wait(job["id"], timeout=120)
-    assert done["status"] == "completed", done
-    assert minio_client(s3).stat_object(BUCKET, video_key(job["id"])).size == done["video"]["size_bytes"]
-    check_download(system, job["id"], s3)
+    done = client.wait(job.id, timeout=120)
+    assert done.status == "completed", done
+    assert minio_client(s3).stat_object(BUCKET, video_key(job.id)).size == done.video.size_bytes
+    check_download(system, job.id, s3)
 
 
 def runner_retries(runner: Proc, op: str) -> list[dict]:
@@ -234,12 +234,12 @@ def test_runner_waits_for_a_store_that_starts_late(system: System) -> None:
     # The job renders without the store and then retries its upload until the store is there.
     wait_until(lambda: runner_retries(runner, "put_new"), timeout=60, what="a retried upload")
     system.procs.append(start_s3(port, system.logs))
-    done = client.wait(job["id"], timeout=120)
-    assert done["status"] == "completed", done
-    assert job_events(system, job["id"]).count("completed") == 1
-    assert "failed" not in job_events(system, job["id"])
-    assert job_events(system, job["id"]).count("started") == 1  # one delivery did it all
-    check_download(system, job["id"], port)
+    done = client.wait(job.id, timeout=120)
+    assert done.status == "completed", done
+    assert job_events(system, job.id).count("completed") == 1
+    assert "failed" not in job_events(system, job.id)
+    assert job_events(system, job.id).count("started") == 1  # one delivery did it all
+    check_download(system, job.id, port)
 
 
 def start_behind_store_proxy(system: System, s3: int) -> tuple[TcpProxy, Proc, MochiClient]:
@@ -261,22 +261,22 @@ def test_upload_rides_out_an_outage(system: System, s3: int) -> None:
     proxy, runner, client = start_behind_store_proxy(system, s3)
     # Enough steps that the render outlasts the moment it takes to cut the store.
     job = client.submit("a boat sails at dawn", width=128, height=128, num_frames=7, num_inference_steps=150)
-    wait_until(lambda: client.get(job["id"])["status"] == "running", timeout=60, every=0.02,
+    wait_until(lambda: client.get(job.id).status == "running", timeout=60, every=0.02,
                what="the job to start")
     proxy.down()
     try:
         wait_until(lambda: runner_retries(runner, "put_new"), timeout=120, what="a retried upload")
-        assert client.get(job["id"])["status"] == "running"
+        assert client.get(job.id).status == "running"
     finally:
         proxy.up()
-    done = client.wait(job["id"], timeout=120)
-    assert done["status"] == "completed", done
-    types = job_events(system, job["id"])
+    done = client.wait(job.id, timeout=120)
+    assert done.status == "completed", done
+    types = job_events(system, job.id)
     assert types.count("completed") == 1 and types.count("started") == 1 and "failed" not in types
     # The job's own log tells of the retried upload.
-    assert any("store put_new failed" in line["message"] and line["level"] == "warning"
-               for line in client.logs(job["id"]))
-    check_download(system, job["id"], s3)
+    assert any("store put_new failed" in line.message and line.level == "warning"
+               for line in client.logs(job.id))
+    check_download(system, job.id, s3)
 
 
 def test_video_lifetime_is_a_lifecycle_rule_or_a_sweep(s3: int, tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ def test_with_a_key_the_video_plays_and_downloads(page, web_stack) -> None:  # n
     page.route("**/v1/**", keyed_gateway)
     page.add_init_script(f"localStorage.setItem('mochi-serve.api-key', '{KEY}')")
     job = web_stack.client().submit("a keyed video", **{**SMALL, "fps": 7})
-    open_app(page, web_stack.api_url, f"#/jobs/{job['id']}")
+    open_app(page, web_stack.api_url, f"#/jobs/{job.id}")
     page.wait_for_selector('#job-status:text("completed")', timeout=180_000)
     page.wait_for_function("(v => v && v.readyState >= 1)(document.querySelector('#job-video video'))")
     assert abs(page.eval_on_selector("#job-video video", "v => v.duration") - 1.0) < 0.05

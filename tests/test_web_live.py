@@ -24,7 +24,7 @@ def test_live_view_reconnects_after_an_api_restart(page, system) -> None:  # noq
     page.wait_for_selector("#banner:not([hidden])")
     assert "Cannot reach the API" in page.inner_text("#banner")
     # A job page opened meanwhile says it cannot load, and loads once the API is back.
-    page.evaluate(f"location.hash = '#/jobs/{earlier['id']}'")
+    page.evaluate(f"location.hash = '#/jobs/{earlier.id}'")
     page.wait_for_selector("#job-view h2:text('Job not shown')")
 
     # The same address again, as a restarted Deployment's Service would be.
@@ -38,5 +38,5 @@ def test_live_view_reconnects_after_an_api_restart(page, system) -> None:  # noq
     page.evaluate("location.hash = '#/'")
 
     job = system.client().submit("after the restart", **SMALL)
-    page.wait_for_selector(f'#job-{job["id"]}[data-status="completed"]', timeout=180_000)
+    page.wait_for_selector(f'#job-{job.id}[data-status="completed"]', timeout=180_000)
     assert page.evaluate("window.notReloaded") is True

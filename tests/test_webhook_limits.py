@@ -85,19 +85,19 @@ def test_trickling_receiver_frees_its_sender_slot(stack, trickle):
         stack.start_webhooks(MOCHI_WEBHOOK_CONCURRENCY="1", MOCHI_WEBHOOK_TIMEOUT_S="2", **FAST_RETRIES)
         client = stack.client()
         slow = client.submit("a snail crawls", webhook_url=trickle.url, **SMALL)
-        assert client.wait(slow["id"], timeout=120)["status"] == "completed"
+        assert client.wait(slow.id, timeout=120).status == "completed"
         wait_until(lambda: trickle.requests, timeout=60, what="the trickling receiver's first request")
         fast = client.submit("a hare runs", webhook_url=good.url, **SMALL)
-        assert client.wait(fast["id"], timeout=120)["status"] == "completed"
+        assert client.wait(fast.id, timeout=120).status == "completed"
         wait_until(lambda: good.successes(), timeout=60, what="the good receiver's delivery")
 
-        records = wait_until(lambda: attempts_of(stack, slow["id"]), timeout=30, what="the trickle's attempts")
+        records = wait_until(lambda: attempts_of(stack, slow.id), timeout=30, what="the trickle's attempts")
         first = records[0]
         assert first.outcome == "retrying" and first.error.startswith("timeout"), first
         assert 1900 <= first.duration_ms < 3500, first
         first_answer = trickle.answers[0]
         assert first_answer.closed_at is not None and first_answer.closed_at - first_answer.opened_at < 3.5
-        assert [a.outcome for a in attempts_of(stack, fast["id"])] == ["delivered"]
+        assert [a.outcome for a in attempts_of(stack, fast.id)] == ["delivered"]
     finally:
         good.stop()
 
@@ -124,9 +124,9 @@ def test_dispatcher_refuses_non_global_targets_before_a_try(system):
         await nc.close()
 
     asyncio.run(publish())
-    for job_id, reason in [(cgnat["id"], "refused: 100.64.0.1 is a private address"),
+    for job_id, reason in [(cgnat.id, "refused: 100.64.0.1 is a private address"),
                            (foreign_id, "refused: 198.18.0.1 is not a globally routable address")]:
-        assert client.wait(job_id, timeout=120)["status"] == "completed"
+        assert client.wait(job_id, timeout=120).status == "completed"
         records = wait_until(lambda: attempts_of(system, job_id), timeout=60, what=f"{job_id}'s attempt")
         assert [(a.outcome, a.status_code, a.error, a.duration_ms) for a in records] == [
             ("failed", None, reason, 0)]

@@ -12,6 +12,7 @@ from standardwebhooks import Webhook
 
 from conftest import SMALL, WEBHOOK_SECRET
 from mochi_cli.client import ApiError, verify_webhook
+from mochi_contracts.resources import Webhook as JobWebhook
 from webhook_receiver import Receiver
 from waits import wait_until
 
@@ -33,9 +34,9 @@ def test_webhook_retried_then_delivered_signed_with_one_id(stack, receiver):
     dispatcher = stack.start_webhooks(**FAST_RETRIES)
     client = stack.client()
     job = client.submit("a cat walks on the grass", webhook_url=receiver.url, **SMALL)
-    assert job["webhook"] == {"url": receiver.url, "events": ["completed", "failed", "cancelled", "expired"],
-                              "deliveries": []}
-    assert client.wait(job["id"], timeout=120)["status"] == "completed"
+    assert job.webhook == JobWebhook(url=receiver.url, events=["completed", "failed", "cancelled", "expired"],
+                                  deliveries=[])
+    assert client.wait(job.id, timeout=120).status == "completed"
     wait_until(lambda: receiver.successes(), timeout=60, what="a successful delivery")
 
     got = receiver.requests
@@ -47,14 +48,14 @@ def test_webhook_retried_then_delivered_signed_with_one_id(stack, receiver):
         body = Webhook(WEBHOOK_SECRET).verify(r.body, r.headers)
         assert body == verify_webhook(WEBHOOK_SECRET, r.body, r.headers)
     body = json.loads(got[-1].body)
-    assert body["type"] == "job.completed" and body["data"]["job_id"] == job["id"]
+    assert body["type"] == "job.completed" and body["data"]["job_id"] == job.id
     assert body["data"]["status"] == "completed" and body["data"]["event"]["video"]["size_bytes"] > 0
     # Spaced by exponential backoff with jitter (half fixed, half random): 0.4 s, then 0.8 s.
     gaps = [b.at - a.at for a, b in zip(got, got[1:])]
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4, gaps
 
     # Every attempt is recorded on the job's stream; exactly one success.
-    records = wait_until(lambda: (a := attempts_of(stack, job["id"])) and a[-1].outcome == "delivered" and a,
+    records = wait_until(lambda: (a := attempts_of(stack, job.id)) and a[-1].outcome == "delivered" and a,
                          timeout=30, what="records")
     assert [(a.attempt, a.outcome, a.status_code) for a in records] == [
         (1, "retrying", 503), (2, "retrying", 503), (3, "delivered", 200)]
@@ -62,10 +63,10 @@ def test_webhook_retried_then_delivered_signed_with_one_id(stack, receiver):
     waits = [(a.next_attempt_at - a.time).total_seconds() for a in records[:2]]
     assert 0.2 <= waits[0] <= 0.4 + 0.05 and 0.4 <= waits[1] <= 0.8 + 0.05, waits
     # And the job shows where its delivery stands.
-    shown = wait_until(lambda: (d := client.get(job["id"])["webhook"]["deliveries"]) and
-                       d[0]["status"] == "delivered" and d, timeout=30, what="delivery state")
-    assert shown[0]["attempts"] == 3 and shown[0]["event_type"] == "completed"
-    assert shown[0]["id"] == ids.pop() and shown[0]["last_status_code"] == 200
+    shown = wait_until(lambda: (d := client.get(job.id).webhook.deliveries) and
+                       d[0].status == "delivered" and d, timeout=30, what="delivery state")
+    assert shown[0].attempts == 3 and shown[0].event_type == "completed"
+    assert shown[0].id == ids.pop() and shown[0].last_status_code == 200
     scraped = httpx.get(f"{dispatcher.health_url}/metrics").text
     assert 'mochi_webhooks_attempts_total{outcome="retrying"} 2.0' in scraped
     assert 'mochi_webhooks_attempts_total{outcome="delivered"} 1.0' in scraped
@@ -80,7 +81,7 @@ def test_filter_and_progress_throttle(stack):
         job = client.submit("waves crash on rocks", webhook_url=receiver.url.replace("127.0.0.1", "localhost"),
                             webhook_events=["started", "progress", "completed"],
                             **{**SMALL, "num_inference_steps": 40})
-        client.wait(job["id"], timeout=120)
+        client.wait(job.id, timeout=120)
         wait_until(lambda: any(json.loads(r.body)["type"] == "job.completed" for r in receiver.requests),
                    timeout=60, what="completed webhook")
         types = [json.loads(r.body)["type"] for r in receiver.requests]
@@ -106,8 +107,8 @@ def test_client_error_is_not_retried(stack):
         stack.start_webhooks(**FAST_RETRIES)
         client = stack.client()
         job = client.submit("a bird flies", webhook_url=receiver.url, **SMALL)
-        client.wait(job["id"], timeout=120)
-        records = wait_until(lambda: attempts_of(stack, job["id"]), timeout=60, what="one attempt")
+        client.wait(job.id, timeout=120)
+        records = wait_until(lambda: attempts_of(stack, job.id), timeout=60, what="one attempt")
         assert [(a.outcome, a.status_code) for a in records] == [("failed", 410)]
         assert len(receiver.requests) == 1
     finally:
@@ -122,12 +123,12 @@ def test_dispatcher_killed_mid_delivery_delivers_after_restart(stack):
         dispatcher = stack.start_webhooks(**settings)
         client = stack.client()
         job = client.submit("a person dances", webhook_url=receiver.url, **SMALL)
-        client.wait(job["id"], timeout=120)
+        client.wait(job.id, timeout=120)
         assert receiver.first_arrived.wait(60)
         dispatcher.kill()
-        assert attempts_of(stack, job["id"]) == []  # nothing recorded: it died mid-try
+        assert attempts_of(stack, job.id) == []  # nothing recorded: it died mid-try
         stack.start_webhooks(name="webhooks-2", **settings)
-        records = wait_until(lambda: (a := attempts_of(stack, job["id"])) and a[-1].outcome == "delivered" and a,
+        records = wait_until(lambda: (a := attempts_of(stack, job.id)) and a[-1].outcome == "delivered" and a,
                              timeout=60, what="delivered after restart")
         assert [a.outcome for a in records].count("delivered") == 1
         assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1
@@ -138,7 +139,7 @@ def test_dispatcher_killed_mid_delivery_delivers_after_restart(stack):
         import time
         time.sleep(6)
         assert len(receiver.requests) == seen
-        assert [a.outcome for a in attempts_of(stack, job["id"])].count("delivered") == 1
+        assert [a.outcome for a in attempts_of(stack, job.id)].count("delivered") == 1
     finally:
         receiver.stop()
 

@@ -33,13 +33,13 @@ def jobs(system: System) -> dict[str, str]:
     """One job of each kind the list shows: completed, running, queued, cancelled."""
     client = system.client()
     done = client.submit("a paper boat drifting down a stream", **TINY, num_inference_steps=8, seed=7)
-    client.wait(done["id"], timeout=300)
+    client.wait(done.id, timeout=300)
     running = client.submit("waves rolling onto a beach at sunset", **TINY, num_inference_steps=200)
     queued = client.submit("a red fox walking through fresh snow", **TINY, num_inference_steps=8)
     cancelled = client.submit("city lights at night, timelapse", **TINY, num_inference_steps=8)
-    client.cancel(cancelled["id"])
-    wait(lambda: client.get(running["id"])["progress"]["step"] >= 20, "the running job's progress")
-    return {"done": done["id"], "running": running["id"], "queued": queued["id"]}
+    client.cancel(cancelled.id)
+    wait(lambda: client.get(running.id).progress.step >= 20, "the running job's progress")
+    return {"done": done.id, "running": running.id, "queued": queued.id}
 
 
 def shoot(browser, url: str, name: str, viewport: dict, ready: str, full_page: bool = True) -> None:  # type: ignore[no-untyped-def]

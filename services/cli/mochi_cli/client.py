@@ -1,11 +1,13 @@
 """A typed Python client for the Mochi Serve API, used by the CLI and the tests.
+Answers are decoded into the API's own resources (mochi_contracts.resources):
+typed objects with attributes, times as datetimes.
 
     from mochi_cli.client import MochiClient
 
     with MochiClient("http://127.0.0.1:8000") as mochi:
         job = mochi.submit("a cat walks on the grass", width=256, height=144, num_frames=13)
-        done = mochi.wait(job["id"], on_update=lambda j: print(j["status"], j["progress"]["step"]))
-        mochi.download(done["id"], "cat.mp4")
+        done = mochi.wait(job.id, on_update=lambda j: print(j.status, j.progress.step))
+        mochi.download(done.id, "cat.mp4")
 """
 
 from __future__ import annotations
@@ -16,88 +18,16 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, TypeVar
 
 import httpx
+import msgspec
 
 from mochi_contracts.events import FINAL_TYPES
+from mochi_contracts.resources import Job, JobList, LogLine, LogList
 
-Status = Literal["queued", "running", "completed", "failed", "cancelled", "expired"]
 FINAL: frozenset[str] = FINAL_TYPES
-
-
-class Progress(TypedDict):
-    step: int
-    total_steps: int
-    fraction: float
-    seconds_per_step: float | None
-
-
-class Metrics(TypedDict):
-    queued_seconds: float
-    running_seconds: float | None
-    seconds_per_step: float | None
-    runner: str | None
-
-
-class WebhookDelivery(TypedDict):
-    id: str
-    event_type: str
-    status: Literal["delivered", "retrying", "failed"]
-    attempts: int
-    last_attempt_at: str
-    last_status_code: int | None
-    last_error: str | None
-    next_attempt_at: str | None
-
-
-class Webhook(TypedDict):
-    url: str
-    events: list[str]
-    deliveries: list[WebhookDelivery]
-
-
-class Links(TypedDict):
-    self: str
-    events: str
-    video: str
-    cancel: str
-    logs: str
-
-
-class Job(TypedDict):
-    id: str
-    status: Status
-    request: dict[str, Any]
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    progress: Progress
-    queue_position: int | None
-    estimated_start_at: str | None
-    estimated_finish_at: str | None
-    attempts: int
-    runner: str | None
-    cancel_requested: bool
-    error: str | None
-    video: dict[str, Any] | None
-    expires_at: str | None
-    metrics: Metrics
-    webhook: Webhook | None
-    links: Links
-
-
-class JobList(TypedDict):
-    jobs: list[Job]
-    next_cursor: str | None
-
-
-class LogLine(TypedDict):
-    seq: int
-    time: str
-    level: str
-    message: str
-    runner: str | None
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -136,14 +66,18 @@ class MochiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _json(self, resp: httpx.Response) -> Any:
+    def _check(self, resp: httpx.Response) -> None:
         if resp.status_code >= 400:
             try:
                 body = resp.json()
             except ValueError:
                 body = {"detail": resp.text}
             raise ApiError(resp.status_code, body)
-        return resp.json()
+
+    def _decode(self, resp: httpx.Response, shape: type[T]) -> T:
+        """The answer as the resource the API says it is (mochi_contracts.resources)."""
+        self._check(resp)
+        return msgspec.json.decode(resp.content, type=shape)
 
     # ---- jobs ------------------------------------------------------------
 
@@ -164,10 +98,10 @@ class MochiClient:
             headers["Cancel-After"] = cancel_after
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        return self._json(self.http.post("/v1/jobs", json=body, headers=headers))
+        return self._decode(self.http.post("/v1/jobs", json=body, headers=headers), Job)
 
     def get(self, job_id: str) -> Job:
-        return self._json(self.http.get(f"/v1/jobs/{job_id}"))
+        return self._decode(self.http.get(f"/v1/jobs/{job_id}"), Job)
 
     def list(self, status: list[str] | None = None, limit: int = 20, cursor: str | None = None) -> JobList:
         params: dict[str, Any] = {"limit": limit}
@@ -175,22 +109,22 @@ class MochiClient:
             params["status"] = status
         if cursor:
             params["cursor"] = cursor
-        return self._json(self.http.get("/v1/jobs", params=params))
+        return self._decode(self.http.get("/v1/jobs", params=params), JobList)
 
     def iter_jobs(self, status: list[str] | None = None, page_size: int = 50) -> Iterator[Job]:
         cursor = None
         while True:
             page = self.list(status, page_size, cursor)
-            yield from page["jobs"]
-            cursor = page["next_cursor"]
+            yield from page.jobs
+            cursor = page.next_cursor
             if not cursor:
                 return
 
     def cancel(self, job_id: str) -> Job:
-        return self._json(self.http.post(f"/v1/jobs/{job_id}/cancel"))
+        return self._decode(self.http.post(f"/v1/jobs/{job_id}/cancel"), Job)
 
     def logs(self, job_id: str) -> list[LogLine]:
-        return self._json(self.http.get(f"/v1/jobs/{job_id}/logs"))["logs"]
+        return self._decode(self.http.get(f"/v1/jobs/{job_id}/logs"), LogList).logs
 
     def wait(self, job_id: str, timeout: float = 3600.0, poll: float = 0.5,
              on_update: Callable[[Job], None] | None = None) -> Job:
@@ -207,10 +141,10 @@ class MochiClient:
                 continue
             if on_update:
                 on_update(job)
-            if job["status"] in FINAL:
+            if job.status in FINAL:
                 return job
             if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
+                raise TimeoutError(f"job {job_id} still {job.status} after {timeout}s")
             time.sleep(poll)
 
     def events(self, job_id: str, last_event_id: int | None = None, reconnects: int = 5,
@@ -229,7 +163,7 @@ class MochiClient:
                                       timeout=httpx.Timeout(timeout, connect=10.0)) as resp:
                     if resp.status_code >= 400:
                         resp.read()
-                        self._json(resp)
+                        self._check(resp)
                     for event in _parse_sse(resp.iter_lines()):
                         failures = 0
                         last = event.id
@@ -249,7 +183,7 @@ class MochiClient:
         with self.http.stream("GET", f"/v1/jobs/{job_id}/video", follow_redirects=True) as resp:
             if resp.status_code >= 400:
                 resp.read()
-                self._json(resp)
+                self._check(resp)
             with dest.open("wb") as f:
                 for chunk in resp.iter_bytes():
                     f.write(chunk)

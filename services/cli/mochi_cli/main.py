@@ -9,6 +9,7 @@ from pathlib import Path
 
 def _submit(args: argparse.Namespace) -> int:
     from mochi_cli.client import ApiError, MochiClient
+    from mochi_contracts.resources import Job
 
     params = {k: v for k, v in {
         "negative_prompt": args.negative_prompt, "width": args.width, "height": args.height,
@@ -24,25 +25,25 @@ def _submit(args: argparse.Namespace) -> int:
                 print(f"  {e['field']}: {e['message']}", file=sys.stderr)
             print(f"refused: {err}", file=sys.stderr)
             return 2
-        print(f"job {job['id']} queued")
+        print(f"job {job.id} queued")
         if not (args.wait or args.out):
             return 0
 
-        def show(j: dict) -> None:
-            p = j["progress"]
+        def show(j: Job) -> None:
+            p = j.progress
             width = 30
-            done = int(width * p["fraction"])
-            where = f"queue position {j['queue_position']}" if j["status"] == "queued" and j["queue_position"] else ""
-            print(f"\r{j['status']:<10} [{'#' * done}{'.' * (width - done)}] "
-                  f"step {p['step']}/{p['total_steps']} {where:<20}", end="", flush=True)
+            done = int(width * p.fraction)
+            where = f"queue position {j.queue_position}" if j.status == "queued" and j.queue_position else ""
+            print(f"\r{j.status:<10} [{'#' * done}{'.' * (width - done)}] "
+                  f"step {p.step}/{p.total_steps} {where:<20}", end="", flush=True)
 
-        job = client.wait(job["id"], on_update=show)
+        job = client.wait(job.id, on_update=show)
         print()
-        if job["status"] != "completed":
-            print(f"job {job['id']} {job['status']}: {job.get('error')}", file=sys.stderr)
+        if job.status != "completed":
+            print(f"job {job.id} {job.status}: {job.error}", file=sys.stderr)
             return 1
         if args.out:
-            client.download(job["id"], Path(args.out))
+            client.download(job.id, Path(args.out))
             print(f"saved {args.out}")
     return 0
 
@@ -61,7 +62,7 @@ def _logs(args: argparse.Namespace) -> int:
                         print(f"{event.data['time']} {event.type}", flush=True)
             else:
                 for line in client.logs(args.job_id):
-                    print(f"{line['time']} {line['level']:<7} {line['message']}")
+                    print(f"{line.time.isoformat()} {line.level:<7} {line.message}")
         except ApiError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
