@@ -71,12 +71,12 @@ def test_killing_nats_nodes_loses_no_job_and_answers_503_without_quorum(clustere
     reader = threading.Thread(target=lambda: followed.update({ids[-1]: follow_job(clustered.api_url, ids[-1])}))
     reader.start()
     client = clustered.client()
-    wait_until(lambda: client.get(ids[0])["status"] == "running", timeout=60, what="a job in flight")
+    wait_until(lambda: client.get(ids[0]).status == "running", timeout=60, what="a job in flight")
 
     leader = cluster.node_named(cluster.stream_leader(JOBS_STREAM))
     cluster.kill(leader)
     # A quorum stands: the API keeps answering, writes included.
-    assert client.get(ids[1])["id"] == ids[1]
+    assert client.get(ids[1]).id == ids[1]
     ids += submit_all(clustered, 1, **SMALL)
     cluster.start(leader, clustered.logs)
 
@@ -95,7 +95,7 @@ def test_killing_nats_nodes_loses_no_job_and_answers_503_without_quorum(clustere
     cluster.wait_ready()
 
     for job_id in ids:
-        assert client.wait(job_id, timeout=240)["status"] == "completed"
+        assert client.wait(job_id, timeout=240).status == "completed"
     reader.join(timeout=240)
     # The live stream resumed without a gap: exactly the stream's events for that
     # job up to its final event, where a job's stream ends. (A runner whose
@@ -112,14 +112,14 @@ def test_all_of_nats_restarted_from_its_stores(clustered):
     start_stack(clustered)
     ids = submit_all(clustered, 4, **IN_FLIGHT)
     client = clustered.client()
-    wait_until(lambda: client.get(ids[0])["status"] == "running", timeout=60, what="a job in flight")
+    wait_until(lambda: client.get(ids[0]).status == "running", timeout=60, what="a job in flight")
     clustered.cluster.stop_all()
     time.sleep(2)
     for node in clustered.cluster.nodes:
         clustered.cluster.start(node, clustered.logs)
     clustered.cluster.wait_ready()
     for job_id in ids:
-        assert client.wait(job_id, timeout=240)["status"] == "completed"
+        assert client.wait(job_id, timeout=240).status == "completed"
     check_invariants(clustered, clustered.root / "catalog.db")
 
 
@@ -129,25 +129,25 @@ def test_frozen_runner_resumed_publishes_no_second_completion(clustered):
     clustered.start_api()
     client = clustered.client()
     job = client.submit("a cat", **{**SMALL, "num_inference_steps": 120})
-    wait_until(lambda: client.get(job["id"])["progress"]["step"] >= 3, timeout=60, what="in flight")
+    wait_until(lambda: client.get(job.id).progress.step >= 3, timeout=60, what="in flight")
     os.kill(frozen.popen.pid, signal.SIGSTOP)
     clustered.start_runner("runner-other")
     try:
-        done = client.wait(job["id"], timeout=180)
+        done = client.wait(job.id, timeout=180)
     finally:
         os.kill(frozen.popen.pid, signal.SIGCONT)
-    assert done["status"] == "completed" and done["runner"] == "runner-other"
+    assert done.status == "completed" and done.runner == "runner-other"
     video = next((clustered.root / "videos").rglob("*.mp4"))
     before = (video.stat().st_mtime_ns, video.read_bytes())
     time.sleep(8)  # the resumed runner finds the job finished elsewhere and stops
     assert frozen.alive()
     assert (video.stat().st_mtime_ns, video.read_bytes()) == before
-    finals = [m for m in clustered.events(f"mochi.jobs.{job['id']}.final.*")]
+    finals = [m for m in clustered.events(f"mochi.jobs.{job.id}.final.*")]
     assert [m.type for m in finals] == ["completed"]
     check_invariants(clustered, clustered.root / "catalog.db")
     # And the resumed runner still works.
     nxt = client.submit("a dog", **SMALL)
-    assert client.wait(nxt["id"], timeout=120)["status"] == "completed"
+    assert client.wait(nxt.id, timeout=120).status == "completed"
 
 
 def test_catalog_killed_mid_projection_resumes_and_equals_a_rebuild(clustered):
@@ -184,7 +184,7 @@ def test_malformed_and_future_events_are_recorded_and_skipped(clustered):
     asyncio.run(publish_garbage())
     client = clustered.client()
     job = client.submit("a cat", **SMALL)
-    assert client.wait(job["id"], timeout=120)["status"] == "completed"
+    assert client.wait(job.id, timeout=120).status == "completed"
     assert all(p.alive() for p in clustered.procs)
     import sqlite3
 

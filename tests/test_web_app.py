@@ -61,10 +61,10 @@ def test_submit_watch_progress_play_and_download(page, web_stack) -> None:  # no
         page.get_by_role("link", name="Download MP4").click()
     body = Path(got.value.path()).read_bytes()
     assert body[4:8] == b"ftyp"
-    assert len(body) == web_stack.client().get(job_id)["video"]["size_bytes"]
+    assert len(body) == web_stack.client().get(job_id).video.size_bytes
 
     # Run again: back on the form with the same settings, seed included.
-    seed = web_stack.client().get(job_id)["request"]["seed"]
+    seed = web_stack.client().get(job_id).request.seed
     page.get_by_role("button", name="Run again with these settings").click()
     assert page.input_value("#f-prompt") == "a paper boat on a stream"
     assert page.input_value("#f-steps") == "30"
@@ -77,7 +77,7 @@ def test_cancel_a_running_job(page, web_stack) -> None:  # noqa: F811
     client = web_stack.client()
     # Long enough on two cores to be caught running (64x64 at 200 steps took 1.2 s in one CI run).
     job = client.submit("a very long render", width=256, height=256, num_frames=31, num_inference_steps=200)
-    open_app(page, web_stack.api_url, f"#/jobs/{job['id']}")
+    open_app(page, web_stack.api_url, f"#/jobs/{job.id}")
     page.wait_for_selector('#job-status:text("running")', timeout=60_000)
     page.get_by_role("button", name="Cancel job").click()
     page.wait_for_selector('#job-status:text("cancelled")', timeout=120_000)
@@ -85,7 +85,7 @@ def test_cancel_a_running_job(page, web_stack) -> None:  # noqa: F811
     timeline = page.inner_text("#timeline")
     assert "cancel requested" in timeline and "cancelled" in timeline
     assert page.get_by_role("button", name="Cancel job").count() == 0
-    assert client.get(job["id"])["status"] == "cancelled"
+    assert client.get(job.id).status == "cancelled"
 
 
 def test_bad_settings_show_their_field_errors(page, web_stack) -> None:  # noqa: F811
@@ -121,7 +121,7 @@ def test_status_filter_and_load_more(page, web_stack) -> None:  # noqa: F811
     # Jobs cancelled while queued are listed at once and cost no rendering.
     for i in range(22):
         client.cancel(client.submit(f"filler {i}", width=64, height=64, num_frames=7,
-                                    num_inference_steps=200)["id"])
+                                    num_inference_steps=200).id)
     total = len(list(client.iter_jobs()))
     open_app(page, web_stack.api_url)
     page.wait_for_selector("#job-list li")
