@@ -18,6 +18,7 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
     step: int
     total_steps: int
     fraction: float
+    # This run's pace so far (mochi_contracts.pace); null unless running.
     seconds_per_step: float | None = None
 
 
@@ -49,13 +50,16 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True):
 class Job(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     status: Status
+    # The status is one of the endings (FINAL_STATUSES): nothing will change it.
+    final: bool
     request: JobRequest
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     progress: Progress
     queue_position: int | None
-    # Estimates: when a queued job should start, when a running one should end.
+    # Estimates: when a queued job should start, when a running one should end
+    # (mochi_contracts.pace, from its steps so far).
     estimated_start_at: datetime | None
     estimated_finish_at: datetime | None
     attempts: int

@@ -3,8 +3,9 @@
 
 import { getJob, listJobs } from "./api.js";
 import { $ } from "./dom.js";
-import { applyEvent, STATUSES } from "./job_state.js";
+import { applyEvent, withPace } from "./job_state.js";
 import { jobRow, updateRow } from "./job_row.js";
+import { PaceRefresh } from "./pace.js";
 
 const PAGE = 20;
 // Queue positions are in GET /v1/jobs/{id} only; they change when a job
@@ -21,9 +22,16 @@ export class JobList {
     this.statuses = [];
     this.queueTimer = null;
     this.generation = 0;
+    this.pace = new PaceRefresh((fresh) => {
+      const job = this.jobs.get(fresh.id);
+      const next = job && withPace(job, fresh);
+      if (next && next !== job) this.update(next);
+    });
     this.more.addEventListener("click", () => this.loadMore());
     $("#status-filter").addEventListener("change", () => {
-      this.statuses = STATUSES.filter((s) => $(`#filter-${s}`).checked);
+      // One box per status, in the order the page lists them (id filter-<status>).
+      this.statuses = [...$("#status-filter").querySelectorAll("input[type=checkbox]:checked")]
+        .map((box) => box.id.replace(/^filter-/, ""));
       this.reload().catch(() => {}); // the banner says why
     });
   }
@@ -93,6 +101,7 @@ export class JobList {
     if (job) {
       const next = applyEvent(job, type, data);
       if (next !== job) this.update(next);
+      if (type === "progress" && next.status === "running") this.pace.stepped(job.id);
     } else if (type !== "progress" && type !== "cancel_requested") {
       // A job this page has not seen, or one that now enters the filter.
       this.fetchAndInsert(data.job_id);

@@ -1,12 +1,13 @@
 // Folding a live event into a job the API returned, the way
 // contracts/mochi_contracts/job_state.py folds it, so a progress bar moves
-// on each event without asking the API again.
-
-export const STATUSES = ["queued", "running", "completed", "failed", "cancelled", "expired"];
-export const FINAL = new Set(["completed", "failed", "cancelled", "expired"]);
+// on each event without asking the API again. What only the API knows stays
+// the API's: whether a status is final (the resource's `final`; an ending
+// event's fold sets it) and the pace (estimated_finish_at and
+// progress.seconds_per_step, mochi_contracts/pace.py), which withPace() takes
+// from a fresh resource.
 
 export function isFinal(job) {
-  return FINAL.has(job.status);
+  return job.final === true;
 }
 
 // A new job object (views compare old and new), or the same one if nothing changed.
@@ -18,6 +19,9 @@ export function applyEvent(job, type, ev) {
       Object.assign(next, { status: "running", started_at: job.started_at || ev.time, runner: ev.runner,
                             attempts: ev.attempt, queue_position: null, estimated_start_at: null });
       next.progress.step = 0;
+      // A new attempt has no pace until its first step.
+      next.progress.seconds_per_step = null;
+      next.estimated_finish_at = null;
       break;
     case "progress":
       next.status = "running";
@@ -28,33 +32,35 @@ export function applyEvent(job, type, ev) {
       next.cancel_requested = true;
       break;
     case "completed":
-      Object.assign(next, { status: "completed", finished_at: ev.time, video: ev.video });
+      Object.assign(next, { status: "completed", final: true, finished_at: ev.time, video: ev.video });
       next.progress.step = next.progress.total_steps;
       break;
     case "failed":
-      Object.assign(next, { status: "failed", finished_at: ev.time, error: ev.reason, attempts: ev.attempts });
+      Object.assign(next, { status: "failed", final: true, finished_at: ev.time, error: ev.reason,
+                            attempts: ev.attempts });
       break;
     case "cancelled":
-      Object.assign(next, { status: "cancelled", finished_at: ev.time, error: ev.reason });
+      Object.assign(next, { status: "cancelled", final: true, finished_at: ev.time, error: ev.reason });
       break;
     case "expired":
-      Object.assign(next, { status: "expired", finished_at: ev.time, error: ev.reason });
+      Object.assign(next, { status: "expired", final: true, finished_at: ev.time, error: ev.reason });
       break;
     default:
       return job;
   }
   next.progress.fraction = next.progress.total_steps ? next.progress.step / next.progress.total_steps : 0;
-  next.estimated_finish_at = estimateFinish(next, ev.time);
+  if (next.status !== "running") {
+    next.estimated_finish_at = null;
+    next.progress.seconds_per_step = null;
+  }
   if (next.status !== "queued") next.queue_position = null;
   return next;
 }
 
-// The API's own estimate (mochi_api/estimates.py): this run's seconds per
-// step so far, times the steps left.
-function estimateFinish(job, now) {
-  const { step, total_steps: total } = job.progress;
-  if (job.status !== "running" || !job.started_at || step < 1) return null;
-  const at = new Date(now).getTime();
-  const perStep = (at - new Date(job.started_at).getTime()) / step;
-  return new Date(at + perStep * (total - step)).toISOString();
+// The pace of a fresh resource laid over the folded job (whose step may be
+// newer than the resource's); the same job if the fresh one is of another run.
+export function withPace(job, fresh) {
+  if (fresh.id !== job.id || fresh.status !== "running" || job.status !== "running") return job;
+  return { ...job, estimated_finish_at: fresh.estimated_finish_at,
+           progress: { ...job.progress, seconds_per_step: fresh.progress.seconds_per_step } };
 }

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from mochi_api.estimates import estimated_finish, seconds_per_step
+from mochi_contracts import pace
 from mochi_contracts.events import utcnow
-from mochi_contracts.job_state import JobState
+from mochi_contracts.job_state import FINAL_STATUSES, JobState
 from mochi_contracts.jobs import DEFAULT_WEBHOOK_EVENTS
 from mochi_contracts.resources import Job, JobMetrics, Progress, Webhook, job_links
 
@@ -23,9 +23,7 @@ def job_metrics(state: JobState, now: datetime | None = None) -> JobMetrics:
     end = state.finished_at or now
     queued_until = state.started_at or end
     running = (end - state.started_at).total_seconds() if state.started_at else None
-    # The denoising pace: start to the newest step, over the steps done.
-    per_step = ((state.last_step_at - state.started_at).total_seconds() / state.step
-                if state.started_at and state.last_step_at and state.step > 0 else None)
+    per_step = pace.seconds_per_step(state)
     return JobMetrics(queued_seconds=round(max((queued_until - state.created_at).total_seconds(), 0.0), 3),
                       running_seconds=round(max(running, 0.0), 3) if running is not None else None,
                       seconds_per_step=round(per_step, 4) if per_step is not None else None,
@@ -35,15 +33,17 @@ def job_metrics(state: JobState, now: datetime | None = None) -> JobMetrics:
 def to_resource(state: JobState, queue_position: int | None, base: str,
                 estimated_start_at: datetime | None = None, video_lifetime_s: float = 0.0) -> Job:
     total = state.total_steps or state.request.num_inference_steps
-    per_step = seconds_per_step(state)
+    # Shown while the job runs; its metrics keep the pace it ended with.
+    per_step = pace.seconds_per_step(state) if state.status == "running" else None
     return Job(
-        id=state.id, status=state.status, request=state.request, created_at=state.created_at,
+        id=state.id, status=state.status, final=state.status in FINAL_STATUSES, request=state.request,
+        created_at=state.created_at,
         started_at=state.started_at, finished_at=state.finished_at,
         progress=Progress(step=state.step, total_steps=total,
                           fraction=round(state.step / total, 4) if total else 0.0,
                           seconds_per_step=round(per_step, 4) if per_step is not None else None),
         queue_position=queue_position, estimated_start_at=estimated_start_at,
-        estimated_finish_at=estimated_finish(state), attempts=state.attempts, runner=state.runner,
+        estimated_finish_at=pace.estimated_finish(state), attempts=state.attempts, runner=state.runner,
         cancel_requested=state.cancel_requested, error=state.error, video=state.video,
         expires_at=video_expires_at(state, video_lifetime_s), metrics=job_metrics(state),
         webhook=Webhook(url=state.request.webhook_url,

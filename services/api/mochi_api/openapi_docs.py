@@ -32,7 +32,7 @@ _LINKS = {"self": f"/v1/jobs/{_ID}", "events": f"/v1/jobs/{_ID}/events",
 
 
 def _job(**over: Any) -> dict[str, Any]:
-    job = {"id": _ID, "status": "queued", "request": _REQUEST, "created_at": "2026-11-23T08:00:00Z",
+    job = {"id": _ID, "status": "queued", "final": False, "request": _REQUEST, "created_at": "2026-11-23T08:00:00Z",
            "started_at": None, "finished_at": None,
            "progress": {"step": 0, "total_steps": 64, "fraction": 0.0, "seconds_per_step": None},
            "queue_position": 2, "estimated_start_at": "2026-11-23T08:03:10Z", "estimated_finish_at": None,
@@ -49,7 +49,7 @@ RUNNING = _job(status="running", started_at="2026-11-23T08:03:02Z", queue_positi
                estimated_start_at=None, attempts=1, runner="gpu-runner-7d9f-0",
                progress={"step": 17, "total_steps": 64, "fraction": 0.2656, "seconds_per_step": 2.71},
                estimated_finish_at="2026-11-23T08:06:05Z")
-COMPLETED = _job(status="completed", started_at="2026-11-23T08:03:02Z", finished_at="2026-11-23T08:06:12Z",
+COMPLETED = _job(status="completed", final=True, started_at="2026-11-23T08:03:02Z", finished_at="2026-11-23T08:06:12Z",
                  queue_position=None, estimated_start_at=None, attempts=1, runner="gpu-runner-7d9f-0",
                  progress={"step": 64, "total_steps": 64, "fraction": 1.0, "seconds_per_step": None},
                  video={"key": f"videos/3f/{_ID}.mp4", "size_bytes": 4812731, "content_type": "video/mp4",
@@ -125,7 +125,7 @@ LOGS_RESPONSES = {
              "message": "started on gpu-runner-7d9f-0 (attempt 1); model resident and warm on cuda:0"}]})]),
     401: UNAUTHORIZED, 404: NOT_FOUND, 503: UNAVAILABLE}
 CANCEL_RESPONSES = {202: job_response("Cancel requested", ("A queued job, cancelled at once", {
-    **QUEUED, "status": "cancelled", "cancel_requested": True, "queue_position": None,
+    **QUEUED, "status": "cancelled", "final": True, "cancel_requested": True, "queue_position": None,
     "estimated_start_at": None, "error": "cancelled while queued"})),
     401: UNAUTHORIZED, 404: NOT_FOUND, 409: FINISHED}
 EVENTS_RESPONSES = {

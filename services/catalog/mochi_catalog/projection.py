@@ -16,6 +16,7 @@ from mochi_catalog import metrics
 from mochi_contracts.event_codec import UnreadableEvent, decode_event
 from mochi_contracts.events import JobSubmitted
 from mochi_contracts.job_state import JobState, apply, new_state
+from mochi_contracts.pace import mean_run_seconds
 
 _encode = msgspec.json.Encoder().encode
 _decode_state = msgspec.json.Decoder(JobState).decode
@@ -127,13 +128,10 @@ class Projection:
 
     def pace(self) -> tuple[float | None, int]:
         """Mean seconds of the last 20 completed renders, and how many jobs run now."""
-        mean = self.db.execute(
-            "SELECT avg((julianday(json_extract(state, '$.finished_at')) - "
-            "julianday(json_extract(state, '$.started_at'))) * 86400.0) FROM "
-            "(SELECT state FROM jobs WHERE status = 'completed' ORDER BY submitted_seq DESC LIMIT 20)"
-        ).fetchone()[0]
+        recent = self.db.execute(
+            "SELECT state FROM jobs WHERE status = 'completed' ORDER BY submitted_seq DESC LIMIT 20").fetchall()
         running = self.db.execute("SELECT count(*) FROM jobs WHERE status = 'running'").fetchone()[0]
-        return (float(mean) if mean is not None else None), int(running)
+        return mean_run_seconds(_decode_state(row[0]) for row in recent), int(running)
 
     def list(self, owner: str | None, statuses: list[str] | None, limit: int,
              before_seq: int | None) -> tuple[list[JobState], int | None]:
