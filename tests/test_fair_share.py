@@ -21,12 +21,16 @@ from mochi_cli.processes import Proc, free_port, spawn_service, wait_for_http
 from mochi_common.nats_conn import publish_event
 from mochi_contracts.events import JobSubmitted
 from mochi_contracts.jobs import JobRequest
-from mochi_contracts.streams import SCHEDULER_LEASE_BUCKET
+from mochi_contracts.scheduling import decode_release
+from mochi_contracts.streams import RELEASE_STREAM, SCHEDULER_LEASE_BUCKET
 from mochi_scheduler.lease import holder_of
 from stream_reader import decodable
 from waits import wait_until
 
 FAIR = {"MOCHI_SCHEDULING": "fair"}
+# Smaller than SMALL still: the scheduler's choices do not depend on a job's
+# size, and dozens of jobs run on two shared cores.
+TINY = {**SMALL, "num_frames": 1, "num_inference_steps": 2}
 # Quick failover in tests; the default is 3 s.
 LEASE_TTL_S = 2.0
 
@@ -64,7 +68,7 @@ def submit(system: System, owner: str, n: int, priority: str = "normal") -> list
             js, ids = nc.jetstream(), []
             for i in range(n):
                 job_id = uuid.uuid4().hex
-                request = JobRequest(prompt=f"{owner} {i}", seed=i, priority=priority, **SMALL)  # type: ignore[arg-type]
+                request = JobRequest(prompt=f"{owner} {i}", seed=i, priority=priority, **TINY)  # type: ignore[arg-type]
                 await publish_event(js, JobSubmitted(job_id=job_id, request=request, owner=owner))
                 ids.append(job_id)
             return ids
@@ -109,3 +113,98 @@ def test_a_late_owner_starts_at_the_next_free_lane(system: System) -> None:
     assert max(after.index(j) for j in b) <= 6, after[:8]
     assert len(started_before & set(a)) >= 2
     assert not run_twice(system)
+
+
+def releases(system: System) -> list[tuple[str, str]]:
+    """(job id, scheduler) of every release, in release order."""
+    async def go() -> list[tuple[str, str]]:
+        nc = await nats.connect(system.nats_url)
+        try:
+            js = nc.jetstream()
+            last = (await js.stream_info(RELEASE_STREAM)).state.last_seq
+            out = []
+            for seq in range(1, last + 1):
+                raw = await js.get_msg(RELEASE_STREAM, seq)
+                release = decode_release(raw.data)
+                out.append((release.job_id, release.scheduler))
+            return out
+        finally:
+            await nc.close()
+
+    return asyncio.run(go())
+
+
+def running_at_once(system: System, owner: str) -> int:
+    """The most jobs of `owner` between their started and final events at once."""
+    owner_of, most, now = owners_of(system), 0, 0
+    for m in decodable(system.events()):
+        if owner_of.get(m.event.job_id) != owner:
+            continue
+        if m.type == "started":
+            now += 1
+        elif m.type in ("completed", "failed", "cancelled", "expired") and now:
+            now -= 1
+        most = max(most, now)
+    return most
+
+
+def test_weighted_shares_priorities_and_a_running_limit(system: System) -> None:
+    keys = keys_file(system.root, ["erin weight=3", "frank", "grace", "carol max_running=1 priorities=high,normal"])
+    start_scheduler(system, MOCHI_API_KEYS_FILE=keys)
+    # Everything is queued before a lane frees, so every choice sees every owner.
+    erin, frank, grace = submit(system, "erin", 12), submit(system, "frank", 5), submit(system, "grace", 5)
+    carol_normal = submit(system, "carol", 2)
+    carol_high = submit(system, "carol", 1, "high")
+    start_runners(system, 2)
+    # Whole rounds of the stride: the weights sum to 6 (erin 3, the others 1),
+    # so every 6 releases give erin 3 and each other owner 1.
+    window = 18
+    wait_until(lambda: len(releases(system)) >= window, timeout=300, what=f"{window} releases")
+    owner_of = owners_of(system)
+    first = [owner_of[job_id] for job_id, _ in releases(system)[:window]]
+    shares = Counter(first)
+    # Weights 3:1:1 (carol, limited to one at a time, takes her share too).
+    assert abs(shares["erin"] / shares["frank"] - 3.0) <= 0.3, shares
+    assert abs(shares["frank"] / (shares["frank"] + shares["grace"]) - 0.5) <= 0.05, shares
+    # Carol's high job overtook her normal ones; never more than one of hers ran.
+    carol_order = [job_id for job_id, _ in releases(system) if owner_of[job_id] == "carol"]
+    assert carol_order[0] == carol_high[0], carol_order
+    assert carol_order[1:] == carol_normal[: len(carol_order) - 1]
+    wait_until(lambda: set(carol_normal + carol_high) <= finished(system), timeout=300, what="carol's jobs done")
+    assert running_at_once(system, "carol") == 1
+    # Every release became a start, once.
+    started = {j for _, j in starts(system)}
+    assert {j for j, _ in releases(system)} - started <= set(erin + frank + grace)  # the newest may be starting
+    assert not run_twice(system)
+
+
+def test_the_leader_killed_mid_burst_hands_over_within_seconds(system: System) -> None:
+    system.start_catalog()
+    first = start_scheduler(system, "scheduler-a")
+    second = start_scheduler(system, "scheduler-b")
+    start_runners(system, 2)
+    jobs = submit(system, "heidi", 6) + submit(system, "ivan", 6)
+    wait_until(lambda: len(starts(system)) >= 3, timeout=180, what="three jobs started")
+
+    async def holder() -> str | None:
+        nc = await nats.connect(system.nats_url)
+        try:
+            return await holder_of(await nc.jetstream().key_value(SCHEDULER_LEASE_BUCKET))
+        finally:
+            await nc.close()
+
+    leader = asyncio.run(holder())
+    assert leader in ("scheduler-a", "scheduler-b")
+    killed, survivor = (first, second) if leader == "scheduler-a" else (second, first)
+    killed.kill()
+    killed_at = time.monotonic()
+    wait_until(lambda: asyncio.run(holder()) == survivor.name, timeout=LEASE_TTL_S + 10, every=0.1,
+               what="the other replica took the lease")
+    took_over_s = time.monotonic() - killed_at
+    assert took_over_s <= LEASE_TTL_S + 2.0, took_over_s
+    wait_until(lambda: set(jobs) <= finished(system), timeout=300, what="every job finished")
+    assert any(scheduler == survivor.name for _, scheduler in releases(system))
+    outcome = check_invariants(system, system.root / "catalog.db")
+    assert set(outcome.values()) == {"completed"} and set(outcome) == set(jobs)
+    assert Counter(j for _, j in starts(system)) == Counter(jobs)  # none lost, none run twice
+    assert len(releases(system)) == len(jobs)  # none released twice
