@@ -16,21 +16,15 @@ log = structlog.get_logger()
 async def keep_videos(store: VideoStore, lifetime_s: float, sweep_interval_s: float) -> None:
     if lifetime_s <= 0:
         return  # kept for ever
-    set_rule = getattr(store, "set_video_lifetime", None)
-    if set_rule is not None:
-        try:
-            if await asyncio.to_thread(set_rule, lifetime_s):
-                log.info("retention.lifecycle_rule", lifetime_s=lifetime_s)
-                return
-        except Exception as err:  # a store without lifecycle rules, or no right to set one
-            log.warning("retention.no_lifecycle_rule", error=repr(err))
-    sweep = getattr(store, "sweep_expired", None)
-    if sweep is None:
-        log.warning("retention.not_enforced", store=type(store).__name__)
-        return
+    try:
+        if await asyncio.to_thread(store.set_video_lifetime, lifetime_s):
+            log.info("retention.lifecycle_rule", lifetime_s=lifetime_s)
+            return
+    except Exception as err:  # a store that refuses lifecycle rules, or no right to set one
+        log.warning("retention.no_lifecycle_rule", error=repr(err))
     while True:
         try:
-            removed = await asyncio.to_thread(sweep, lifetime_s)
+            removed = await asyncio.to_thread(store.sweep_expired, lifetime_s)
             if removed:
                 log.info("retention.swept", videos=removed)
         except Exception as err:

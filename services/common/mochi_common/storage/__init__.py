@@ -26,6 +26,13 @@ class VideoStore(Protocol):
     def local_path(self, key: str) -> Path | None:
         """A file the API can stream with Range, for stores on this filesystem."""
 
+    def set_video_lifetime(self, lifetime_s: float) -> bool:
+        """Have the store itself expire videos (an S3 lifecycle rule); False
+        where it cannot, and a sweep must."""
+
+    def sweep_expired(self, lifetime_s: float) -> int:
+        """Delete videos stored more than lifetime_s ago; return how many."""
+
     def presigned_url(self, key: str, expires_s: int) -> str | None:
         """A URL the client downloads from directly, for remote stores."""
 

@@ -8,6 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mochi_contracts.storage import VIDEO_PREFIX
+
 
 class LocalVideoStore:
     def __init__(self, root: Path):
@@ -49,11 +51,14 @@ class LocalVideoStore:
     def presigned_url(self, key: str, expires_s: int) -> str | None:
         return None
 
+    def set_video_lifetime(self, lifetime_s: float) -> bool:
+        return False  # a filesystem has no lifecycle rules: the API sweeps
+
     def sweep_expired(self, lifetime_s: float) -> int:
         """Delete videos stored more than lifetime_s ago; return how many."""
         cutoff = time.time() - lifetime_s
         removed = 0
-        for path in (self.root / "videos").glob("*/*.mp4"):
+        for path in (self.root / VIDEO_PREFIX).glob("*/*.mp4"):
             try:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()

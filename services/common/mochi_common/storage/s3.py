@@ -19,6 +19,7 @@ from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from mochi_common.storage import StoreSettings, TransientStoreError
+from mochi_contracts.storage import VIDEO_PREFIX
 
 log = structlog.get_logger()
 
@@ -224,7 +225,7 @@ class S3VideoStore:
         if lifetime_s < 86400:
             return False
         self.ensure_bucket()
-        rule = Rule(ENABLED, rule_filter=Filter(prefix="videos/"), rule_id="mochi-video-lifetime",
+        rule = Rule(ENABLED, rule_filter=Filter(prefix=VIDEO_PREFIX), rule_id="mochi-video-lifetime",
                     expiration=Expiration(days=math.ceil(lifetime_s / 86400)))
         self._client.set_bucket_lifecycle(self.bucket, LifecycleConfig([rule]))
         return True
@@ -232,7 +233,7 @@ class S3VideoStore:
     def sweep_expired(self, lifetime_s: float) -> int:
         cutoff = datetime.now(UTC) - timedelta(seconds=lifetime_s)
         removed = 0
-        for obj in self._client.list_objects(self.bucket, prefix="videos/", recursive=True):
+        for obj in self._client.list_objects(self.bucket, prefix=VIDEO_PREFIX, recursive=True):
             if obj.last_modified is not None and obj.last_modified < cutoff and obj.object_name:
                 self._client.remove_object(self.bucket, obj.object_name)
                 removed += 1
