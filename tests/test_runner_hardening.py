@@ -79,8 +79,13 @@ def test_a_stop_while_the_model_loads_ends_the_runner_at_once(system):
     # A first start builds nothing here (the tiny model exists); a slow load is
     # made by warming up at a size whose render takes seconds on the CPU.
     runner = system.start_runner(MOCHI_WARMUP_WIDTH="256", MOCHI_WARMUP_HEIGHT="256", MOCHI_WARMUP_FRAMES="61")
-    wait_until(lambda: httpx.get(f"{runner.health_url}/healthz", timeout=2).status_code == 200, timeout=60,
-               what="the runner's health port up while it loads")
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{runner.health_url}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False  # still importing torch
+
+    wait_until(answers, timeout=60, what="the runner's health port up while it loads")
     assert httpx.get(f"{runner.health_url}/readyz", timeout=2).status_code == 503
     sent = time.monotonic()
     runner.popen.send_signal(signal.SIGTERM)
