@@ -3,8 +3,8 @@
 Every replica follows the job stream and the release stream into its own copy
 of the queues (view.py) and handles release dead letters; the one holding the
 leader lease (lease.py) also releases work as runner lanes free (release.py).
-A replica that takes the lease first catches up with both streams as they
-stood at that moment, so it never decides on a stale copy."""
+A replica that takes the lease releases nothing before it has caught up with
+both streams as they stood at that moment, so it never decides on a stale copy."""
 
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ from mochi_scheduler.topology import ensure_scheduler_topology
 from mochi_scheduler.view import StreamView
 
 log = structlog.get_logger()
-CATCH_UP_TIMEOUT_S = 30.0
 
 
 def policies(settings: SchedulerSettings) -> dict[str, Policy]:
@@ -59,6 +58,7 @@ class Scheduler:
         self.stop = asyncio.Event()
         self.ready = False
         self._leading = False
+        self._heads = (0, 0)  # the streams' last sequences when this replica took the lease
 
     async def keep_lease(self) -> None:
         """Take the lease when free, renew it every third of its TTL while held."""
@@ -86,20 +86,21 @@ class Scheduler:
             await self.lease.give_up()
 
     async def _take_over(self) -> None:
-        jobs_seq, release_seq = await self.view.stream_heads()
-        if not await self.view.caught_up_with(jobs_seq, release_seq, CATCH_UP_TIMEOUT_S):
-            raise RuntimeError(f"took the lease but did not catch up with the streams within "
-                               f"{CATCH_UP_TIMEOUT_S}s (jobs {self.view.jobs_seq}/{jobs_seq}, "
-                               f"releases {self.view.release_seq}/{release_seq})")
+        # Releasing waits until the view has caught up with the streams as they
+        # stand now (release() checks); the lease goes on being renewed meanwhile.
+        self._heads = await self.view.stream_heads()
         self._leading = True
         metrics.LEADER.set(1)
         log.info("scheduler.leader", scheduler_id=self.settings.scheduler_id, term=self.lease.terms,
-                 jobs_seq=jobs_seq, release_seq=release_seq,
+                 jobs_seq=self._heads[0], release_seq=self._heads[1],
                  queued=sum(self.model.queued_by_owner().values()), out=len(self.model.out))
+
+    def _caught_up(self) -> bool:
+        return self.view.jobs_seq >= self._heads[0] and self.view.release_seq >= self._heads[1]
 
     async def release(self) -> None:
         while not self.stop.is_set():
-            if self._leading and self.lease.held():
+            if self._leading and self.lease.held() and self._caught_up():
                 await self.releaser.release_some()
             metrics.refresh(self.model)
             self.view.changed.clear()

@@ -39,19 +39,14 @@ class StreamView:
     async def follow_releases(self) -> None:
         await self._follow(RELEASE_STREAM, subjects.ALL_RELEASED, "release_seq", self._apply_release)
 
-    async def caught_up_with(self, jobs_seq: int, release_seq: int, timeout_s: float) -> bool:
-        loop = asyncio.get_running_loop()
-        until = loop.time() + timeout_s
-        while self.jobs_seq < jobs_seq or self.release_seq < release_seq:
-            if loop.time() >= until:
-                return False
-            await asyncio.sleep(0.02)
-        return True
-
     async def stream_heads(self) -> tuple[int, int]:
-        jobs = await self.js.stream_info(JOBS_STREAM)
-        released = await self.js.stream_info(RELEASE_STREAM)
-        return int(jobs.state.last_seq), int(released.state.last_seq)
+        """The last sequence of each stream that a reader can still be given
+        (0 for a stream whose messages all aged out: none will be delivered)."""
+        heads = []
+        for stream in (JOBS_STREAM, RELEASE_STREAM):
+            state = (await self.js.stream_info(stream)).state
+            heads.append(int(state.last_seq) if state.messages else 0)
+        return heads[0], heads[1]
 
     async def _follow(self, stream: str, subject: str, seq_attr: str, apply: Any) -> None:
         start = getattr(self, seq_attr) + 1
