@@ -145,7 +145,11 @@ def checkpoint_blob(system, job_id: str) -> bytes | None:
 
 def put_checkpoint(system, job_id: str, blob: bytes) -> None:
     async def put(js):  # type: ignore[no-untyped-def]
-        await (await js.object_store(CHECKPOINT_BUCKET)).put(job_id, blob)
+        from mochi_common.jetstream_setup import ensure_checkpoint_bucket
+        from mochi_contracts.streams import JetStreamSettings
+
+        # Made here when no runner has started yet, as a runner makes it.
+        await (await ensure_checkpoint_bucket(js, JetStreamSettings())).put(job_id, blob)
 
     asyncio.run(_bucket_call(system.nats_url, put))
 
