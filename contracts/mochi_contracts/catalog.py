@@ -44,7 +44,3 @@ class JobPage(msgspec.Struct, frozen=True, kw_only=True):
     # The sequence to pass as before_seq for the next page, or None at the end.
     next_before_seq: int | None
     applied_seq: int
-
-
-class CatalogError(msgspec.Struct, frozen=True):
-    error: str

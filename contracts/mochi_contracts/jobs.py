@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Final, Literal
 from urllib.parse import urlsplit
@@ -34,7 +33,6 @@ Fps = Annotated[int, msgspec.Meta(ge=1, le=60)]
 
 # What a job's webhook may be told about; progress is sent at most once a second.
 WebhookEvent = Literal["started", "progress", "completed", "failed", "cancelled", "expired"]
-WEBHOOK_EVENTS: Final[tuple[str, ...]] = ("started", "progress", "completed", "failed", "cancelled", "expired")
 # Without a filter a webhook hears of the end only.
 DEFAULT_WEBHOOK_EVENTS: Final[tuple[str, ...]] = ("completed", "failed", "cancelled", "expired")
 WebhookUrl = Annotated[str, msgspec.Meta(
@@ -82,31 +80,6 @@ class FieldError(msgspec.Struct, frozen=True):
     message: str
 
 
-class InvalidRequest(Exception):
-    """A request body that breaks the contract, with every field at fault."""
-
-    def __init__(self, errors: list[FieldError]):
-        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
-        self.errors = errors
-
-
-# msgspec reports the path of the first bad value inside its message
-# ("... - at `$.width`"); it has no structured form, so it is parsed here.
-_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
-# Errors about the object itself ("missing required field `prompt`") name the field in the text.
-_NAMED = re.compile(r"field `([^`]+)`")
-
-
-def _from_msgspec(err: msgspec.ValidationError) -> FieldError:
-    text = str(err)
-    match = _PATH.search(text)
-    if match is None:
-        named = _NAMED.search(text)
-        return FieldError(field=named.group(1) if named else "body", message=text)
-    field = match.group(1).split("[", 1)[0].split(".", 1)[0] or "body"
-    return FieldError(field=field, message=text[: match.start()])
-
-
 def semantic_errors(req: JobRequest) -> list[FieldError]:
     """The rules that msgspec's per-field bounds cannot state."""
     errors = []
@@ -129,29 +102,3 @@ def semantic_errors(req: JobRequest) -> list[FieldError]:
     if req.webhook_events is not None and req.webhook_url is None:
         errors.append(FieldError("webhook_events", "needs a webhook_url"))
     return errors
-
-
-_decoder = msgspec.json.Decoder(JobRequest)
-
-
-def decode_job_request(body: bytes) -> JobRequest:
-    """Decode and check a request body; raise InvalidRequest naming the field."""
-    if not body.strip():
-        raise InvalidRequest([FieldError("body", "a JSON object with at least `prompt` is required")])
-    try:
-        req = _decoder.decode(body)
-    except msgspec.ValidationError as err:
-        raise InvalidRequest([_from_msgspec(err)]) from None
-    except msgspec.DecodeError as err:
-        raise InvalidRequest([FieldError("body", f"not valid JSON: {err}")]) from None
-    errors = semantic_errors(req)
-    if errors:
-        raise InvalidRequest(errors)
-    return req
-
-
-def limits() -> dict[str, object]:
-    """Bounds and defaults for clients that show them before submitting."""
-    schema = msgspec.json.schema(JobRequest)
-    props = schema["$defs"]["JobRequest"]["properties"]
-    return {name: {k: v for k, v in spec.items() if k != "title"} for name, spec in props.items()}

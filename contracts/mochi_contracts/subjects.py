@@ -21,7 +21,6 @@ from mochi_contracts.events import FINAL_TYPES
 JOBS_PREFIX: Final = "mochi.jobs"
 ALL_JOB_EVENTS: Final = f"{JOBS_PREFIX}.>"
 ALL_SUBMITTED: Final = f"{JOBS_PREFIX}.*.submitted"
-ALL_CANCEL_REQUESTED: Final = f"{JOBS_PREFIX}.*.cancel_requested"
 
 # What the webhook dispatcher reads from the job stream: the job events a
 # webhook may hear of, and submissions (for deadlines).
@@ -42,7 +41,6 @@ CATALOG_SERVICE: Final = "mochi-catalog"
 CATALOG_PREFIX: Final = "mochi.catalog"
 CATALOG_GET: Final = f"{CATALOG_PREFIX}.jobs.get"
 CATALOG_LIST: Final = f"{CATALOG_PREFIX}.jobs.list"
-CATALOG_QUEUE: Final = f"{CATALOG_PREFIX}.queue"
 
 # Job ids are 32 lowercase hex digits: safe as one subject token.
 JOB_ID_PATTERN: Final = re.compile(r"^[0-9a-f]{32}$")

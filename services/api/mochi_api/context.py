@@ -13,7 +13,6 @@ from mochi_api.job_reader import JobReader
 from mochi_api.settings import ApiSettings
 from mochi_common.storage import VideoStore
 from mochi_common.supervise import Supervisor
-from mochi_contracts.streams import JOBS_STREAM
 
 
 @dataclass
@@ -27,7 +26,6 @@ class ApiContext:
     idempotency: KeyValue
     # The event hub's pump and every other long-lived task (/readyz asks it).
     tasks: Supervisor
-    jobs_stream: str = JOBS_STREAM
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from mochi_contracts.jobs import FieldError
 
 log = structlog.get_logger()
 PROBLEM_BASE = "https://mochi-serve.dev/problems/"
-MEDIA_TYPE = "application/problem+json"
 
 
 def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> ProblemDetailsException:

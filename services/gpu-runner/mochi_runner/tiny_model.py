@@ -71,10 +71,6 @@ def save_tiny_model(dest: Path, seed: int = 0) -> Path:
     return dest
 
 
-def is_tiny_model(path: Path) -> bool:
-    return (path / TINY_MARKER).exists()
-
-
 def ensure_tiny_model(dest: Path) -> Path:
     """Build the tiny model once; later calls find it on disk."""
     if not (dest / "model_index.json").exists():
