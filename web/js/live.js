@@ -10,14 +10,13 @@ export const STATE_TYPES = ["submitted", "started", "progress", "cancel_requeste
                             "cancelled", "expired"];
 // What the shared stream carries: states for every list, and "log" for job pages.
 export const FEED_TYPES = [...STATE_TYPES, "log"];
-const FINAL = new Set(["completed", "failed", "cancelled", "expired"]);
 
 export class LiveStream {
-  // onEvent(type, data, id); onState("open" | "retrying"); closeOnFinal for one job's stream,
-  // which the API ends after the final event (EventSource would otherwise reopen it forever);
-  // explain() asks the API why the stream failed (a worker, which has no banner, passes a no-op).
-  constructor(url, { onEvent, onState = () => {}, closeOnFinal = false, types = STATE_TYPES, explain = probe }) {
-    Object.assign(this, { url, onEvent, onState, closeOnFinal, types, explain });
+  // onEvent(type, data, id); onState("open" | "retrying"); explain() asks the API
+  // why the stream failed (a worker, which has no banner, passes a no-op). The
+  // streams it opens never end by themselves: a job's own history is job_history.js.
+  constructor(url, { onEvent, onState = () => {}, types = STATE_TYPES, explain = probe }) {
+    Object.assign(this, { url, onEvent, onState, types, explain });
     this.lastId = null;
     this.source = null;
     this.timer = null;
@@ -69,7 +68,6 @@ export class LiveStream {
           return; // not an event this page understands
         }
         this.onEvent(type, data, msg.lastEventId);
-        if (this.closeOnFinal && FINAL.has(type)) this.stop();
       });
     }
   }
