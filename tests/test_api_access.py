@@ -157,3 +157,17 @@ def test_a_keyed_api_does_not_check_host(keyed):
     # Without the anonymous stack a page has no key to send: Host names any proxy in front.
     with as_(ALICE, keyed) as alice:
         assert alice.get("/v1/jobs", headers={"host": "mochi.example.com"}).status_code == 200
+
+
+def test_a_key_submits_only_the_priorities_its_owner_may_use(system):
+    carol, carol_line = new_key("carol")
+    dave, dave_line = new_key("dave")
+    keys = system.root / "keys.txt"
+    keys.write_text(f"{carol_line}\n{dave_line} priorities=high,normal\n")
+    system.start_catalog()
+    system.start_api(MOCHI_API_KEYS_FILE=str(keys), MOCHI_ALLOW_ANONYMOUS="false")
+    refused = as_(carol, system).post("/v1/jobs", json={"prompt": "a cat", **SMALL, "priority": "high"})
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["priority"]
+    assert as_(carol, system).post("/v1/jobs", json={"prompt": "a cat", **SMALL, "priority": "low"}).status_code == 202
+    assert as_(dave, system).post("/v1/jobs", json={"prompt": "a cat", **SMALL, "priority": "high"}).status_code == 202

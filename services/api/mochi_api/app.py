@@ -49,7 +49,8 @@ def create_app(settings: ApiSettings) -> Litestar:
                                    reader=JobReader(nc, settings.catalog_timeout_s),
                                    store=open_store(settings.store_url, settings), hub=hub,
                                    idempotency=await open_bucket(js, settings.idempotency_ttl_s,
-                                                                 settings.jetstream_replicas), tasks=tasks)
+                                                                 settings.jetstream_replicas), tasks=tasks,
+                                   keys=keys)
         tasks.start("event-hub", hub.run)
         store = app.state.ctx.store
         tasks.start("retention", lambda: keep_videos(store, settings.video_lifetime_s,

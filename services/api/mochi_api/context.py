@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -13,6 +14,9 @@ from mochi_api.job_reader import JobReader
 from mochi_api.settings import ApiSettings
 from mochi_common.storage import VideoStore
 from mochi_common.supervise import Supervisor
+
+if TYPE_CHECKING:  # api_keys imports Caller from here
+    from mochi_api.api_keys import ApiKeys
 
 
 @dataclass
@@ -26,6 +30,8 @@ class ApiContext:
     idempotency: KeyValue
     # The event hub's pump and every other long-lived task (/readyz asks it).
     tasks: Supervisor
+    # Who may submit what (priorities per key).
+    keys: ApiKeys
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,8 @@ class JobsController(Controller):
             description="Sets `deadline` this long from now: 90s, 5m, 1h30m")] = None,
     ) -> Response[Job]:
         ctx = _ctx(state)
-        errors = submission.strict_errors(await request.body()) or semantic_errors(data)
+        errors = (submission.strict_errors(await request.body()) or semantic_errors(data)
+                  or ctx.keys.priority_errors(caller, data))
         if errors:
             raise invalid_fields(errors)
         checked, errors = await submission.checked(data, cancel_after, ctx.settings, utcnow())
