@@ -13,6 +13,7 @@ import nats
 
 from conftest import SMALL
 from mochi_contracts import catalog, streams, subjects
+from mochi_contracts.events import FINAL_TYPES
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SAMPLE_ID = "0123456789abcdef0123456789abcdef"
@@ -49,7 +50,7 @@ def test_recipes_name_streams_consumers_and_subjects_from_contracts():
             if re.fullmatch(r"MOCHI_[A-Z_]+", tok):
                 assert tok in stream_names, cmd
             if tok.startswith("mochi.") and not tok.startswith(subjects.CATALOG_PREFIX):
-                finals = [subjects.event_subject(SAMPLE_ID, t) for t in ("completed", "failed", "cancelled")]
+                finals = [subjects.event_subject(SAMPLE_ID, t) for t in sorted(FINAL_TYPES)]
                 assert tok in KNOWN_SUBJECTS or any(matches(tok, f) for f in finals), (tok, cmd)
                 assert matches(subjects.ALL_JOB_EVENTS, tok.replace("*", "x").replace(">", "x")), tok
         if cmd[1:3] == ["consumer", "info"]:

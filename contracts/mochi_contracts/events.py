@@ -10,7 +10,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from mochi_contracts.jobs import Fps, Frames, JobRequest, Side
+from mochi_contracts.jobs import DEFAULT_WEBHOOK_EVENTS, Fps, Frames, JobRequest, Side
 
 SCHEMA_VERSION: Final = 1
 
@@ -148,3 +148,8 @@ def event_type(event: JobEvent | type[JobEvent]) -> str:
 
 
 FINAL_TYPES: Final[frozenset[str]] = frozenset(event_type(cls) for cls in FINAL_EVENTS)
+# jobs.py is imported here and cannot import this, so its default webhook filter,
+# "the endings", is held to them here: a new ending fails at import, not in a webhook.
+if frozenset(DEFAULT_WEBHOOK_EVENTS) != FINAL_TYPES:
+    raise RuntimeError(f"jobs.DEFAULT_WEBHOOK_EVENTS {sorted(DEFAULT_WEBHOOK_EVENTS)} are not the final "
+                       f"event types {sorted(FINAL_TYPES)}")
