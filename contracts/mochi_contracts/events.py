@@ -53,12 +53,12 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     schema_version: int = SCHEMA_VERSION
 
 
-class JobSubmitted(Event, tag="submitted"):
+class JobSubmitted(Event, frozen=True, tag="submitted"):
     request: JobRequest
     owner: Name
 
 
-class JobStarted(Event, tag="started"):
+class JobStarted(Event, frozen=True, tag="started"):
     runner: Name
     attempt: Attempt
     # The denoising steps this attempt did not render: it resumed from a
@@ -67,13 +67,13 @@ class JobStarted(Event, tag="started"):
     from_step: Step = 0
 
 
-class JobProgress(Event, tag="progress"):
+class JobProgress(Event, frozen=True, tag="progress"):
     step: Step
     total_steps: TotalSteps
     runner: Name
 
 
-class JobCancelRequested(Event, tag="cancel_requested"):
+class JobCancelRequested(Event, frozen=True, tag="cancel_requested"):
     requested_by: Name
 
 
@@ -89,28 +89,28 @@ class VideoInfo(msgspec.Struct, frozen=True, kw_only=True):
     fps: Fps
 
 
-class JobCompleted(Event, tag="completed"):
+class JobCompleted(Event, frozen=True, tag="completed"):
     video: VideoInfo
     runner: Name
     attempt: Attempt
 
 
-class JobFailed(Event, tag="failed"):
+class JobFailed(Event, frozen=True, tag="failed"):
     reason: Text
     attempts: Attempts
 
 
-class JobCancelled(Event, tag="cancelled"):
+class JobCancelled(Event, frozen=True, tag="cancelled"):
     reason: Text
 
 
-class JobExpired(Event, tag="expired"):
+class JobExpired(Event, frozen=True, tag="expired"):
     """Its deadline passed before any runner started it; no GPU touched it."""
 
     reason: Text
 
 
-class JobLog(Event, tag="log"):
+class JobLog(Event, frozen=True, tag="log"):
     """One line a runner wrote about this job (and no other)."""
 
     level: Literal["debug", "info", "warning", "error"]
@@ -118,7 +118,7 @@ class JobLog(Event, tag="log"):
     runner: Name | None = None
 
 
-class WebhookAttempt(Event, tag="webhook"):
+class WebhookAttempt(Event, frozen=True, tag="webhook"):
     """One try at delivering one webhook (`delivery_id` is its webhook-id, the
     same on every retry). `outcome`: delivered; retrying (a retry is due at
     next_attempt_at); failed (a 4xx other than 408/429, a redirect, or the

@@ -6,6 +6,7 @@ a restart resumes exactly after the last event that took effect."""
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 from pathlib import Path
 
@@ -37,19 +38,23 @@ class Projection:
         self.db.conn.execute("PRAGMA synchronous=NORMAL")
         self._create()
 
+    def _table(self, name: str) -> sqlite_utils.db.Table:
+        # db[name] may also be a View; every name here is one of our tables.
+        return self.db.table(name)
+
     def _create(self) -> None:
-        jobs = self.db["jobs"]
+        jobs = self._table("jobs")
         if not jobs.exists():
             jobs.create({"id": str, "owner": str, "status": str, "submitted_seq": int,
                          "last_seq": int, "state": str}, pk="id")
             jobs.create_index(["owner", "submitted_seq"])
             jobs.create_index(["status", "submitted_seq"])
             jobs.create_index(["submitted_seq"], unique=True)
-        if not self.db["progress"].exists():
-            self.db["progress"].create({"name": str, "applied_seq": int}, pk="name")
-            self.db["progress"].insert({"name": "jobs", "applied_seq": 0})
-        if not self.db["rejected_events"].exists():
-            self.db["rejected_events"].create(
+        if not self._table("progress").exists():
+            self._table("progress").create({"name": str, "applied_seq": int}, pk="name")
+            self._table("progress").insert({"name": "jobs", "applied_seq": 0})
+        if not self._table("rejected_events").exists():
+            self._table("rejected_events").create(
                 {"seq": int, "subject": str, "reason": str}, pk="seq")
 
     def check(self) -> None:
@@ -59,7 +64,7 @@ class Projection:
             raise sqlite3.DatabaseError(f"quick_check: {found[0] if found else 'no answer'}")
 
     def applied_seq(self) -> int:
-        return int(self.db["progress"].get("jobs")["applied_seq"])
+        return int(self._table("progress").get("jobs")["applied_seq"])
 
     def _load(self, job_id: str) -> JobState | None:
         row = self.db.execute("SELECT state FROM jobs WHERE id = ?", [job_id]).fetchone()
@@ -97,14 +102,14 @@ class Projection:
                 changed[event.job_id] = new
         with self.db.conn:
             if changed:
-                self.db["jobs"].upsert_all(
+                self._table("jobs").upsert_all(
                     ({"id": s.id, "owner": s.owner, "status": s.status,
                       "submitted_seq": s.submitted_seq, "last_seq": s.last_seq,
                       "state": _encode(s).decode()} for s in changed.values()),
                     pk="id")
             if rejected:
-                self.db["rejected_events"].upsert_all(rejected, pk="seq")
-            self.db["progress"].update("jobs", {"applied_seq": events[-1].seq})
+                self._table("rejected_events").upsert_all(rejected, pk="seq")
+            self._table("progress").update("jobs", {"applied_seq": events[-1].seq})
         past_floor = sum(1 for raw in events if raw.seq > floor)
         metrics.events_applied(past_floor - len(rejected), {
             "unreadable": unreadable, "unknown_job": len(rejected) - unreadable})
@@ -135,7 +140,8 @@ class Projection:
 
     def list(self, owner: str | None, statuses: list[str] | None, limit: int,
              before_seq: int | None) -> tuple[list[JobState], int | None]:
-        where, params = [], []
+        where: builtins.list[str] = []
+        params: builtins.list[object] = []
         if owner is not None:
             where.append("owner = ?")
             params.append(owner)
@@ -158,8 +164,8 @@ class Projection:
         return {str(status): int(n) for status, n in
                 self.db.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()}
 
-    def rejected(self) -> list[dict[str, object]]:
-        return list(self.db["rejected_events"].rows)
+    def rejected(self) -> builtins.list[dict[str, object]]:  # `list` here is the method above
+        return list(self._table("rejected_events").rows)
 
     def close(self) -> None:
         self.db.close()

@@ -20,19 +20,19 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.micro.request import Request
 
+from mochi_catalog import metrics
+from mochi_catalog.projection import Projection, RawEvent
+from mochi_catalog.settings import CatalogSettings
 from mochi_common import event_loop
 from mochi_common.health_server import serve_health
+from mochi_common.jetstream_setup import ensure_jobs_stream
 from mochi_common.logs import configure_logging
 from mochi_common.nats_conn import connect
 from mochi_common.settings import load_settings
 from mochi_common.supervise import Supervisor
 from mochi_contracts import catalog as api
 from mochi_contracts import subjects
-from mochi_common.jetstream_setup import ensure_jobs_stream
 from mochi_contracts.streams import JOBS_STREAM, JetStreamSettings
-from mochi_catalog import metrics
-from mochi_catalog.projection import Projection, RawEvent
-from mochi_catalog.settings import CatalogSettings
 
 log = structlog.get_logger()
 _encode = msgspec.json.Encoder().encode

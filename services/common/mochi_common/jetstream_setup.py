@@ -56,6 +56,7 @@ async def ensure_consumer(js: JetStreamContext, stream: str, want: ConsumerConfi
 
 
 async def _ensure_stream(js: JetStreamContext, want: StreamConfig) -> str:
+    assert want.name  # every stream mochi_contracts.streams declares is named
     try:
         info = await js.stream_info(want.name)
     except NotFoundError:

@@ -12,11 +12,11 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
-from mochi_contracts import subjects
+from mochi_common.backoff import patiently
 from mochi_common.event_intake import read_event
+from mochi_contracts import subjects
 from mochi_contracts.event_codec import encode_event
 from mochi_contracts.events import HDR_MSG_ID, JobEvent, event_type
-from mochi_common.backoff import patiently
 from mochi_contracts.streams import JOBS_STREAM
 
 log = structlog.get_logger()

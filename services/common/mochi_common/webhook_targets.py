@@ -90,7 +90,8 @@ async def checked_addresses(url: str, allow_loopback: bool, allow_private: bool,
                 timeout_s)
         except (OSError, TimeoutError, UnicodeError, ValueError) as err:
             return f"{host} does not resolve ({type(err).__name__})", []
-        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+        # An IP family's sockaddr starts with the address as text (typeshed allows an int for others).
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     for ip in addresses:
         reason = refusal(ip, allow_loopback, allow_private)
         if reason is not None:
