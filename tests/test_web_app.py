@@ -63,9 +63,9 @@ def test_submit_watch_progress_play_and_download(page, web_stack) -> None:  # no
     assert body[4:8] == b"ftyp"
     assert len(body) == web_stack.client().get(job_id).video.size_bytes
 
-    # Run again: back on the form with the same settings, seed included.
+    # Run again, asked to keep the seed: back on the form with the same settings, seed included.
     seed = web_stack.client().get(job_id).request.seed
-    page.get_by_role("button", name="Run again with these settings").click()
+    page.get_by_role("button", name="Run again with the same seed").click()
     assert page.input_value("#f-prompt") == "a paper boat on a stream"
     assert page.input_value("#f-steps") == "30"
     assert page.input_value("#f-seed") == str(seed)

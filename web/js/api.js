@@ -5,11 +5,13 @@ import { getKey } from "./key.js";
 
 export class ApiError extends Error {
   // kind: "unreachable" (no HTTP answer), "auth" (401/403), "http" (any other error status)
-  constructor(kind, status, problem) {
+  constructor(kind, status, problem, retryAfter = null) {
     super(problem?.detail || problem?.title || (kind === "unreachable" ? "the API is unreachable" : `HTTP ${status}`));
     this.kind = kind;
     this.status = status;
     this.problem = problem || {};
+    // Seconds from Retry-After (429, 503), or null.
+    this.retryAfter = retryAfter;
   }
 
   // [{field, message}] for invalid requests, [] otherwise.
@@ -56,7 +58,8 @@ async function call(path, { method = "GET", body, rawBody } = {}) {
   }
   if (!resp.ok) {
     const kind = resp.status === 401 || resp.status === 403 ? "auth" : "http";
-    const err = new ApiError(kind, resp.status, data);
+    const wait = Number.parseInt(resp.headers.get("Retry-After") ?? "", 10);
+    const err = new ApiError(kind, resp.status, data, Number.isFinite(wait) ? wait : null);
     // Field errors belong beside their fields, not in the banner.
     if (kind !== "http" || resp.status >= 500) errorListeners.forEach((fn) => fn(err));
     throw err;

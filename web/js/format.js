@@ -32,3 +32,10 @@ export function formatSeconds(s) {
 export function shortId(id) {
   return id.slice(0, 8);
 }
+
+// A duration as people say it: "40 s", "3 min", "1.5 h".
+export function formatDuration(s) {
+  if (s < 90) return `${Math.max(1, Math.round(s))} s`;
+  if (s < 90 * 60) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}

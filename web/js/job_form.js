@@ -5,8 +5,16 @@
 import { ApiError, submitJob } from "./api.js";
 import { checkValue, describe } from "./bounds.js";
 import { $, h } from "./dom.js";
+import { Pace } from "./form_estimate.js";
 import { framesFromSeconds, isValidFrameCount, secondsFromFrames, snapFrames } from "./length.js";
-import { presetFor, RESOLUTIONS } from "./presets.js";
+import { DRAFTS, presetFor, RESOLUTIONS } from "./presets.js";
+import { requestSnippets } from "./snippets.js";
+
+const SEED_MAX = 2n ** 63n - 1n;
+const SEED_HELP = `a whole number from 0 to ${SEED_MAX} (2⁶³−1), or empty for a random one`;
+// The embedded stack (`make up`) answers on loopback only; a deployment behind
+// a name is not a newcomer's CPU, and opens on the API's reference settings.
+const EMBEDDED = ["localhost", "127.0.0.1", "[::1]"].includes(location.hostname);
 
 // API field -> the input that sets it.
 const INPUTS = {
@@ -19,9 +27,25 @@ export class JobForm {
     this.bounds = bounds;
     this.onSubmitted = onSubmitted;
     this.form = $("#job-form");
+    this.pace = new Pace();
+    this.reference = Object.fromEntries(Object.entries(bounds).map(([k, v]) => [k, v.default]));
     this.fillPresets();
     this.showBounds();
-    this.fill(Object.fromEntries(Object.entries(bounds).map(([k, v]) => [k, v.default])));
+    this.fill(this.reference);
+    if (EMBEDDED) this.openOnDraft();
+    // An error goes as soon as its field is fixed, not at the next submit.
+    this.form.addEventListener("input", (e) => {
+      this.recheck(e.target);
+      this.showEstimate();
+    });
+    this.form.addEventListener("change", () => this.showEstimate());
+    $("#use-reference").addEventListener("click", () => {
+      this.fill({ ...this.reference, prompt: $("#f-prompt").value, negative_prompt: $("#f-negative").value });
+      $("#draft-note").hidden = true;
+      this.showEstimate();
+      $("#f-prompt").focus();
+    });
+    this.showEstimate(true);
     this.form.addEventListener("submit", (e) => {
       e.preventDefault();
       this.submit();
@@ -30,6 +54,57 @@ export class JobForm {
     for (const id of ["f-width", "f-height"]) $(`#${id}`).addEventListener("input", () => this.syncPreset());
     for (const id of ["f-length", "f-fps"]) $(`#${id}`).addEventListener("input", () => this.showLength());
     $("#f-length-unit").addEventListener("change", () => this.switchUnit());
+  }
+
+  // The largest draft expected within a minute here, so a first video comes quickly;
+  // the API's own defaults stay Mochi's reference settings, one click away.
+  async openOnDraft() {
+    try {
+      await this.pace.refresh(true);
+    } catch {
+      // nothing measured: the smallest draft
+    }
+    const typed = { prompt: $("#f-prompt").value, negative_prompt: $("#f-negative").value };
+    this.fill({ ...this.reference, ...this.pace.draft(DRAFTS), ...typed });
+    $("#draft-note").hidden = false;
+    this.showEstimate();
+  }
+
+  // "About 40 s to render here, …" under the submit button; nothing until this deployment measured a job.
+  async showEstimate(fresh = false) {
+    const out = $("#estimate");
+    try {
+      await this.pace.refresh(fresh);
+    } catch {
+      return; // the banner says why
+    }
+    const { request, errors: all } = this.read();
+    // The prompt's text changes nothing in the time, nor what the request looks like.
+    const errors = all.filter((e) => e.field !== "prompt" && e.field !== "negative_prompt");
+    const said = errors.length ? null : this.pace.describe(request);
+    out.hidden = !said;
+    out.textContent = said?.text || "";
+    out.dataset.warn = said?.warn ? "true" : "false";
+    $("#snippets").replaceChildren(...requestSnippets(location.origin, errors.length ? null : request));
+  }
+
+  // One field, again: its message goes once it is fixed (others keep theirs).
+  recheck(input) {
+    const field = Object.keys(INPUTS).find((f) => INPUTS[f] === input.id)
+      || (input.id === "f-fps" || input.id === "f-length-unit" ? "num_frames" : null);
+    if (!field) return;
+    const { errors } = this.read();
+    const still = errors.filter((e) => e.field === field || (field === "num_frames" && e.field === "fps"));
+    for (const f of field === "num_frames" ? ["num_frames", "fps"] : [field]) {
+      const mine = still.filter((e) => e.field === f);
+      const slot = $(`#e-${f}`);
+      const box = $(`#${INPUTS[f]}`);
+      if (!mine.length && slot && !slot.hidden) {
+        slot.textContent = "";
+        slot.hidden = true;
+        box.removeAttribute("aria-invalid");
+      }
+    }
   }
 
   fillPresets() {
@@ -100,11 +175,15 @@ export class JobForm {
     this.showLength();
   }
 
+  // Seconds become the nearest 6k+1 frames; never fewer than asked to fit the
+  // maximum: a length beyond it stays beyond it, and read() says so.
   frames() {
     const value = Number($("#f-length").value);
     if ($("#f-length-unit").value === "frames") return value;
     const fps = Number($("#f-fps").value);
-    return value > 0 && fps > 0 ? framesFromSeconds(value, fps, this.maxFrames) : NaN;
+    if (!(value > 0 && fps > 0)) return NaN;
+    const asked = Math.round(value * fps);
+    return asked > this.maxFrames ? asked : framesFromSeconds(value, fps, this.maxFrames);
   }
 
   // What the length means, before submitting: frames and seconds, and the valid neighbours.
@@ -115,6 +194,8 @@ export class JobForm {
     const limits = `${this.bounds.num_frames.minimum}–${this.maxFrames} frames of the form 6k+1`;
     if (!Number.isFinite(frames) || !(fps > 0)) {
       out.textContent = limits;
+    } else if (frames > this.maxFrames) {
+      out.textContent = `${limits}; ${frames} frames is too long (up to ${secondsFromFrames(this.maxFrames, fps)} s at ${fps} fps)`;
     } else if (!isValidFrameCount(frames)) {
       const below = snapFrames(frames - 3, this.maxFrames);
       out.textContent = `${limits}; ${frames} is not one: try ${below} or ${Math.min(below + 6, this.maxFrames)}`;
@@ -142,7 +223,16 @@ export class JobForm {
       const problem = checkValue(this.bounds[field], value);
       if (problem) errors.push({ field, message: problem });
     }
-    if (seed && !/^\d+$/.test(seed)) errors.push({ field: "seed", message: "a whole number of 0 or more, or empty" });
+    const tooLong = errors.find((e) => e.field === "num_frames" && request.num_frames > this.maxFrames);
+    if (tooLong && $("#f-length-unit").value === "seconds" && request.fps > 0) {
+      const most = secondsFromFrames(this.maxFrames, request.fps);
+      tooLong.message = `${$("#f-length").value} s at ${request.fps} fps is ${request.num_frames} frames; Mochi makes `
+        + `at most ${this.maxFrames} (${most} s at ${request.fps} fps): make it ${most} s or shorter, or lower the fps`;
+    } else if (tooLong) {
+      tooLong.message = `at most ${this.maxFrames} frames: make it ${this.maxFrames} or fewer`;
+    }
+    if (seed && !/^\d+$/.test(seed)) errors.push({ field: "seed", message: SEED_HELP });
+    else if (seed && BigInt(seed) > SEED_MAX) errors.push({ field: "seed", message: SEED_HELP });
     else if (seed) request.seed = seed; // digits, sent verbatim (see api.js)
     return { request, errors };
   }
@@ -157,9 +247,17 @@ export class JobForm {
     try {
       const job = await submitJob(request);
       this.onSubmitted(job);
+      this.showEstimate(true);
     } catch (err) {
-      if (err instanceof ApiError && err.fieldErrors.length) this.showErrors(err.fieldErrors);
-      else this.showErrors([{ field: "body", message: err.message }]);
+      if (err instanceof ApiError && err.status === 429) {
+        const wait = err.retryAfter ? `in ${err.retryAfter} s` : "in a minute";
+        this.showErrors([{ field: "body", message: `Too many submissions for now: try again ${wait}. Nothing was queued.` }]);
+      } else if (err instanceof ApiError && err.fieldErrors.length) {
+        // The API's wording for a seed is the decoder's; this page's says what to type.
+        this.showErrors(err.fieldErrors.map((e) => (e.field === "seed" ? { field: "seed", message: SEED_HELP } : e)));
+      } else {
+        this.showErrors([{ field: "body", message: err.message }]);
+      }
     } finally {
       button.disabled = false;
       button.textContent = "Generate video";

@@ -9,10 +9,21 @@ import { formatBytes, formatDateTime, formatSeconds } from "./format.js";
 import { applyEvent, isFinal } from "./job_state.js";
 import { JobLog } from "./job_log.js";
 import { getKey } from "./key.js";
+import { homeHash } from "./job_filters.js";
 import { readHistory } from "./job_history.js";
 import { FEED_TYPES } from "./live.js";
 import { progressView } from "./progress_view.js";
 import { Timeline } from "./timeline.js";
+
+// Clips shorter than this loop, so they are seen before they end.
+const LOOP_BELOW_S = 4;
+
+// "a-paper-boat-on-a-stream-1a2b3c4d.mp4": the prompt, then whose job it is.
+export function downloadName(job) {
+  const slug = job.request.prompt.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 60).replace(/-+$/, "");
+  return `${slug || "mochi"}-${job.id.slice(0, 8)}.mp4`;
+}
 
 const SETTINGS = [
   ["prompt", "Prompt"], ["negative_prompt", "Negative prompt"], ["width", "Width"], ["height", "Height"],
@@ -159,8 +170,10 @@ export class JobPage {
     const v = this.job.video;
     const src = await this.videoSource();
     if (!src) return;
+    const short = v.num_frames / v.fps < LOOP_BELOW_S;
     slot.append(
-      h("video", { controls: true, playsInline: true, preload: "metadata", src,
+      h("video", { controls: true, playsInline: true, preload: "metadata", src, loop: short,
+                   poster: this.job.links.thumbnail || null,
                    "aria-label": `Video: ${this.job.request.prompt}`, width: v.width, height: v.height }),
       h("p", { class: "muted" },
         `${v.width}×${v.height}, ${v.num_frames} frames at ${v.fps} fps (${formatSeconds(v.num_frames / v.fps)}), ${formatBytes(v.size_bytes)}`));
@@ -192,14 +205,21 @@ export class JobPage {
     if (state === this.actionsState) return;
     this.actionsState = state;
     const buttons = [];
-    if (src) buttons.push(h("a", { class: "button", href: src, download: `mochi-${job.id}.mp4` }, "Download MP4"));
+    if (src) buttons.push(h("a", { class: "button", id: "download", href: src, download: downloadName(job) }, "Download MP4"));
     if (!isFinal(job)) {
       buttons.push(h("button", { type: "button", id: "cancel", disabled: job.cancel_requested,
                                  onclick: () => this.cancel() }, job.cancel_requested ? "Cancelling…" : "Cancel job"));
     }
     buttons.push(h("button", { type: "button", id: "run-again", onclick: () => this.onRunAgain(job.request) },
-                   "Run again with these settings"));
-    this.root.querySelector("#job-actions").replaceChildren(...buttons);
+                   "Run again with a new seed"),
+                 h("button", { type: "button", id: "run-again-same",
+                               onclick: () => this.onRunAgain(job.request, { keepSeed: true }) },
+                   "Run again with the same seed"));
+    const actions = this.root.querySelector("#job-actions");
+    // A rebuild while the keyboard is on an action keeps it there (or on the next one, if it went).
+    const focused = actions.contains(document.activeElement) ? document.activeElement.id || "run-again" : null;
+    actions.replaceChildren(...buttons);
+    if (focused) (actions.querySelector(`#${focused}:not([disabled])`) || actions.querySelector("#run-again")).focus();
   }
 
   async cancel() {
@@ -208,7 +228,8 @@ export class JobPage {
     try {
       this.job = { ...(await cancelJob(this.job.id)), request: this.job.request };
       this.update();
-      this.root.querySelector("#run-again").focus(); // the cancel button is gone or disabled
+      // The cancel button is now disabled ("Cancelling…"): the keyboard goes to the next action.
+      this.root.querySelector("#run-again").focus();
     } catch (err) {
       // 409: it finished meanwhile; its final event is on the way.
       if (!(err instanceof ApiError && err.status === 409)) button.disabled = false;
@@ -241,7 +262,7 @@ export class JobPage {
 }
 
 function backLink() {
-  return h("p", {}, h("a", { href: "#/" }, "← All jobs"));
+  return h("p", {}, h("a", { href: homeHash() }, "← All jobs"));
 }
 
 function settingsList(job) {

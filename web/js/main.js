@@ -6,6 +6,7 @@ import { setUpBanner } from "./banner.js";
 import { loadBounds } from "./bounds.js";
 import { $ } from "./dom.js";
 import { shortId } from "./format.js";
+import { homeHash, setUpFilters } from "./job_filters.js";
 import { JobForm } from "./job_form.js";
 import { JobList } from "./job_list.js";
 import { JobPage } from "./job_page.js";
@@ -16,11 +17,16 @@ const banner = setUpBanner();
 const list = new JobList();
 let form = null;
 
-function runAgain(request) {
-  location.hash = "#/";
-  form?.fill(request);
-  $("#f-prompt").focus();
-  $("#form-status").textContent = "Settings copied from the job: change anything, then generate.";
+// The same settings with a fresh seed (the same seed renders the same video), unless asked to keep it.
+function runAgain(request, { keepSeed = false } = {}) {
+  location.hash = homeHash();
+  form?.fill(keepSeed ? request : { ...request, seed: "" });
+  $("#draft-note").hidden = true;
+  nextFocus = "#f-prompt"; // once route() has shown the form
+  route();
+  $("#form-status").textContent = keepSeed
+    ? "Settings and seed copied from the job: the same seed renders the same video."
+    : "Settings copied from the job with a new seed: change anything, then generate.";
 }
 
 function onSubmitted(job) {
@@ -57,8 +63,12 @@ feed.on((type, ev) => type !== "log" && list.onEvent(type, ev));
 document.documentElement.dataset.feed = feed.kind; // which way this browser shares its stream
 const page = new JobPage($("#job-view"), { feed, onRunAgain: runAgain });
 
+// Where the keyboard goes when the home view shows next (null: back on the job's row).
+let nextFocus = null;
+
 function route() {
   const match = location.hash.match(/^#\/jobs\/([0-9a-f]+)$/);
+  const left = !$("#job-view").hidden && page.wanted;
   $("#home-view").hidden = Boolean(match);
   $("#job-view").hidden = !match;
   if (match) {
@@ -67,6 +77,10 @@ function route() {
   } else {
     page.leave();
     document.title = "Mochi Serve";
+    // Back from a job: the keyboard is where it was, on that job's row (or the list).
+    const target = nextFocus ? $(nextFocus) : left ? document.querySelector(`#job-${left} .job-link`) || $("#jobs-title") : null;
+    nextFocus = null;
+    target?.focus();
   }
 }
 
@@ -114,6 +128,7 @@ async function boot() {
 }
 
 setUpKeyField();
+setUpFilters();
 window.addEventListener("hashchange", route);
 route();
 start();

@@ -13,3 +13,12 @@ export const RESOLUTIONS = [
 export function presetFor(width, height) {
   return RESOLUTIONS.find((r) => r.width === width && r.height === height)?.id || "custom";
 }
+
+// First-video drafts for a machine without a big GPU, cheapest first: the
+// form opens on the largest one this deployment is expected to render within
+// a minute (form_estimate.js), the smallest before anything was measured.
+export const DRAFTS = [
+  { width: 256, height: 144, num_frames: 13, fps: 12, num_inference_steps: 8 },
+  { width: 256, height: 144, num_frames: 25, fps: 12, num_inference_steps: 16 },
+  { width: 512, height: 288, num_frames: 37, fps: 24, num_inference_steps: 24 },
+];
