@@ -36,7 +36,8 @@ from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import (
     DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings)
 from mochi_contracts.storage import video_key
-from mochi_common.jetstream_setup import ensure_jobs_stream, ensure_runner_topology
+from mochi_common.jetstream_setup import (
+    ensure_checkpoint_bucket, ensure_jobs_stream, ensure_runner_topology, open_checkpoint_bucket)
 from mochi_common.consumer import DurableConsumer
 from mochi_common.nats_conn import PatientJetStream
 from mochi_runner.dead_letters import DeadLetters
@@ -124,6 +125,14 @@ async def test_every_service_runs_its_nats_code_as_its_user(users: dict[str, Ses
     cfg = JetStreamSettings(replicas=1, ack_wait_s=30, max_deliver=2)
     await ensure_runner_topology(rjs, cfg)
     await ensure_runner_topology(rjs, cfg)
+    # Runner: its checkpoint bucket made, reopened, written, replaced, read and emptied.
+    bucket = await ensure_checkpoint_bucket(rjs, cfg)
+    await ensure_checkpoint_bucket(rjs, cfg)
+    await open_checkpoint_bucket(rjs)
+    await bucket.put("job-1", b"latents" * 1000)
+    await bucket.put("job-1", b"later latents" * 1000)
+    assert (await bucket.get("job-1")).data == b"later latents" * 1000
+    await bucket.delete("job-1")
 
     # Catalog: set-up, projection from the stream, queries over nats.micro.
     await ensure_jobs_stream(cat.jetstream(timeout=5), JetStreamSettings(replicas=1))

@@ -150,10 +150,14 @@ def needs(service: str) -> dict[str, object]:
                 pub |= works_durable(streams.JOBS_STREAM, streams.DISPATCHER_CONSUMER)
                 pub |= works_durable(streams.DISPATCH_STREAM, streams.WEBHOOK_SENDER_CONSUMER)
                 pub |= works_durable(streams.DISPATCH_STREAM, streams.DEADLINE_CONSUMER)
-            elif name == "publish" and _kw(node, "stream") is not None:
-                # js.publish(subject, ..., stream=S): the subject as built (a local
-                # `subject = subjects.x(...)`), or, for a parameter, the stream's subjects.
-                arg, stream = node.args[0], _stream_name(_kw(node, "stream"))
+            elif name in ("publish", "publish_guarded") and (
+                    _kw(node, "stream") is not None if name == "publish" else len(node.args) >= 3):
+                # js.publish(subject, ..., stream=S) or publish_guarded(js, S, subject, ...):
+                # the subject as built (a local `subject = subjects.x(...)`), or,
+                # for a parameter, the stream's subjects.
+                arg, stream_node = ((node.args[0], _kw(node, "stream")) if name == "publish"
+                                    else (node.args[2], node.args[1]))
+                stream = _stream_name(stream_node)  # type: ignore[arg-type]
                 built = _assigned(scope.get(id(node)), arg.id) if isinstance(arg, ast.Name) else arg
                 if built is not None:
                     pub.add(_subject(built))
@@ -195,6 +199,8 @@ def needs(service: str) -> dict[str, object]:
             elif name == "KeyValueConfig":
                 assert not _true(_kw(node, "direct")), "a direct KV bucket reads through DIRECT.GET"
                 pub |= uses_kv(_bucket(_kw(node, "bucket"), constants))  # type: ignore[arg-type]
+            elif name in ("ensure_checkpoint_bucket", "open_checkpoint_bucket"):
+                pub |= uses_object_store(streams.CHECKPOINT_BUCKET)
             elif name == "add_service":
                 serves = True
             elif name == "add_endpoint":
@@ -241,6 +247,15 @@ def uses_kv(bucket: str) -> set[str]:
     stream = f"KV_{bucket}"
     return {f"{API}.STREAM.INFO.{stream}", f"{API}.STREAM.CREATE.{stream}",
             f"{API}.STREAM.MSG.GET.{stream}", f"$KV.{bucket}.>"}
+
+
+def uses_object_store(bucket: str) -> set[str]:
+    # js.create_object_store / object_store, then put, get, delete: chunks and
+    # meta under $O.<bucket>, an ordered consumer for get, a purge on replace,
+    # and STREAM.NAMES, by which nats-py's get finds the stream by subject.
+    stream = f"OBJ_{bucket}"
+    return {*(f"{API}.STREAM.{op}.{stream}" for op in ("INFO", "CREATE", "UPDATE", "MSG.GET", "PURGE")),
+            f"{API}.CONSUMER.CREATE.{stream}", f"$JS.FC.{stream}.>", f"$O.{bucket}.>", f"{API}.STREAM.NAMES"}
 
 
 def reads_ordered(stream: str) -> set[str]:
