@@ -7,6 +7,7 @@
 #   bash bench/run.sh lanes        # part 3 only: jobs without guidance, one per GPU (~2 min)
 #   RUNNERS=1 JOBS=4 bash bench/run.sh system  # the service over HTTP (~14 min; not in "all")
 #   bash bench/run.sh graphs       # one GPU: CUDA graph vs compiled forward (~3 min; not in "all")
+#   bash bench/run.sh checkpoints  # one GPU: what a render checkpoint costs, redelivery to first resumed step (not in "all")
 #   BENCH_TINY=1 PYTHON=.venv/bin/python bash bench/run.sh  # dry run of the same code on the CPU, tiny model
 #
 # On the GPU machine the full-size model has RANDOM weights (real FLOPs, noise
@@ -55,6 +56,9 @@ if [ "$PART" = system ]; then
 fi
 if [ "$PART" = graphs ]; then
   $PY bench/cuda_graphs.py "${ARGS[@]}" 2>&1 | tee "$OUT/cuda_graphs.log"
+fi
+if [ "$PART" = checkpoints ]; then
+  $PY bench/checkpoint_cost.py "${ARGS[@]}" 2>&1 | tee "$OUT/checkpoint_cost.log"
 fi
 if [ "$PART" = all ] || [ "$PART" = lanes ]; then
   $PY bench/guidance_free.py "${ARGS[@]}" 2>&1 | tee "$OUT/guidance_free.log"
