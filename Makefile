@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make up    - the whole system on this machine (NATS, catalog, runner, API)
 #   make test  - the test suite
+#   make lint  - ruff and mypy over contracts/ and services/ (settings in pyproject.toml)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 # pin would pull several GB of CUDA wheels.
 TORCH ?= torch==2.13.0
 
-.PHONY: up test install clean bench chromium
+.PHONY: up test lint install clean bench chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,12 @@ up: install
 
 test: install chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The packages mypy checks are [tool.mypy] packages in pyproject.toml.
+LINT_PATHS ?= contracts services
+lint: install
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/mypy
 
 # The web app's browser tests drive Debian's chromium, never a downloaded browser.
 chromium:

@@ -18,6 +18,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypedDict
 
 from litestar.connection import ASGIConnection
 
@@ -71,7 +72,15 @@ class OwnerPolicy:
         return ALL_PRIORITIES if self.admin else DEFAULT_PRIORITIES
 
 
-def _setting(where: str, text: str) -> dict[str, object]:
+class StatedPolicy(TypedDict, total=False):
+    """The OwnerPolicy fields one line of the keys file states."""
+
+    weight: float
+    priorities: frozenset[str]
+    max_running: int
+
+
+def _setting(where: str, text: str) -> StatedPolicy:
     name, sep, value = text.partition("=")
     if not sep or not value:
         raise KeyFileError(f"{where}: expected name=value after the hash, not {text!r}")
@@ -97,7 +106,7 @@ def _setting(where: str, text: str) -> dict[str, object]:
     raise KeyFileError(f"{where}: unknown setting {name!r} (weight, priorities, max_running)")
 
 
-def _merge(where: str, owner: str, have: OwnerPolicy, stated: dict[str, object], admin: bool) -> OwnerPolicy:
+def _merge(where: str, owner: str, have: OwnerPolicy, stated: StatedPolicy, admin: bool) -> OwnerPolicy:
     for name, value in stated.items():
         old = getattr(have, name)
         if old is not None and old != value:
@@ -120,7 +129,7 @@ def parse_keys_file(path: str) -> tuple[dict[str, Caller], dict[str, OwnerPolicy
         if len(parts) < 2 or len(parts[1]) != 64 or any("=" not in s for s in settings):
             raise KeyFileError(f"{where}: expected '<owner> <sha256 hex> [admin] [weight=N] "
                                "[priorities=high,normal,low] [max_running=N]'")
-        stated: dict[str, object] = {}
+        stated: StatedPolicy = {}
         for text in settings:
             stated.update(_setting(where, text))
         owner = parts[0]

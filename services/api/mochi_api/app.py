@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import structlog
 from litestar import Litestar
@@ -32,6 +33,11 @@ from mochi_common.storage import open_store
 from mochi_common.supervise import Supervisor
 from mochi_common.jetstream_setup import ensure_jobs_stream
 from mochi_contracts.streams import JetStreamSettings
+
+if TYPE_CHECKING:  # uvicorn is imported where the server starts, not with the app
+    import socket
+
+    import uvicorn
 
 log = structlog.get_logger()
 
@@ -91,7 +97,7 @@ def create_app(settings: ApiSettings) -> Litestar:
     )
 
 
-def _stream_ending_server(app: Litestar, settings: ApiSettings, config):  # type: ignore[no-untyped-def]
+def _stream_ending_server(app: Litestar, settings: ApiSettings, config: uvicorn.Config) -> uvicorn.Server:
     """uvicorn, but its shutdown first ends the event streams. uvicorn waits
     for open responses before it runs the app's lifespan shutdown, so ending
     them there is too late: an SSE stream never finishes by itself and the
@@ -99,7 +105,7 @@ def _stream_ending_server(app: Litestar, settings: ApiSettings, config):  # type
     import uvicorn
 
     class StreamEndingServer(uvicorn.Server):
-        async def shutdown(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             ctx = getattr(app.state, "ctx", None)  # None if SIGTERM came before the lifespan ran
             if ctx is not None:
                 log.info("api.stopping", streams_ended=ctx.hub.close(), grace_s=settings.shutdown_grace_s)
@@ -120,5 +126,6 @@ def main() -> None:
     # "auto" picks uvloop and httptools when installed (the api extras bring them).
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, loop="auto", http="auto",
-                            timeout_graceful_shutdown=settings.shutdown_grace_s)
+                            # uvicorn hands it to asyncio.wait_for, where a float is fine.
+                            timeout_graceful_shutdown=settings.shutdown_grace_s)  # type: ignore[arg-type]  # int in uvicorn
     _stream_ending_server(app, settings, config).run()

@@ -225,7 +225,7 @@ class EventHub:
             except Exception as err:  # the connection may be the thing that failed
                 log.warning("hub.unsubscribe_failed", error=repr(err))
 
-    async def _pump(self, sub) -> None:  # type: ignore[no-untyped-def]
+    async def _pump(self, sub: JetStreamContext.PushSubscription) -> None:
         idle_with_pending = 0
         while True:
             try:

@@ -49,7 +49,8 @@ class JsonBodiesOnly(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if scope["method"] in _BODY_METHODS:
+        # `scopes` lets only HTTP through; the type check tells mypy so.
+        if scope["type"] == ScopeType.HTTP and scope["method"] in _BODY_METHODS:
             headers = Headers.from_scope(scope)
             has_body = headers.get("content-length", "0").strip() != "0" or "transfer-encoding" in headers
             if has_body and not is_json(headers.get("content-type", "")):

@@ -73,7 +73,7 @@ def video_response(path: Path, range_header: str | None, filename: str) -> Respo
     size = path.stat().st_size
     headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'inline; filename="{filename}"'}
     wanted = parse_range(range_header, size)
-    if wanted == UNSATISFIABLE:
+    if isinstance(wanted, str):  # UNSATISFIABLE is the only text parse_range returns
         exc = problem(416, "range-not-satisfiable", "Range not satisfiable",
                       f"the Range header names no byte range of this {size}-byte video; "
                       "send one range, bytes=<first>-[<last>] or bytes=-<suffix length>")

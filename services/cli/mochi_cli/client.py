@@ -12,6 +12,7 @@ typed objects with attributes, times as datetimes.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -111,7 +112,7 @@ class MochiClient:
             params["cursor"] = cursor
         return self._decode(self.http.get("/v1/jobs", params=params), JobList)
 
-    def iter_jobs(self, status: list[str] | None = None, page_size: int = 50) -> Iterator[Job]:
+    def iter_jobs(self, status: builtins.list[str] | None = None, page_size: int = 50) -> Iterator[Job]:
         cursor = None
         while True:
             page = self.list(status, page_size, cursor)
@@ -123,7 +124,7 @@ class MochiClient:
     def cancel(self, job_id: str) -> Job:
         return self._decode(self.http.post(f"/v1/jobs/{job_id}/cancel"), Job)
 
-    def logs(self, job_id: str) -> list[LogLine]:
+    def logs(self, job_id: str) -> builtins.list[LogLine]:  # `list` here is the method above
         return self._decode(self.http.get(f"/v1/jobs/{job_id}/logs"), LogList).logs
 
     def wait(self, job_id: str, timeout: float = 3600.0, poll: float = 0.5,

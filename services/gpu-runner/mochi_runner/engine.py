@@ -26,12 +26,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import structlog
 import torch
 
 from mochi_contracts.jobs import JobRequest
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiTransformer3DModel
+
+    from mochi_runner.parallel.attention_kernels import AttentionKernel
 
 log = structlog.get_logger()
 
@@ -67,7 +73,7 @@ class EngineConfig:
     prefix_attention: bool = True
     # The attention kernel inside that processor: "sdpa" (cuDNN on Hopper) or
     # "fa4" (FlashAttention-4, optional dependency; parallel/attention_kernels.py).
-    attention_kernel: str = "sdpa"
+    attention_kernel: AttentionKernel = "sdpa"
     # torch.compile each transformer block (multi-device path).
     compile_blocks: bool = False
     # FOR BENCHMARKS ONLY: full-size Mochi with random weights, model_dir unused.
@@ -126,7 +132,7 @@ def _log_components(pipe, report) -> None:  # report: model_check.ModelReport, N
                  bytes=read.bytes if read else 0, random_weights_benchmark_only=report is None)
 
 
-def compile_blocks(transformer: torch.nn.Module) -> None:
+def compile_blocks(transformer: MochiTransformer3DModel) -> None:
     """`block.compile()` per transformer block (diffusers' compile_repeated_blocks
     does nothing for Mochi). 47 blocks share one graph per device and prompt
     length class, the last block (context_pre_only) another: raise dynamo's
@@ -169,10 +175,12 @@ def _resumed_scheduler_class():
         moved here to k. Nothing of the loop is copied."""
 
         resume_step = 0
+        timesteps: torch.Tensor  # set by set_timesteps, as in the base class
 
         # The parameters spelled out: the pipeline inspects them for `sigmas`.
-        def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None,  # type: ignore[no-untyped-def]
-                          timesteps=None):
+        def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
+                          sigmas: list[float] | None = None, mu: float | None = None,
+                          timesteps: list[float] | None = None) -> None:
             super().set_timesteps(num_inference_steps=num_inference_steps, device=device, sigmas=sigmas, mu=mu,
                                   timesteps=timesteps)
             self.timesteps = self.timesteps[self.resume_step:]
@@ -183,7 +191,7 @@ def _resumed_scheduler_class():
     return ResumedScheduler
 
 
-def resumed_scheduler(scheduler, step: int):  # type: ignore[no-untyped-def]
+def resumed_scheduler(scheduler: FlowMatchEulerDiscreteScheduler, step: int) -> FlowMatchEulerDiscreteScheduler:
     """A fresh scheduler of `scheduler`'s config that skips the first `step` steps."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -218,7 +226,7 @@ class MochiEngine:
         if config.vae_tiling:
             self.pipe.vae.enable_tiling()
         self.parallel: GuidanceParallelTransformer | None = None
-        self.vaes: list[torch.nn.Module] = [self.pipe.vae]
+        self.vaes: list[AutoencoderKLMochi] = [self.pipe.vae]
         self.vae_workers: list[DeviceWorker] = []
         # One pipeline per device for guidance-free jobs, two of which run at once.
         self.lanes: list = []
@@ -227,9 +235,9 @@ class MochiEngine:
         if len(devices) > 1:
             base = self.pipe.transformer
             replicas = [base] + [replicate(base, d) for d in devices[1:]]
-            check_kernel(config.attention_kernel, devices)  # type: ignore[arg-type]
+            check_kernel(config.attention_kernel, devices)
             self.parallel = GuidanceParallelTransformer(replicas, prefix_attention=config.prefix_attention,
-                                                        attention_kernel=config.attention_kernel)  # type: ignore[arg-type]
+                                                        attention_kernel=config.attention_kernel)
             if config.compile_blocks:
                 for replica in replicas:
                     compile_blocks(replica)
@@ -241,7 +249,7 @@ class MochiEngine:
                     vae.enable_tiling()
             self.vae_workers = [DeviceWorker(d) for d in devices]
             self.lanes = [self._lane(replica, vae, device)
-                          for replica, vae, device in zip(replicas, self.vaes, devices)]
+                          for replica, vae, device in zip(replicas, self.vaes, devices, strict=True)]
         elif config.attention_kernel != "sdpa":
             raise ValueError(f"attention_kernel={config.attention_kernel} is for the multi-device path; "
                              "set devices (e.g. cuda:0,cuda:1)")
@@ -253,7 +261,7 @@ class MochiEngine:
                  random_weights_benchmark_only=config.random_weights,
                  seconds=round(self.load_seconds, 2))
 
-    def _lane(self, replica: torch.nn.Module, vae: torch.nn.Module, device: torch.device):
+    def _lane(self, replica: MochiTransformer3DModel, vae: AutoencoderKLMochi, device: torch.device):
         """A pipeline whose latents, transformer and VAE all live on `device`, so
         two lanes never queue work on each other's GPU. It gets its prompt
         embeddings from the engine (T5 stays on the first device)."""
@@ -266,7 +274,7 @@ class MochiEngine:
             text_encoder=None, tokenizer=None,
             transformer=GuidanceParallelTransformer([replica], prefix_attention=self.config.prefix_attention,
                                                     output_device=device,
-                                                    attention_kernel=self.config.attention_kernel))  # type: ignore[arg-type]
+                                                    attention_kernel=self.config.attention_kernel))
         lane.set_progress_bar_config(disable=True)
         return lane
 

@@ -122,6 +122,6 @@ class GpuSlots:
             self._free.sort()
             head.lanes, self._free = tuple(self._free[:want]), self._free[want:]
             released = [self._released_at.get(lane) for lane in head.lanes]
-            head.idle_since = None if None in released else max(released)  # type: ignore[type-var]
+            head.idle_since = None if None in released else max(t for t in released if t is not None)
             head.granted_at = time.perf_counter()
             head._granted.set_result(None)

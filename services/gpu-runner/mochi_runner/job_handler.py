@@ -58,6 +58,7 @@ from mochi_runner.engine import MochiEngine, Resume
 from mochi_runner.gpu_slots import GpuSlots, Ticket
 from mochi_runner.job_control import JobControl, RenderStopped
 from mochi_runner.settings import RunnerSettings
+from mochi_runner.thread_futures import set_exception_unless_done, set_result_unless_done
 from mochi_runner.video_encode import encode_mp4
 
 log = structlog.get_logger()
@@ -217,7 +218,7 @@ class JobHandler:
                     attempt.log.warning("job.unsubscribe_failed", error=repr(err))
 
     async def _settle_without_rendering(self, attempt: Attempt) -> Outcome | None:
-        job_id, req = attempt.job_id, attempt.event.request
+        job_id = attempt.job_id
         if await last_event(self.js, subjects.job_final(job_id), consistent=True) is not None:
             return await self._end(attempt, None, ACK, None, "job.already_final")
         if await last_event(self.js, subjects.event_subject(job_id, "cancel_requested")):
@@ -393,9 +394,9 @@ class JobHandler:
             try:
                 result = work()
             except BaseException as err:  # handed to the event loop, which raises it in the job
-                loop.call_soon_threadsafe(lambda e=err: future.done() or future.set_exception(e))
+                loop.call_soon_threadsafe(set_exception_unless_done, future, err)
             else:
-                loop.call_soon_threadsafe(lambda: future.done() or future.set_result(result))
+                loop.call_soon_threadsafe(set_result_unless_done, future, result)
 
         threading.Thread(target=run, name=f"work-{attempt.job_id[:8]}", daemon=True).start()
         max_run_s = self.settings.max_run_s

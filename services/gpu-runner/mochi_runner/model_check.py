@@ -186,12 +186,14 @@ def _check_index(index: Path, root: Path, report: ModelReport) -> dict[str, list
     return shards
 
 
-def _expected_shapes(class_name: str, cfg: dict) -> tuple[list[tuple[tuple[str, ...], tuple[int, ...]]], dict[str, int]]:
+def _expected_shapes(class_name: str,
+                     cfg: dict) -> tuple[list[tuple[tuple[str, ...], tuple[int, ...]]], dict[str, int]]:
     """(tensor names tried in turn, the shape the config fixes) and, per block
     prefix, how many blocks the config asks for."""
     g = cfg.get
     if class_name == "MochiTransformer3DModel":
-        inner, p, cin = g("num_attention_heads", 0) * g("attention_head_dim", 0), g("patch_size", 0), g("in_channels", 0)
+        inner = g("num_attention_heads", 0) * g("attention_head_dim", 0)
+        p, cin = g("patch_size", 0), g("in_channels", 0)
         cout = g("out_channels") or cin
         return ([(("patch_embed.proj.weight",), (inner, cin, p, p)),
                  (("proj_out.weight",), (p * p * cout, inner)),
@@ -275,7 +277,8 @@ def _check_component(root: Path, name: str, library: str, class_name: str, repor
     if not (folder / "config.json").exists():  # a scheduler or a tokenizer: configs, no weights
         if name == "scheduler" and not (folder / "scheduler_config.json").exists():
             report.problems.append(f"{name}/scheduler_config.json: missing")
-        report.components.append(Component(name, library, class_name, files=tuple(str(p.relative_to(root)) for p in present),
+        report.components.append(Component(name, library, class_name,
+                                           files=tuple(str(p.relative_to(root)) for p in present),
                                            bytes=sum(p.stat().st_size for p in present)))
         return None
     cfg = _read_json(folder / "config.json", report, f"{name}/config.json")
@@ -287,7 +290,8 @@ def _check_component(root: Path, name: str, library: str, class_name: str, repor
     dotless = [p.name for p in present if "." not in p.name]
     if dotless and _has_variant(folder, PREFERRED_VARIANT):
         # diffusers' variant lookup splits every name in the folder at its dots and fails on these.
-        report.problems.append(f"{name}/{dotless[0]}: a file without a dot in its name breaks diffusers' variant lookup")
+        report.problems.append(f"{name}/{dotless[0]}: a file without a dot in its name breaks "
+                               "diffusers' variant lookup")
     sets = _weight_sets(folder, library)
     for stray in folder.glob("*.safetensors.index*.json"):
         if stray not in {index for index, _ in sets.values()}:

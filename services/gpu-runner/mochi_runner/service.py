@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -31,6 +32,7 @@ from mochi_runner.engine import MochiEngine, engine_config
 from mochi_runner.gpu_slots import GpuSlots
 from mochi_runner.job_handler import JobHandler
 from mochi_runner.settings import RunnerSettings
+from mochi_runner.thread_futures import set_exception_unless_done, set_result_unless_done
 from mochi_scheduler.released_work import ReleasedWork
 from mochi_scheduler.settings import RunnerScheduling
 from mochi_scheduler.topology import ensure_runner_release_topology
@@ -62,14 +64,15 @@ async def _load(settings: RunnerSettings, stop: asyncio.Event) -> MochiEngine | 
         try:
             engine = load_engine(settings)
         except BaseException as err:  # handed to the event loop, which raises it at start-up
-            loop.call_soon_threadsafe(lambda e=err: loaded.done() or loaded.set_exception(e))
+            loop.call_soon_threadsafe(set_exception_unless_done, loaded, err)
         else:
-            loop.call_soon_threadsafe(lambda: loaded.done() or loaded.set_result(engine))
+            loop.call_soon_threadsafe(set_result_unless_done, loaded, engine)
 
     threading.Thread(target=load, name="load-model", daemon=True).start()
     stopping = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait({loaded, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        either: set[asyncio.Future[Any]] = {loaded, stopping}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
     return loaded.result() if loaded.done() else None

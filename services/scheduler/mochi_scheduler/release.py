@@ -52,7 +52,9 @@ class Releaser:
             job = self.model.next()
             if job is None or not self.lease.held():
                 break
-            body = encode_release(JobRelease(job_id=job.job_id, owner=job.owner, priority=job.priority,  # type: ignore[arg-type]
+            # The model keeps priorities as str; each came from a decoded JobRequest's Priority.
+            body = encode_release(JobRelease(job_id=job.job_id, owner=job.owner,
+                                             priority=job.priority,  # type: ignore[arg-type]  # see above
                                              submitted_seq=job.seq, scheduler=self.scheduler_id))
             # Create-if-absent: a job released by an earlier leader (or by
             # this one before a lost answer) is not released again.

@@ -17,6 +17,7 @@ Nothing here is in the API's request path or the catalog's projection."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -160,10 +161,14 @@ class Dispatcher:
                 return Term(f"the attempt record at {raw.seq} is unreadable")
             if recorded.outcome != "retrying":
                 return ACK  # delivered or given up before a crash: nothing more to do
+            assert raw.seq is not None  # a message read back from the stream has its sequence
             last_seq, attempt = raw.seq, recorded.attempt + 1
         bound = log.bind(job_id=delivery.job_id, delivery_id=delivery.id, attempt=attempt)
         refused, addresses = await checked_addresses(delivery.url, self.settings.webhook_allow_loopback,
                                                      self.settings.webhook_allow_private)
+        code: int | None
+        error: str | None
+        retry_after: float | None
         if refused is not None and "does not resolve" in refused:
             # DNS may be down for a moment: a retry, like a connection error.
             outcome, code, error, duration, retry_after = "retry", None, refused, 0, None
@@ -187,7 +192,8 @@ class Dispatcher:
         record = WebhookAttempt(
             job_id=delivery.job_id, time=now, delivery_id=delivery.id, event_type=delivery.event_type,
             attempt=attempt,
-            outcome="retrying" if outcome == "retry" else outcome,  # type: ignore[arg-type]
+            # try_once's outcome is a str, one of delivered|retry|failed; retry is recorded as retrying.
+            outcome="retrying" if outcome == "retry" else outcome,  # type: ignore[arg-type]  # see above
             status_code=code, error=error, duration_ms=duration,
             next_attempt_at=now + timedelta(seconds=delay) if delay is not None else None)
         body, headers = encode_event(record)
@@ -261,7 +267,7 @@ async def run(settings: WebhooksSettings) -> None:
     # A loop that fails is restarted (and reported by /readyz meanwhile); one
     # bad message never gets that far: the consumer runtime contains it.
     for name, (consumer, handle) in dispatcher.consumers().items():
-        supervisor.start(name, lambda c=consumer, h=handle: c.run(h, dispatcher.stop))
+        supervisor.start(name, functools.partial(consumer.run, handle, dispatcher.stop))
     log.info("webhooks.ready")
     await dispatcher.stop.wait()
     await supervisor.stop(timeout_s=15)

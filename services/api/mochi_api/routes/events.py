@@ -13,7 +13,7 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from litestar import Request, get
+from litestar import get
 from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage

@@ -167,9 +167,11 @@ class JobsController(Controller):
         bad = [s for s in status or [] if s not in STATUSES]
         if bad:
             # Echoed cut short: the query string may be long.
-            raise invalid_fields([FieldError("status", f"unknown status {bad[0][:40]!r}; one of {', '.join(STATUSES)}")])
-        query = catalog.ListJobs(owner=caller.owner_filter, status=status or None, limit=limit,  # type: ignore[arg-type]
-                                 before_seq=_decode_cursor(cursor) if cursor else None)
+            raise invalid_fields([FieldError("status",
+                                             f"unknown status {bad[0][:40]!r}; one of {', '.join(STATUSES)}")])
+        query = catalog.ListJobs(owner=caller.owner_filter,
+                                 status=status or None,  # type: ignore[arg-type]  # each one is in STATUSES (above)
+                                 limit=limit, before_seq=_decode_cursor(cursor) if cursor else None)
         page = await ctx.reader.list(query)
         base = _base(ctx)
         return JobList(jobs=[to_resource(j, None, base, None, ctx.settings.video_lifetime_s) for j in page.jobs],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -24,11 +25,14 @@ from mochi_runner.parallel.device_worker import DeviceWorker, gather
 from mochi_runner.parallel.attention_kernels import AttentionKernel
 from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forward, use_prefix_attention
 
+if TYPE_CHECKING:
+    from diffusers import MochiTransformer3DModel
+
 
 class GuidanceParallelTransformer(torch.nn.Module):
     """A `MochiTransformer3DModel` look-alike over one replica per device."""
 
-    def __init__(self, replicas: Sequence[torch.nn.Module], prefix_attention: bool = True,
+    def __init__(self, replicas: Sequence[MochiTransformer3DModel], prefix_attention: bool = True,
                  output_device: torch.device | None = None, attention_kernel: AttentionKernel = "sdpa"):
         super().__init__()
         if not replicas:
@@ -55,7 +59,7 @@ class GuidanceParallelTransformer(torch.nn.Module):
         self._carriers: list[torch.Tensor] = []
 
     @property
-    def replicas(self) -> list[torch.nn.Module]:
+    def replicas(self) -> list[MochiTransformer3DModel]:
         return self._replicas
 
     @property
@@ -110,7 +114,7 @@ class GuidanceParallelTransformer(torch.nn.Module):
         with GATE.call(signature):
             return self._forward(replica, device, hidden_states, encoder_hidden_states, timestep, mask, carrier)
 
-    def _forward(self, replica: torch.nn.Module, device: torch.device, hidden_states: torch.Tensor,
+    def _forward(self, replica: MochiTransformer3DModel, device: torch.device, hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor, timestep: torch.Tensor, mask: torch.Tensor,
                  carrier: torch.Tensor | None) -> torch.Tensor:
         hidden_states = hidden_states.to(device)

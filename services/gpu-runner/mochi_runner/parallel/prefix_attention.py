@@ -17,10 +17,15 @@ negative prompt, into a second graph)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
 from mochi_runner.parallel.attention_kernels import AttentionKernel, TokensMajorAttention, tokens_major_kernel
+
+if TYPE_CHECKING:
+    from diffusers import MochiTransformer3DModel
 
 
 def _rotary(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:
@@ -118,7 +123,7 @@ def length_carrier(mask: torch.Tensor, device: torch.device | None = None) -> to
     return carrier
 
 
-def use_prefix_attention(transformer: torch.nn.Module, kernel: AttentionKernel = "sdpa") -> None:
+def use_prefix_attention(transformer: MochiTransformer3DModel, kernel: AttentionKernel = "sdpa") -> None:
     tokens_major = tokens_major_kernel(kernel)
     for block in transformer.transformer_blocks:
         block.attn1.processor = PrefixMochiAttnProcessor(tokens_major)

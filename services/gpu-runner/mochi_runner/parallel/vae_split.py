@@ -72,7 +72,7 @@ def split_tiled_decode(vaes: Sequence[torch.nn.Module], workers: Sequence[Device
     tiles = _tile_starts(primary, height, width)
     shares = _share(tiles, primary, height, width, len(vaes))
     futures = [worker.submit(_decode_tiles, vae, z, share)
-               for vae, worker, share in zip(vaes, workers, shares) if share]
+               for vae, worker, share in zip(vaes, workers, shares, strict=True) if share]
     decoded: dict[Tile, torch.Tensor] = {}
     device = next(primary.parameters()).device
     for part in gather(futures):
