@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
+import time
 import subprocess
 
 import httpx
@@ -126,14 +128,17 @@ def test_a_keys_limit_holds_whatever_the_token_spelling(keyed):
 def test_unknown_tokens_do_not_grow_the_limiter(keyed):
     """10,000 submissions with made-up tokens: one limiter entry (the client's
     address), not one per token; they spend no key's budget."""
+    began = time.monotonic()
     with httpx.Client(base_url=keyed.api_url, timeout=30) as c:
         codes: dict[int, int] = {}
         for _ in range(10_000):
             resp = c.post("/v1/jobs", json={"prompt": "x"},
                           headers={"authorization": f"Bearer msk_{secrets.token_urlsafe(32)}"})
             codes[resp.status_code] = codes.get(resp.status_code, 0) + 1
-    # 5 a minute from this address reach the key check; the rest are limited.
-    assert set(codes) == {401, 429} and codes[401] <= 15, codes
+    # 5 a minute from this address reach the key check, in each minute window
+    # the loop touched (a loaded machine takes longer); the rest are limited.
+    windows = math.ceil((time.monotonic() - began) / 60) + 1
+    assert set(codes) == {401, 429} and codes[401] <= 5 * windows, (codes, windows)
     entries = Scrape(keyed.api_url).get("mochi_api_rate_limit_entries")
     assert entries == 1, entries
     with as_(ALICE, keyed) as alice:
