@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
-import time
 import subprocess
+import time
 
 import httpx
 import pytest
