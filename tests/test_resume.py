@@ -253,6 +253,9 @@ def test_sigterm_hands_over_and_the_next_runner_resumes_at_exactly_that_step(sys
     done = client.wait(job.id, timeout=240)
     assert done.status == "completed" and done.runner == "runner-b", done
     assert starts(system, job.id) == [("runner-a", 0), ("runner-b", stopped_at)]
+    # The job resource shows each attempt and the step it started from.
+    assert [(a.attempt, a.runner, a.from_step) for a in done.attempt_starts] == [
+        (1, "runner-a", 0), (2, "runner-b", stopped_at)]
     assert steps_of(system, job.id, "runner-b")[0] == stopped_at + 1
     assert denoising_steps_rendered_twice(system.events(f"mochi.jobs.{job.id}.>"))[job.id] == 0
     no_checkpoint_left(system, job.id)

@@ -10,7 +10,7 @@ from datetime import datetime
 import msgspec
 
 from mochi_contracts.events import VideoInfo
-from mochi_contracts.job_state import Status, WebhookDelivery
+from mochi_contracts.job_state import AttemptStart, Status, WebhookDelivery
 from mochi_contracts.jobs import JobRequest
 
 
@@ -63,6 +63,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     estimated_start_at: datetime | None
     estimated_finish_at: datetime | None
     attempts: int
+    # Each delivery that started rendering, and the step it started from (more
+    # than 0 where it resumed from another attempt's checkpoint).
+    attempt_starts: list[AttemptStart] = msgspec.field(default_factory=list)
     runner: str | None
     cancel_requested: bool
     error: str | None

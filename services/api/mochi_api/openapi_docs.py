@@ -36,7 +36,8 @@ def _job(**over: Any) -> dict[str, Any]:
            "started_at": None, "finished_at": None,
            "progress": {"step": 0, "total_steps": 64, "fraction": 0.0, "seconds_per_step": None},
            "queue_position": 2, "estimated_start_at": "2026-11-23T08:03:10Z", "estimated_finish_at": None,
-           "attempts": 0, "runner": None, "cancel_requested": False, "error": None, "video": None,
+           "attempts": 0, "attempt_starts": [], "runner": None, "cancel_requested": False, "error": None,
+           "video": None,
            "expires_at": None, "metrics": {"queued_seconds": 12.4, "running_seconds": None,
                                            "seconds_per_step": None, "runner": None},
            "webhook": None, "links": _LINKS}
@@ -46,7 +47,11 @@ def _job(**over: Any) -> dict[str, Any]:
 
 QUEUED = _job()
 RUNNING = _job(status="running", started_at="2026-11-23T08:03:02Z", queue_position=None,
-               estimated_start_at=None, attempts=1, runner="gpu-runner-7d9f-0",
+               estimated_start_at=None, attempts=2, runner="gpu-runner-7d9f-0",
+               attempt_starts=[{"attempt": 1, "runner": "gpu-runner-2c41-0", "started_at": "2026-11-23T08:01:40Z",
+                                "from_step": 0},
+                               {"attempt": 2, "runner": "gpu-runner-7d9f-0", "started_at": "2026-11-23T08:03:02Z",
+                                "from_step": 12}],
                progress={"step": 17, "total_steps": 64, "fraction": 0.2656, "seconds_per_step": 2.71},
                estimated_finish_at="2026-11-23T08:06:05Z")
 COMPLETED = _job(status="completed", final=True, started_at="2026-11-23T08:03:02Z", finished_at="2026-11-23T08:06:12Z",
