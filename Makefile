@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make up    - the whole system on this machine (NATS, catalog, runner, API)
-#   make test  - the test suite
+#   make test  - ruff, mypy (make lint), then the test suite
 #   make lint  - ruff and mypy over contracts/ and services/ (settings in pyproject.toml)
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,7 +25,8 @@ install: $(VENV)/.installed
 up: install
 	$(BIN)/mochi up
 
-test: install chromium
+# Lint first: a lint or type error fails the run in about a minute, not after the whole suite.
+test: install chromium lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The packages mypy checks are [tool.mypy] packages in pyproject.toml.
