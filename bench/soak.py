@@ -1,7 +1,7 @@
 """Soak: many small jobs through the tiny model with several runners.
 
 Prints: jobs per hour, whether the runners worked at the same time (from the
-events), jobs lost or run twice, whether the catalog equals a rebuild from
+events), jobs lost or run twice, denoising steps rendered twice, whether the catalog equals a rebuild from
 the stream, and each process's resident memory at the start, middle and end.
 
     .venv/bin/python bench/soak.py --jobs 2000 --runners 2
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import System  # noqa: E402  (the tests' stack helper, reused as is)
-from invariants import check_invariants  # noqa: E402
+from invariants import check_invariants, denoising_steps_rendered_twice  # noqa: E402
 
 BODY = {"prompt": "soak", "width": 64, "height": 64, "num_frames": 7, "num_inference_steps": 2}
 
@@ -128,6 +128,7 @@ def main() -> None:
               f"-> {completed / elapsed * 3600:.0f} jobs/hour")
         print(f"completed {completed}, other final {len(outcome) - completed}, "
               f"lost {len(set(ids)) - len(outcome)}, rendered twice {sum(1 for c in starts.values() if c > 1)}")
+        print(f"denoising steps rendered twice: {sum(denoising_steps_rendered_twice(msgs).values())}")
         print(f"jobs per runner {per_runner}; all runners busy at once for {overlap:.1f} s")
         print("catalog equals a rebuild from the stream: yes (checked)")
         print("resident memory MiB (start / middle / end):")
