@@ -32,7 +32,6 @@ from mochi_common.nats_conn import connect
 from mochi_common.storage import open_store
 from mochi_common.supervise import Supervisor
 from mochi_common.jetstream_setup import ensure_jobs_stream
-from mochi_contracts.streams import JetStreamSettings
 
 if TYPE_CHECKING:  # uvicorn is imported where the server starts, not with the app
     import socket
@@ -47,7 +46,7 @@ def create_app(settings: ApiSettings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         nc = await connect(settings.nats_url, name="mochi-api")
         js = nc.jetstream()
-        await ensure_jobs_stream(js, JetStreamSettings(replicas=settings.jetstream_replicas))
+        await ensure_jobs_stream(js, settings.jetstream())
         hub = EventHub(js)
         await hub.prepare()
         tasks = Supervisor()

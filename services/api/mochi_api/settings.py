@@ -8,13 +8,12 @@ from mochi_common.storage import StoreSettings
 
 
 class ApiSettings(StoreSettings, kw_only=True, frozen=True):
-    # store_url and the s3_* fields come from StoreSettings.
-    nats_url: str = "nats://127.0.0.1:4222"
+    # store_url and the s3_* fields come from StoreSettings, nats_url,
+    # jetstream_replicas and log_level from ServiceSettings.
     host: str = "127.0.0.1"
     port: int = 8000
     # Lifetime of the presigned video URLs the API redirects to (S3 allows 7 days at most).
     video_url_expiry_s: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] = 3600
-    jetstream_replicas: int = 1
     # How long to wait for the catalog before answering 503.
     catalog_timeout_s: float = 2.0
     # Largest accepted request body; a job request is well under 16 KiB.
@@ -56,4 +55,3 @@ class ApiSettings(StoreSettings, kw_only=True, frozen=True):
     video_lifetime_s: Annotated[float, msgspec.Meta(ge=0)] = 7 * 86400.0
     # How often a file:// store is swept of expired videos (an s3:// store gets a lifecycle rule).
     retention_sweep_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0
-    log_level: str = "info"

@@ -32,7 +32,7 @@ from mochi_common.settings import load_settings
 from mochi_common.supervise import Supervisor
 from mochi_contracts import catalog as api
 from mochi_contracts import subjects
-from mochi_contracts.streams import JOBS_STREAM, JetStreamSettings
+from mochi_contracts.streams import JOBS_STREAM
 
 log = structlog.get_logger()
 _encode = msgspec.json.Encoder().encode
@@ -226,7 +226,7 @@ class Catalog:
 async def run(settings: CatalogSettings) -> None:
     nc = await connect(settings.nats_url, name="mochi-catalog")
     js = nc.jetstream()
-    await ensure_jobs_stream(js, JetStreamSettings(replicas=settings.jetstream_replicas))
+    await ensure_jobs_stream(js, settings.jetstream())
     catalog = Catalog(settings, nc)
     supervisor = Supervisor()
     if settings.health_port:

@@ -12,8 +12,27 @@ from typing import TypeVar
 
 import msgspec
 
+from mochi_contracts.streams import JetStreamSettings
+
 PREFIX = "MOCHI_"
 T = TypeVar("T", bound=msgspec.Struct)
+
+
+class ServiceSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """What every service reads, defined once: each service's settings extend it."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    # Replicas of every stream and consumer a service creates (3 in production).
+    jetstream_replicas: int = 1
+    log_level: str = "info"
+    # /healthz, /readyz and /metrics of the services without an HTTP API of their
+    # own (the API answers them on its port); 0 turns the endpoint off.
+    health_host: str = "0.0.0.0"
+    health_port: int = 0
+
+    def jetstream(self, **knobs: float) -> JetStreamSettings:
+        """The JetStream settings this service creates its streams with."""
+        return JetStreamSettings(replicas=self.jetstream_replicas, **knobs)  # type: ignore[arg-type]  # knobs are JetStreamSettings' own float and int fields
 
 
 class SettingsError(SystemExit):

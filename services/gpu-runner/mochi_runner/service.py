@@ -23,8 +23,7 @@ from mochi_common.settings import load_settings
 from mochi_common.storage import open_store
 from mochi_common.supervise import Supervisor
 from mochi_contracts.streams import (
-    DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM, RELEASE_STREAM, RELEASED_CONSUMER, RUNNERS_CONSUMER,
-    JetStreamSettings)
+    DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM, RELEASE_STREAM, RELEASED_CONSUMER, RUNNERS_CONSUMER)
 from mochi_runner import metrics
 from mochi_runner.checkpoints import CheckpointStore
 from mochi_runner.dead_letters import DeadLetters
@@ -123,7 +122,7 @@ async def run(settings: RunnerSettings) -> None:
     # fifo: submissions straight from `gpu-runners`; fair: the scheduler's
     # releases from `released-runners` (docs/scheduling.md).
     fair = load_settings(RunnerScheduling).scheduling == "fair"
-    js_settings = JetStreamSettings(replicas=settings.jetstream_replicas, ack_wait_s=settings.ack_wait_s,
+    js_settings = settings.jetstream(ack_wait_s=settings.ack_wait_s,
                                     max_deliver=settings.max_deliver)
     if fair:
         await ensure_runner_release_topology(js, js_settings)
@@ -134,7 +133,7 @@ async def run(settings: RunnerSettings) -> None:
     slots = GpuSlots(len(engine.lanes) or 1)
     # Renders in progress are saved to, and resumed from, the checkpoint bucket;
     # with the bucket away jobs render without checkpoints (issue 20).
-    checkpoints = CheckpointStore(js, JetStreamSettings(replicas=settings.jetstream_replicas))
+    checkpoints = CheckpointStore(js, settings.jetstream())
     await checkpoints.open()
     handler = JobHandler(settings, nc, engine, store, slots, checkpoints)
     if stop.is_set():

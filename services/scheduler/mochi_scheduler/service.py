@@ -20,7 +20,7 @@ from mochi_common.logs import configure_logging
 from mochi_common.nats_conn import PatientJetStream, Reconnects, connect
 from mochi_common.settings import load_settings
 from mochi_common.supervise import Supervisor
-from mochi_contracts.streams import RELEASE_DEAD_LETTER_CONSUMER, RELEASE_DEAD_LETTER_STREAM, JetStreamSettings
+from mochi_contracts.streams import RELEASE_DEAD_LETTER_CONSUMER, RELEASE_DEAD_LETTER_STREAM
 from mochi_scheduler import metrics
 from mochi_scheduler.dead_letters import ReleaseDeadLetters
 from mochi_scheduler.fair_share import FairShare, Policy
@@ -115,7 +115,7 @@ async def run(settings: SchedulerSettings) -> None:
     reconnects = Reconnects()
     nc = await connect(settings.nats_url, name=f"mochi-scheduler-{settings.scheduler_id}", reconnects=reconnects)
     js = nc.jetstream()
-    cfg = JetStreamSettings(replicas=settings.jetstream_replicas)
+    cfg = settings.jetstream()
     await ensure_scheduler_topology(js, cfg, settings.release_max_age_s)
     kv = await lease_bucket(js, settings.lease_ttl_s, settings.jetstream_replicas)
     scheduler = Scheduler(settings, js, kv)

@@ -6,14 +6,15 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from mochi_common.settings import ServiceSettings
+
 
 def _default_scheduler_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class SchedulerSettings(msgspec.Struct, kw_only=True, frozen=True):
-    nats_url: str = "nats://127.0.0.1:4222"
-    jetstream_replicas: int = 1
+class SchedulerSettings(ServiceSettings, kw_only=True, frozen=True):
+    # nats_url, jetstream_replicas, log_level and health_* come from ServiceSettings.
     # The API keys file (the same as the API's): owners' weights, priorities
     # and running limits. Empty: every owner weighs 1, may use every priority.
     api_keys_file: str = ""
@@ -30,10 +31,6 @@ class SchedulerSettings(msgspec.Struct, kw_only=True, frozen=True):
     # How long releases are kept: more than a job's longest queue and run time.
     release_max_age_s: Annotated[float, msgspec.Meta(gt=0)] = 7 * 86400.0
     scheduler_id: str = msgspec.field(default_factory=_default_scheduler_id)
-    # /healthz, /readyz and /metrics; 0 turns the endpoint off.
-    health_host: str = "0.0.0.0"
-    health_port: int = 0
-    log_level: str = "info"
 
 
 class RunnerScheduling(msgspec.Struct, kw_only=True, frozen=True):

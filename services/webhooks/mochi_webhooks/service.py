@@ -46,8 +46,7 @@ from mochi_contracts.event_codec import encode_event
 from mochi_contracts.events import HDR_MSG_ID, JobExpired, JobSubmitted, WebhookAttempt, event_type, utcnow
 from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import (
-    DEADLINE_CONSUMER, DISPATCH_STREAM, DISPATCHER_CONSUMER, JOBS_STREAM, WEBHOOK_SENDER_CONSUMER,
-    JetStreamSettings)
+    DEADLINE_CONSUMER, DISPATCH_STREAM, DISPATCHER_CONSUMER, JOBS_STREAM, WEBHOOK_SENDER_CONSUMER)
 from mochi_webhooks import metrics
 from mochi_webhooks.delivery import DeadlineTimer, Delivery, backoff_s, make_delivery, try_once
 from mochi_webhooks.settings import WebhooksSettings
@@ -253,7 +252,7 @@ async def run(settings: WebhooksSettings) -> None:
     reconnects = Reconnects()
     nc = await connect(settings.nats_url, name="mochi-webhooks", reconnects=reconnects)
     js = nc.jetstream()
-    await ensure_dispatcher_topology(js, JetStreamSettings(replicas=settings.jetstream_replicas),
+    await ensure_dispatcher_topology(js, settings.jetstream(),
                                      settings.dispatch_max_age_s, settings.webhook_ack_wait_s)
     dispatcher = Dispatcher(settings, nc, reconnects)
     supervisor = Supervisor()

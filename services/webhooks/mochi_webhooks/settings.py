@@ -4,10 +4,11 @@ from typing import Annotated
 
 import msgspec
 
+from mochi_common.settings import ServiceSettings
 
-class WebhooksSettings(msgspec.Struct, kw_only=True, frozen=True):
-    nats_url: str = "nats://127.0.0.1:4222"
-    jetstream_replicas: int = 1
+
+class WebhooksSettings(ServiceSettings, kw_only=True, frozen=True):
+    # nats_url, jetstream_replicas, log_level and health_* come from ServiceSettings.
     # Standard Webhooks secret, "whsec_<base64>": every delivery is signed with it.
     webhook_secret: str = ""
     # One try's limit, whole: connect, send, and the answer read up to
@@ -36,7 +37,3 @@ class WebhooksSettings(msgspec.Struct, kw_only=True, frozen=True):
     public_url: str = ""
     # How long deliveries and deadline timers are kept; outlives the retry window.
     dispatch_max_age_s: Annotated[float, msgspec.Meta(gt=0)] = 7 * 86400.0
-    # /healthz, /readyz and /metrics; 0 turns the endpoint off.
-    health_host: str = "0.0.0.0"
-    health_port: int = 0
-    log_level: str = "info"

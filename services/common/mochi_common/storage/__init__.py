@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-import msgspec
+from mochi_common.settings import ServiceSettings
 
 
 class TransientStoreError(Exception):
@@ -37,7 +37,7 @@ class VideoStore(Protocol):
         """A URL the client downloads from directly, for remote stores."""
 
 
-class StoreSettings(msgspec.Struct, kw_only=True, frozen=True):
+class StoreSettings(ServiceSettings, kw_only=True, frozen=True):
     """Where videos live: the fields the API and the runner both read
     (MOCHI_STORE_URL, MOCHI_S3_*); each service's settings extend this."""
 
