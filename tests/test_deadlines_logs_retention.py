@@ -76,7 +76,7 @@ def test_logs_and_metrics_are_the_jobs_own(stack):
     logs_a, logs_b = client.logs(a.id), client.logs(b.id)
     assert logs_a and logs_b
     assert "first job since start-up" in logs_a[0].message and "warm" in logs_b[0].message
-    assert any("rendered 4 steps" in line.message for line in logs_a)
+    assert any("rendered 4 of 4 steps" in line.message for line in logs_a)
     # Each line is one of the job's own log events, and no other job's.
     own_a = {m.seq for m in stack.events(f"mochi.jobs.{a.id}.log")}
     own_b = {m.seq for m in stack.events(f"mochi.jobs.{b.id}.log")}
