@@ -4,6 +4,7 @@ frames as diffusers' MochiPipeline output followed by video_encode.to_uint8."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from mochi_contracts.jobs import JobRequest
@@ -12,8 +13,10 @@ from mochi_runner.tiny_model import save_tiny_model
 from mochi_runner.video_encode import to_uint8
 
 
-def test_render_equals_the_pipelines_own_output(tmp_path):
-    engine = MochiEngine(EngineConfig(model_dir=save_tiny_model(tmp_path / "tiny"), device="cpu"))
+@pytest.mark.parametrize("prefix_attention", [True, False], ids=["one-device-prefix", "stock"])
+def test_render_equals_the_pipelines_own_output(tmp_path, prefix_attention):
+    engine = MochiEngine(EngineConfig(model_dir=save_tiny_model(tmp_path / "tiny"), device="cpu",
+                                      prefix_attention=prefix_attention))
     req = JobRequest(prompt="waves crash on rocks", width=96, height=64, num_frames=7,
                      num_inference_steps=3, guidance_scale=4.5, seed=9)
     try:
@@ -25,5 +28,25 @@ def test_render_equals_the_pipelines_own_output(tmp_path):
         reference = to_uint8(out.frames[0])
         assert frames.shape == reference.shape == (7, 64, 96, 3)
         assert np.array_equal(frames, reference)
+        assert (engine.parallel is not None) == prefix_attention
     finally:
         engine.close()
+
+
+def test_one_device_frames_equal_stock_diffusers_up_to_rounding(tmp_path):
+    """The one-device path's decoded frames against diffusers' stock pipeline
+    (its own processor, one batch-2 forward per step), fp32: at most one
+    level of 255 apart where a value sits on a rounding edge."""
+    model = save_tiny_model(tmp_path / "tiny")
+    one = MochiEngine(EngineConfig(model_dir=model, device="cpu"))
+    stock = MochiEngine(EngineConfig(model_dir=model, device="cpu", prefix_attention=False))
+    req = JobRequest(prompt="waves crash on rocks", width=96, height=64, num_frames=7,
+                     num_inference_steps=3, guidance_scale=4.5, seed=9)
+    try:
+        ours, reference = one.denoise(req, lambda s, t: None), stock.denoise(req, lambda s, t: None)
+        assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-5), (ours - reference).abs().max()
+        frames, stock_frames = one.decode(ours), stock.decode(reference)
+        assert np.abs(frames.astype(np.int16) - stock_frames.astype(np.int16)).max() <= 1
+    finally:
+        one.close()
+        stock.close()

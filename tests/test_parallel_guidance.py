@@ -72,11 +72,31 @@ def test_each_branch_is_bitwise_that_branch_alone(transformer):
         parallel.close()
 
 
+def test_one_replica_runs_both_branches_each_bitwise_that_branch_alone(transformer):
+    """A one-GPU runner's wrapper: both branches on its only replica, one
+    after the other (a length carrier holds one prompt length, and the pair's
+    lengths differ), each the batch-1 forward of that branch."""
+    hidden, text, timestep, mask = _inputs()
+    single = GuidanceParallelTransformer([replicate(transformer, CPU)])
+    try:
+        with torch.inference_mode():
+            both = single(hidden_states=hidden, encoder_hidden_states=text, timestep=timestep,
+                          encoder_attention_mask=mask, return_dict=False)[0]
+            assert both.shape == hidden.shape
+            for i in range(2):
+                sl = slice(i, i + 1)
+                alone = transformer(hidden[sl], text[sl], timestep[sl], mask[sl], return_dict=False)[0]
+                assert torch.equal(both[sl], alone), f"branch {i}"
+    finally:
+        single.close()
+
+
 def test_parallel_pipeline_matches_single_process_pipeline(tiny_dir):
     req = JobRequest(prompt="a cat walks on the grass", negative_prompt="", width=160, height=96,
                      num_frames=13, num_inference_steps=4, guidance_scale=4.5, seed=7)
-    single = MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu"))
+    single = MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu", prefix_attention=False))  # stock
     parallel = MochiEngine(EngineConfig(model_dir=tiny_dir, devices=("cpu", "cpu")))
+    one = MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu"))
     try:
         steps: list[int] = []
         reference = single.denoise(req, lambda step, total: None)
@@ -88,7 +108,12 @@ def test_parallel_pipeline_matches_single_process_pipeline(tiny_dir):
         assert torch.allclose(latents, reference, rtol=1e-4, atol=1e-5)
         frames = parallel.decode(latents)
         assert frames.dtype == np.uint8 and frames.shape == (13, 96, 160, 3)
+        # One device, the same code path: the branches one after the other on
+        # one replica are the branches side by side on two, bit for bit.
+        assert one.parallel is not None and len(one.parallel.replicas) == 1
+        assert torch.equal(one.denoise(req, lambda step, total: None), latents)
     finally:
+        one.close()
         parallel.close()
         single.close()
 
@@ -177,5 +202,5 @@ def test_fa4_kernel_fails_at_start_up_where_it_cannot_run(tiny_dir):
     with the reason, rather than failing the first job."""
     with pytest.raises(RuntimeError, match="FlashAttention-4|Hopper"):
         MochiEngine(EngineConfig(model_dir=tiny_dir, devices=("cpu", "cpu"), attention_kernel="fa4"))
-    with pytest.raises(ValueError, match="multi-device"):
-        MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu", attention_kernel="fa4"))
+    with pytest.raises(ValueError, match="prefix"):
+        MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu", prefix_attention=False, attention_kernel="fa4"))

@@ -1,7 +1,12 @@
 """Mochi-1 through diffusers: load once, render many.
 
-One device: diffusers' stock MochiPipeline, as loaded from a local directory
-(genmo/mochi-1-preview's bf16 weights on a GPU node, the tiny random model here).
+One device: diffusers' MochiPipeline, as loaded from a local directory
+(genmo/mochi-1-preview's bf16 weights on a GPU node, the tiny random model
+here), its transformer behind the same wrapper as on several devices
+(parallel/guidance_parallel.py with one replica): the sync-free processor and,
+if asked, compiled blocks, the guidance pair's two branches one after the
+other on the one copy of the weights. prefix_attention=False keeps the stock
+transformer (diffusers' processor, one batch-2 forward).
 
 Several devices (`devices=("cuda:0", "cuda:1")`): one transformer replica and
 one VAE replica per device. Each denoising step runs the guidance pair's two
@@ -76,6 +81,9 @@ class EngineConfig:
     attention_kernel: AttentionKernel = "sdpa"
     # torch.compile each transformer block (multi-device path).
     compile_blocks: bool = False
+    # Inductor's and Triton's caches on the node's disk ("" keeps torch's /tmp
+    # default): a restart reuses the compiled blocks (parallel/compile_cache.py).
+    compile_cache_dir: str = ""
     # FOR BENCHMARKS ONLY: full-size Mochi with random weights, model_dir unused.
     random_weights: bool = False
     # The warm-up render's size; the compiled path warms at the size jobs use.
@@ -232,6 +240,10 @@ class MochiEngine:
         self.lanes: list = []
         self._encode_lock = threading.Lock()
         self._model_digest: str | None = None
+        if config.compile_blocks:
+            from mochi_runner.parallel.compile_cache import use_compile_cache
+
+            use_compile_cache(config.compile_cache_dir)
         if len(devices) > 1:
             base = self.pipe.transformer
             replicas = [base] + [replicate(base, d) for d in devices[1:]]
@@ -250,9 +262,19 @@ class MochiEngine:
             self.vae_workers = [DeviceWorker(d) for d in devices]
             self.lanes = [self._lane(replica, vae, device)
                           for replica, vae, device in zip(replicas, self.vaes, devices, strict=True)]
+        elif config.prefix_attention:
+            # One device, the same code path as several: the guidance pair's
+            # two branches run one after the other on the one transformer
+            # (no second copy of the weights), on the sync-free processor.
+            check_kernel(config.attention_kernel, [self.device])
+            self.parallel = GuidanceParallelTransformer([self.pipe.transformer], prefix_attention=True,
+                                                        attention_kernel=config.attention_kernel)
+            if config.compile_blocks:
+                compile_blocks(self.pipe.transformer)
+            object.__setattr__(self.pipe, "transformer", self.parallel)
         elif config.attention_kernel != "sdpa":
-            raise ValueError(f"attention_kernel={config.attention_kernel} is for the multi-device path; "
-                             "set devices (e.g. cuda:0,cuda:1)")
+            raise ValueError(f"attention_kernel={config.attention_kernel} runs inside the prefix processor; "
+                             "turn prefix_attention on")
         elif config.compile_blocks:
             compile_blocks(self.pipe.transformer)
         self.load_seconds = time.perf_counter() - started
@@ -471,6 +493,6 @@ def engine_config(settings) -> EngineConfig:  # settings: mochi_runner.settings.
         model_dir=Path(settings.model_dir), device=settings.device, dtype=settings.dtype,
         vae_tiling=settings.vae_tiling, devices=parse_devices(settings.devices),
         prefix_attention=settings.prefix_attention, attention_kernel=settings.attention_kernel,
-        compile_blocks=settings.compile_blocks,
+        compile_blocks=settings.compile_blocks, compile_cache_dir=settings.compile_cache_dir,
         random_weights=settings.random_weights_for_benchmarks,
         warmup_size=(settings.warmup_width, settings.warmup_height, settings.warmup_frames))

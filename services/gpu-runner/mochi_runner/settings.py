@@ -33,6 +33,11 @@ class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
     attention_kernel: Literal["sdpa", "fa4"] = "sdpa"
     # torch.compile each transformer block at start-up (slower start, faster steps).
     compile_blocks: bool = False
+    # torch.compile's caches (inductor's FX graphs and autotuning, Triton's
+    # kernels) under this directory, on the node's disk: a runner restarted on
+    # the same node reuses what it compiled instead of compiling again.
+    # "" keeps torch's default (a folder under /tmp, lost with the container).
+    compile_cache_dir: str = ""
     # FOR BENCHMARKS ONLY: full-size Mochi with RANDOM weights instead of
     # model_dir; every video is noise. Never set on a runner that serves users.
     random_weights_for_benchmarks: bool = False

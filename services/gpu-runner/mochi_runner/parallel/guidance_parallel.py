@@ -85,21 +85,29 @@ class GuidanceParallelTransformer(torch.nn.Module):
         if attention_kwargs:
             raise ValueError("attention_kwargs (LoRA scale) are not supported on the parallel path")
         batch = hidden_states.shape[0]
-        # A batch of 2 is the guidance pair; without guidance (batch 1) the
-        # first replica runs it alone (MochiEngine's lanes put two such jobs
-        # on two single-replica wrappers instead).
-        n = min(len(self.workers), batch)
-        if batch % n:
-            raise ValueError(f"batch {batch} does not split over {n} devices")
-        size = batch // n
-        carriers = self._carriers_for(encoder_attention_mask, n, size)
+        n = len(self.workers)
+        if self.prefix_attention:
+            # One branch per forward, since a length carrier holds one prompt
+            # length (the prompt and the empty negative prompt differ). Branch
+            # i runs on replica i % n: with a replica per branch they run at
+            # once; with one replica (a one-GPU runner) one after the other on
+            # it, in order, so the weights exist once.
+            chunks = [(i % n, slice(i, i + 1)) for i in range(batch)]
+        else:
+            # Stock processor: a batch of 2 splits over the devices; without
+            # guidance (batch 1) the first replica runs it alone.
+            n = min(n, batch)
+            if batch % n:
+                raise ValueError(f"batch {batch} does not split over {n} devices")
+            size = batch // n
+            chunks = [(i, slice(i * size, (i + 1) * size)) for i in range(n)]
+        carriers = self._carriers_for(encoder_attention_mask, chunks)
 
         futures = [
-            self.workers[i].submit(
-                self._branch, i, hidden_states[i * size:(i + 1) * size],
-                encoder_hidden_states[i * size:(i + 1) * size], timestep[i * size:(i + 1) * size],
-                encoder_attention_mask[i * size:(i + 1) * size], carriers[i] if carriers else None)
-            for i in range(n)]
+            self.workers[r].submit(
+                self._branch, r, hidden_states[sl], encoder_hidden_states[sl], timestep[sl],
+                encoder_attention_mask[sl], carriers[k] if carriers else None)
+            for k, (r, sl) in enumerate(chunks)]
         outputs = gather(futures)
         # The exchange: one noise prediction per branch, device to device.
         out = torch.cat([o.to(self.device) for o in outputs])
@@ -126,12 +134,12 @@ class GuidanceParallelTransformer(torch.nn.Module):
                            timestep=timestep, encoder_attention_mask=mask, return_dict=False)[0]
         return prefix_forward(replica, hidden_states, encoder_hidden_states, timestep, mask, carrier)
 
-    def _carriers_for(self, mask: torch.Tensor, n: int, size: int) -> list[torch.Tensor]:
+    def _carriers_for(self, mask: torch.Tensor, chunks: list[tuple[int, slice]]) -> list[torch.Tensor]:
         if not self.prefix_attention:
             return []
-        if self._mask is not mask or len(self._carriers) != n:
+        if self._mask is not mask or len(self._carriers) != len(chunks):
             self._mask = mask
-            self._carriers = [length_carrier(mask[i * size:(i + 1) * size], self.devices[i]) for i in range(n)]
+            self._carriers = [length_carrier(mask[sl], self.devices[r]) for r, sl in chunks]
         return self._carriers
 
 
