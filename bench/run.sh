@@ -8,6 +8,7 @@
 #   RUNNERS=1 JOBS=4 bash bench/run.sh system  # the service over HTTP (~14 min; not in "all")
 #   bash bench/run.sh graphs       # one GPU: CUDA graph vs compiled forward (~3 min; not in "all")
 #   bash bench/run.sh checkpoints  # one GPU: what a render checkpoint costs, redelivery to first resumed step (not in "all")
+#   bash bench/run.sh onegpu       # one GPU: the one-GPU runner's guided step vs its compiled forward and stock diffusers (~5 min; not in "all")
 #   BENCH_TINY=1 PYTHON=.venv/bin/python bash bench/run.sh  # dry run of the same code on the CPU, tiny model
 #
 # On the GPU machine the full-size model has RANDOM weights (real FLOPs, noise
@@ -59,6 +60,9 @@ if [ "$PART" = graphs ]; then
 fi
 if [ "$PART" = checkpoints ]; then
   $PY bench/checkpoint_cost.py "${ARGS[@]}" 2>&1 | tee "$OUT/checkpoint_cost.log"
+fi
+if [ "$PART" = onegpu ]; then
+  $PY bench/one_gpu.py "${ARGS[@]}" 2>&1 | tee "$OUT/one_gpu.log"
 fi
 if [ "$PART" = all ] || [ "$PART" = lanes ]; then
   $PY bench/guidance_free.py "${ARGS[@]}" 2>&1 | tee "$OUT/guidance_free.log"
