@@ -8,6 +8,9 @@ filtered to submitted events, rather than a second stream."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
 
 from nats.js.api import (
     AckPolicy,
@@ -63,6 +66,16 @@ DISPATCH_STREAM = "MOCHI_DISPATCH"
 DISPATCHER_CONSUMER = "webhook-dispatcher"
 WEBHOOK_SENDER_CONSUMER = "webhook-sender"
 DEADLINE_CONSUMER = "deadlines"
+
+
+class MaxDeliveriesAdvisory(msgspec.Struct):
+    """The fields of the server's max-deliveries advisory that the dead-letter
+    handlers read (io.nats.jetstream.advisory.v1.max_deliver), bounded."""
+
+    stream: str
+    consumer: str
+    stream_seq: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+    deliveries: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
 
 
 @dataclass(frozen=True)

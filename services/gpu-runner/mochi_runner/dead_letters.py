@@ -7,8 +7,6 @@ silently and no reaper has to scan for stuck jobs."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
 import structlog
 from nats.aio.msg import Msg
@@ -18,16 +16,9 @@ from mochi_common.consumer import ACK, Outcome, Term
 from mochi_common.nats_conn import PatientJetStream, publish_final
 from mochi_contracts.event_codec import UnreadableEvent, decode_event
 from mochi_contracts.events import JobFailed, JobSubmitted
-from mochi_contracts.streams import JOBS_STREAM, RUNNERS_CONSUMER
+from mochi_contracts.streams import JOBS_STREAM, RUNNERS_CONSUMER, MaxDeliveriesAdvisory
 
 log = structlog.get_logger()
-
-
-class MaxDeliveriesAdvisory(msgspec.Struct):
-    stream: str
-    consumer: str
-    stream_seq: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
-    deliveries: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
 
 
 _decode_advisory = msgspec.json.Decoder(MaxDeliveriesAdvisory).decode

@@ -5,7 +5,7 @@ handles them (a durable consumer), leader or not."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 import structlog
@@ -16,17 +16,10 @@ from mochi_common.consumer import ACK, Outcome, Term
 from mochi_common.nats_conn import publish_final
 from mochi_contracts import subjects
 from mochi_contracts.events import JobFailed
-from mochi_contracts.streams import RELEASE_STREAM, RELEASED_CONSUMER
+from mochi_contracts.streams import RELEASE_STREAM, RELEASED_CONSUMER, MaxDeliveriesAdvisory
 from mochi_scheduler import metrics
 
 log = structlog.get_logger()
-
-
-class MaxDeliveriesAdvisory(msgspec.Struct):
-    stream: str
-    consumer: str
-    stream_seq: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
-    deliveries: Annotated[int, msgspec.Meta(ge=0, le=2**31)]
 
 
 _decode = msgspec.json.Decoder(MaxDeliveriesAdvisory).decode
