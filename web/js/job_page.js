@@ -6,12 +6,13 @@
 import { ApiError, cancelJob, fetchVideo, getJob } from "./api.js";
 import { h } from "./dom.js";
 import { formatBytes, formatDateTime, formatSeconds } from "./format.js";
-import { applyEvent, isFinal } from "./job_state.js";
+import { applyEvent, isFinal, withPace } from "./job_state.js";
 import { JobLog } from "./job_log.js";
 import { getKey } from "./key.js";
 import { homeHash } from "./job_filters.js";
 import { readHistory } from "./job_history.js";
 import { FEED_TYPES } from "./live.js";
+import { PaceRefresh } from "./pace.js";
 import { progressView } from "./progress_view.js";
 import { Timeline } from "./timeline.js";
 
@@ -39,6 +40,14 @@ export class JobPage {
     this.unsubscribe = null;
     this.abort = null;
     this.job = null;
+    // The finish estimate is the API's: asked again after steps (pace.js).
+    this.pace = new PaceRefresh((fresh) => {
+      const next = this.job && withPace(this.job, fresh);
+      if (next && next !== this.job) {
+        this.job = next;
+        this.update();
+      }
+    });
   }
 
   async show(id) {
@@ -244,6 +253,7 @@ export class JobPage {
     this.timeline.add(type, ev);
     this.job = applyEvent(this.job, type, ev);
     this.update();
+    if (type === "progress" && this.job.status === "running") this.pace.stepped(this.job.id);
     if (isFinal(this.job)) this.refresh();
   }
 
