@@ -28,10 +28,16 @@ def tiny_dir(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("tiny-mochi"))
 
 
-@pytest.fixture(scope="module", params=["stock", "guidance-parallel"])
+ENGINES = {
+    "stock": dict(device="cpu", prefix_attention=False),  # diffusers' own MochiPipeline
+    "one-device": dict(device="cpu"),  # the runner's default: the sync-free path on one device
+    "guidance-parallel": dict(devices=("cpu", "cpu")),
+}
+
+
+@pytest.fixture(scope="module", params=list(ENGINES))
 def engine(request, tiny_dir):
-    config = (EngineConfig(model_dir=tiny_dir, device="cpu") if request.param == "stock"
-              else EngineConfig(model_dir=tiny_dir, devices=("cpu", "cpu")))
+    config = EngineConfig(model_dir=tiny_dir, **ENGINES[request.param])
     engine = MochiEngine(config)
     yield engine
     engine.close()

@@ -14,8 +14,8 @@ def _default_runner_id() -> str:
 
 
 class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
-    # store_url and the s3_* fields come from StoreSettings.
-    nats_url: str = "nats://127.0.0.1:4222"
+    # store_url and the s3_* fields come from StoreSettings, nats_url,
+    # jetstream_replicas, log_level and health_* from ServiceSettings.
     # A directory in the layout of genmo/mochi-1-preview (diffusers format).
     model_dir: str = "var/models/tiny-mochi"
     # Build the tiny random model into model_dir if it is missing (embedded default only).
@@ -51,7 +51,6 @@ class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
     store_retry_first_delay_s: float = 0.5
     store_retry_max_delay_s: float = 8.0
     runner_id: str = msgspec.field(default_factory=_default_runner_id)
-    jetstream_replicas: int = 1
     ack_wait_s: float = 60.0
     max_deliver: int = 5
     # A job running longer than this fails with the reason (0: no limit).
@@ -96,7 +95,3 @@ class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
     fault_injection_decode_oom: Annotated[int, msgspec.Meta(ge=0)] = 0
     # Warm the model with one tiny render before pulling work.
     warmup: bool = True
-    # /healthz, /readyz and /metrics; 0 turns the endpoint off.
-    health_host: str = "0.0.0.0"
-    health_port: int = 0
-    log_level: str = "info"
