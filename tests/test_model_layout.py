@@ -166,7 +166,8 @@ def test_download_fetches_exactly_what_the_runner_loads_and_it_renders(twin: Pat
     index = json.loads((dest / "transformer" / "diffusion_pytorch_model.safetensors.index.bf16.json").read_text())
     shard = index["weight_map"]["proj_out.weight"]
     stored = load_file(str(dest / "transformer" / shard))["proj_out.weight"]
-    assert torch.equal(engine.pipe.transformer.proj_out.weight, stored.float())
+    # (The runner's one-device path wraps the loaded transformer: read its replica.)
+    assert torch.equal(engine.parallel.replicas[0].proj_out.weight, stored.float())
 
     # A full clone (fp32 and bf16, root checkpoints) loads the same bf16 weights: the same video.
     clone_frames, _ = _render(twin)
