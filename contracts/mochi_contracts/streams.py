@@ -89,20 +89,94 @@ class JetStreamSettings:
     max_age_days: float = 0.0  # 0 keeps events for ever
 
 
-def jobs_stream(cfg: JetStreamSettings) -> StreamConfig:
+def _kept_stream(cfg: JetStreamSettings, name: str, description: str, subject: str,
+                 max_age_s: float, max_msg_size: int) -> StreamConfig:
+    """A stream that keeps what it is sent (limits retention) until max_age, so a
+    create-if-absent guard holds while a message lives and it can be replayed."""
     return StreamConfig(
-        name=JOBS_STREAM,
-        description="Mochi Serve job events (the source of truth)",
-        subjects=[subjects.ALL_JOB_EVENTS],
+        name=name,
+        description=description,
+        subjects=[subject],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
         num_replicas=cfg.replicas,
         duplicate_window=DUPLICATE_WINDOW_S,
-        max_age=cfg.max_age_days * 86400.0,
-        max_msg_size=256 * 1024,
+        max_age=max_age_s,
+        max_msg_size=max_msg_size,
         allow_direct=True,
     )
+
+
+def _advisory_stream(cfg: JetStreamSettings, name: str, description: str,
+                     advisory: str) -> StreamConfig:
+    # Advisories are plain NATS messages; capturing them in a stream means a
+    # dead job is failed even if no handler was listening at that moment.
+    return StreamConfig(
+        name=name,
+        description=description,
+        subjects=[advisory],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        num_replicas=cfg.replicas,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        max_age=7 * 86400.0,
+    )
+
+
+def _advisory_consumer(cfg: JetStreamSettings, durable: str) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=-1,
+        max_ack_pending=16,
+        num_replicas=cfg.replicas,
+    )
+
+
+def _runners_work(cfg: JetStreamSettings, durable: str, description: str,
+                  subject: str) -> ConsumerConfig:
+    """What the runners pull jobs from: the operator's ack wait (a runner
+    heartbeats inside it) and max deliveries (past it, the dead-letter stream)."""
+    return ConsumerConfig(
+        durable_name=durable,
+        description=description,
+        filter_subject=subject,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=cfg.ack_wait_s,
+        max_deliver=cfg.max_deliver,
+        # One job at a time per runner lane; this only caps a runaway fleet.
+        max_ack_pending=1024,
+        num_replicas=cfg.replicas,
+    )
+
+
+def _dispatcher_work(cfg: JetStreamSettings, durable: str, description: str,
+                     filters: tuple[str, ...], ack_wait_s: float,
+                     max_ack_pending: int) -> ConsumerConfig:
+    """The webhook dispatcher's consumers redeliver for ever: a job's webhook
+    or deadline is never given up on by the server, only by the dispatcher."""
+    # One filter stays filter_subject: jetstream_setup compares the two fields
+    # with what the server has, so the spelling of existing consumers holds.
+    return ConsumerConfig(
+        durable_name=durable,
+        description=description,
+        filter_subject=filters[0] if len(filters) == 1 else None,
+        filter_subjects=list(filters) if len(filters) > 1 else None,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait_s,
+        max_deliver=-1,
+        max_ack_pending=max_ack_pending,
+        num_replicas=cfg.replicas,
+    )
+
+
+def jobs_stream(cfg: JetStreamSettings) -> StreamConfig:
+    return _kept_stream(cfg, JOBS_STREAM, "Mochi Serve job events (the source of truth)",
+                        subjects.ALL_JOB_EVENTS, cfg.max_age_days * 86400.0, 256 * 1024)
 
 
 def checkpoint_bucket(cfg: JetStreamSettings) -> ObjectStoreConfig:
@@ -118,107 +192,47 @@ def checkpoint_bucket(cfg: JetStreamSettings) -> ObjectStoreConfig:
 
 
 def dead_letter_stream(cfg: JetStreamSettings) -> StreamConfig:
-    # Advisories are plain NATS messages; capturing them in a stream means a
-    # dead job is failed even if no runner was listening at that moment.
-    return StreamConfig(
-        name=DEAD_LETTER_STREAM,
-        description="Max-deliveries advisories of the runners' consumer",
-        subjects=[MAX_DELIVERIES_ADVISORY],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        num_replicas=cfg.replicas,
-        duplicate_window=DUPLICATE_WINDOW_S,
-        max_age=7 * 86400.0,
-    )
+    return _advisory_stream(cfg, DEAD_LETTER_STREAM,
+                            "Max-deliveries advisories of the runners' consumer",
+                            MAX_DELIVERIES_ADVISORY)
 
 
 def dispatch_stream(cfg: JetStreamSettings, max_age_s: float = 7 * 86400.0) -> StreamConfig:
     # max_age must outlive the longest retry window and the furthest deadline.
-    return StreamConfig(
-        name=DISPATCH_STREAM,
-        description="Webhooks to deliver and deadline timers (the webhook dispatcher's work)",
-        subjects=[subjects.ALL_DISPATCH],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        num_replicas=cfg.replicas,
-        duplicate_window=DUPLICATE_WINDOW_S,
-        max_age=max_age_s,
-        max_msg_size=256 * 1024,
-        allow_direct=True,
-    )
+    return _kept_stream(cfg, DISPATCH_STREAM,
+                        "Webhooks to deliver and deadline timers (the webhook dispatcher's work)",
+                        subjects.ALL_DISPATCH, max_age_s, 256 * 1024)
 
 
 def dispatcher_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
     """Reads job events and turns them into deliveries and timers; acks an
     event only once its work is stored in the dispatch stream."""
-    return ConsumerConfig(
-        durable_name=DISPATCHER_CONSUMER,
-        description="Webhook dispatcher: job events to deliveries and deadline timers",
-        filter_subjects=list(subjects.DISPATCHER_SOURCES),
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30.0,
-        max_deliver=-1,
-        max_ack_pending=1024,
-        num_replicas=cfg.replicas,
-    )
+    return _dispatcher_work(cfg, DISPATCHER_CONSUMER,
+                            "Webhook dispatcher: job events to deliveries and deadline timers",
+                            subjects.DISPATCHER_SOURCES, ack_wait_s=30.0, max_ack_pending=1024)
 
 
 def webhook_sender_consumer(cfg: JetStreamSettings, ack_wait_s: float = 60.0) -> ConsumerConfig:
     # A delivery waiting for its retry is nak'ed with a delay and still counts
     # as pending, hence the large max_ack_pending; ack_wait outlives one HTTP try.
-    return ConsumerConfig(
-        durable_name=WEBHOOK_SENDER_CONSUMER,
-        description="Webhook dispatcher: deliveries and their retries",
-        filter_subject=subjects.ALL_WEBHOOK_DELIVERIES,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=ack_wait_s,
-        max_deliver=-1,
-        max_ack_pending=100_000,
-        num_replicas=cfg.replicas,
-    )
+    return _dispatcher_work(cfg, WEBHOOK_SENDER_CONSUMER,
+                            "Webhook dispatcher: deliveries and their retries",
+                            (subjects.ALL_WEBHOOK_DELIVERIES,), ack_wait_s=ack_wait_s,
+                            max_ack_pending=100_000)
 
 
 def deadline_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=DEADLINE_CONSUMER,
-        description="Webhook dispatcher: queued jobs' deadlines",
-        filter_subject=subjects.ALL_DEADLINES,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30.0,
-        max_deliver=-1,
-        max_ack_pending=100_000,
-        num_replicas=cfg.replicas,
-    )
+    return _dispatcher_work(cfg, DEADLINE_CONSUMER, "Webhook dispatcher: queued jobs' deadlines",
+                            (subjects.ALL_DEADLINES,), ack_wait_s=30.0, max_ack_pending=100_000)
 
 
 def runners_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=RUNNERS_CONSUMER,
-        description="GPU runners pull submitted jobs",
-        filter_subject=subjects.ALL_SUBMITTED,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=cfg.ack_wait_s,
-        max_deliver=cfg.max_deliver,
-        # One job at a time per runner; this only caps a runaway fleet.
-        max_ack_pending=1024,
-        num_replicas=cfg.replicas,
-    )
+    return _runners_work(cfg, RUNNERS_CONSUMER, "GPU runners pull submitted jobs",
+                         subjects.ALL_SUBMITTED)
 
 
 def dead_letter_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=DEAD_LETTER_CONSUMER,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30.0,
-        max_deliver=-1,
-        max_ack_pending=16,
-        num_replicas=cfg.replicas,
-    )
+    return _advisory_consumer(cfg, DEAD_LETTER_CONSUMER)
 
 
 def release_stream(cfg: JetStreamSettings, max_age_s: float = 7 * 86400.0) -> StreamConfig:
@@ -227,59 +241,27 @@ def release_stream(cfg: JetStreamSettings, max_age_s: float = 7 * 86400.0) -> St
     stream keeps it (a job is never released twice), and a new scheduler leader
     can replay which jobs are out. max_age must outlive a job's longest queue
     plus run time; past it only the job stream's events remain, which is enough."""
-    return StreamConfig(
-        name=RELEASE_STREAM,
-        description="Jobs the fair-share scheduler released to the runners (one per job)",
-        subjects=[subjects.ALL_RELEASED],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        num_replicas=cfg.replicas,
-        duplicate_window=DUPLICATE_WINDOW_S,
-        max_age=max_age_s,
-        max_msg_size=4 * 1024,
-        allow_direct=True,
-    )
+    return _kept_stream(cfg, RELEASE_STREAM,
+                        "Jobs the fair-share scheduler released to the runners (one per job)",
+                        subjects.ALL_RELEASED, max_age_s, 4 * 1024)
 
 
 def released_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
     """The runners' work in fair mode: the same ack, heartbeat and redelivery
     rules as `gpu-runners`, on releases instead of submissions. Its num_waiting
     (pull requests of runners with a free lane) is the scheduler's capacity."""
-    return ConsumerConfig(
-        durable_name=RELEASED_CONSUMER,
-        description="GPU runners pull released jobs (fair-share scheduling)",
-        filter_subject=subjects.ALL_RELEASED,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=cfg.ack_wait_s,
-        max_deliver=cfg.max_deliver,
-        max_ack_pending=1024,
-        num_replicas=cfg.replicas,
-    )
+    return _runners_work(cfg, RELEASED_CONSUMER,
+                         "GPU runners pull released jobs (fair-share scheduling)",
+                         subjects.ALL_RELEASED)
 
 
 def release_dead_letter_stream(cfg: JetStreamSettings) -> StreamConfig:
     # The runners' dead-letter consumer knows only `gpu-runners`; releases that
     # ran out of deliveries are the scheduler's to fail.
-    return StreamConfig(
-        name=RELEASE_DEAD_LETTER_STREAM,
-        description="Max-deliveries advisories of the runners' released-jobs consumer",
-        subjects=[RELEASE_MAX_DELIVERIES_ADVISORY],
-        retention=RetentionPolicy.WORK_QUEUE,
-        storage=StorageType.FILE,
-        num_replicas=cfg.replicas,
-        duplicate_window=DUPLICATE_WINDOW_S,
-        max_age=7 * 86400.0,
-    )
+    return _advisory_stream(cfg, RELEASE_DEAD_LETTER_STREAM,
+                            "Max-deliveries advisories of the runners' released-jobs consumer",
+                            RELEASE_MAX_DELIVERIES_ADVISORY)
 
 
 def release_dead_letter_consumer(cfg: JetStreamSettings) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=RELEASE_DEAD_LETTER_CONSUMER,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30.0,
-        max_deliver=-1,
-        max_ack_pending=16,
-        num_replicas=cfg.replicas,
-    )
+    return _advisory_consumer(cfg, RELEASE_DEAD_LETTER_CONSUMER)
