@@ -56,26 +56,41 @@ def _checked(job_id: str) -> str:
     return job_id
 
 
+def _under_job(job_id: str, *tokens: str) -> str:
+    return ".".join((JOBS_PREFIX, _checked(job_id), *tokens))
+
+
+def _job_token(subject: str, prefix: str) -> tuple[str, list[str]] | None:
+    """(job id, the tokens after it) of a subject whose next token after
+    `prefix` is a job id, or None."""
+    if not subject.startswith(prefix + "."):
+        return None
+    job_id, *rest = subject[len(prefix) + 1:].split(".")
+    return (job_id, rest) if is_job_id(job_id) else None
+
+
 def event_subject(job_id: str, event_type: str) -> str:
     if event_type in FINAL_TYPES:
-        return f"{JOBS_PREFIX}.{_checked(job_id)}.final.{event_type}"
-    return f"{JOBS_PREFIX}.{_checked(job_id)}.{event_type}"
+        return _under_job(job_id, "final", event_type)
+    return _under_job(job_id, event_type)
 
 
 def job_events(job_id: str) -> str:
     """Every event of one job (for replay and for its latest state)."""
-    return f"{JOBS_PREFIX}.{_checked(job_id)}.>"
+    return _under_job(job_id, ">")
 
 
 def job_final(job_id: str) -> str:
-    return f"{JOBS_PREFIX}.{_checked(job_id)}.final.*"
+    return _under_job(job_id, "final", "*")
+
+
+def job_logs(job_id: str) -> str:
+    return _under_job(job_id, "log")
 
 
 def job_id_of(subject: str) -> str | None:
-    parts = subject.split(".")
-    if len(parts) >= 4 and f"{parts[0]}.{parts[1]}" == JOBS_PREFIX and is_job_id(parts[2]):
-        return parts[2]
-    return None
+    found = _job_token(subject, JOBS_PREFIX)
+    return found[0] if found is not None and found[1] else None
 
 
 # The event types that live directly under a job's token (the others are under
@@ -87,23 +102,26 @@ def parse_event_subject(subject: str) -> tuple[str, str] | None:
     """(job id, event type) that a job-stream subject stands for, or None for a
     subject that no event may have. The subject is what NATS permissions and the
     create-if-absent guard protect, so an event's type and job come from here."""
-    parts = subject.split(".")
-    if len(parts) not in (4, 5) or f"{parts[0]}.{parts[1]}" != JOBS_PREFIX or not is_job_id(parts[2]):
+    found = _job_token(subject, JOBS_PREFIX)
+    if found is None:
         return None
-    if len(parts) == 4:
-        return (parts[2], parts[3]) if parts[3] in PLAIN_TYPES else None
-    if parts[3] == "final" and parts[4] in FINAL_TYPES:
-        return parts[2], parts[4]
+    job_id, rest = found
+    if len(rest) == 1:
+        return (job_id, rest[0]) if rest[0] in PLAIN_TYPES else None
+    if len(rest) != 2:
+        return None
+    if rest[0] == "final" and rest[1] in FINAL_TYPES:
+        return job_id, rest[1]
     # ASCII digits only: str.isdigit() also admits other scripts' digits.
-    if parts[3] == "webhook" and parts[4].isascii() and parts[4].isdigit() and len(parts[4]) <= 20:
-        return parts[2], "webhook"
+    if rest[0] == "webhook" and rest[1].isascii() and rest[1].isdigit() and len(rest[1]) <= 20:
+        return job_id, "webhook"
     return None
 
 
 def webhook_attempts(job_id: str, delivery_seq: int) -> str:
     """Every recorded attempt of one webhook delivery (the delivery is named by
     the stream sequence of the job event it tells of)."""
-    return f"{JOBS_PREFIX}.{_checked(job_id)}.webhook.{int(delivery_seq)}"
+    return _under_job(job_id, "webhook", str(int(delivery_seq)))
 
 
 def webhook_delivery(job_id: str, event_type: str, seq: int) -> str:
@@ -124,11 +142,5 @@ def released(job_id: str) -> str:
 
 def released_job_id(subject: str) -> str | None:
     """The job a release subject names, or None for any other subject."""
-    parts = subject.split(".")
-    if len(parts) == 4 and f"{parts[0]}.{parts[1]}.{parts[2]}" == f"{SCHED_PREFIX}.released" and is_job_id(parts[3]):
-        return parts[3]
-    return None
-
-
-def job_logs(job_id: str) -> str:
-    return f"{JOBS_PREFIX}.{_checked(job_id)}.log"
+    found = _job_token(subject, f"{SCHED_PREFIX}.released")
+    return found[0] if found is not None and not found[1] else None
