@@ -94,6 +94,16 @@ for _label in ("saved", "skipped_busy", "failed"):
 for _label in ("same", "other"):
     RESUMES.labels(configuration=_label)
 
+# Thumbnails beside each video (thumbnails.py, issue 24): never a job's failure.
+ThumbnailOutcome = Literal["stored", "already_stored", "failed"]
+THUMBNAILS = Counter(
+    "mochi_runner_thumbnails",
+    "Poster and clip pairs for completed jobs, by outcome: stored, already_stored (an earlier delivery "
+    "stored them), failed (making or storing them failed; the job completed without them)",
+    ["outcome"])
+for _label in ("stored", "already_stored", "failed"):
+    THUMBNAILS.labels(outcome=_label)
+
 
 def finished(outcome: Outcome) -> None:
     JOBS_FINISHED.labels(outcome=outcome).inc()
