@@ -20,6 +20,8 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
     fraction: float
     # This run's pace so far (mochi_contracts.pace); null unless running.
     seconds_per_step: float | None = None
+    # What the job is doing now: one of mochi_contracts.phases.PHASES.
+    phase: str = "queued"
 
 
 class Links(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,6 +30,10 @@ class Links(msgspec.Struct, frozen=True, kw_only=True):
     video: str
     cancel: str
     logs: str
+    # Always present, like `video`; each answers 404 until the thing exists.
+    preview: str  # the live preview of a running job (image/webp; ?still=true: image/png)
+    thumbnail: str  # the completed job's poster (image/jpeg)
+    thumbnail_clip: str  # a short muted looping clip (video/mp4)
 
 
 class JobMetrics(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,4 +105,5 @@ def job_links(base: str, job_id: str) -> Links:
     """A job's links under `base` (the API's public URL; empty: relative links)."""
     root = f"{base.rstrip('/')}/v1/jobs/{job_id}"
     return Links(self=root, events=f"{root}/events", video=f"{root}/video", cancel=f"{root}/cancel",
-                 logs=f"{root}/logs")
+                 logs=f"{root}/logs", preview=f"{root}/preview", thumbnail=f"{root}/thumbnail",
+                 thumbnail_clip=f"{root}/thumbnail/clip")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from mochi_contracts import pace
+from mochi_contracts import pace, phases
 from mochi_contracts.events import utcnow
 from mochi_contracts.job_state import FINAL_STATUSES, JobState
 from mochi_contracts.jobs import DEFAULT_WEBHOOK_EVENTS
@@ -30,6 +30,16 @@ def job_metrics(state: JobState, now: datetime | None = None) -> JobMetrics:
                       runner=state.runner)
 
 
+def job_phase(state: JobState) -> str:
+    """Queued before a runner starts it, finished after its final event, and
+    in between the newest phase a runner reported (denoising until one has)."""
+    if state.status in FINAL_STATUSES:
+        return phases.FINISHED
+    if state.status == "queued":
+        return phases.QUEUED
+    return "denoising"
+
+
 def to_resource(state: JobState, queue_position: int | None, base: str,
                 estimated_start_at: datetime | None = None, video_lifetime_s: float = 0.0) -> Job:
     total = state.total_steps or state.request.num_inference_steps
@@ -41,7 +51,8 @@ def to_resource(state: JobState, queue_position: int | None, base: str,
         started_at=state.started_at, finished_at=state.finished_at,
         progress=Progress(step=state.step, total_steps=total,
                           fraction=round(state.step / total, 4) if total else 0.0,
-                          seconds_per_step=round(per_step, 4) if per_step is not None else None),
+                          seconds_per_step=round(per_step, 4) if per_step is not None else None,
+                          phase=job_phase(state)),
         queue_position=queue_position, estimated_start_at=estimated_start_at,
         estimated_finish_at=pace.estimated_finish(state), attempts=state.attempts,
         attempt_starts=state.attempt_starts, runner=state.runner,
