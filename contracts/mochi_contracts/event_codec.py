@@ -17,8 +17,8 @@ import msgspec
 
 from mochi_contracts import subjects
 from mochi_contracts.events import (
-    HDR_EVENT_TYPE, HDR_JOB_ID, HDR_SCHEMA, SCHEMA_VERSION, JobCompleted, JobEvent, JobProgress, JobSubmitted,
-    event_type)
+    HDR_EVENT_TYPE, HDR_JOB_ID, HDR_SCHEMA, SCHEMA_VERSION, JobCompleted, JobEvent, JobPreview, JobProgress,
+    JobSubmitted, event_type)
 from mochi_contracts.jobs import semantic_errors
 from mochi_contracts.storage import video_key
 
@@ -95,7 +95,7 @@ def decode_event(data: bytes, headers: Mapping[str, str] | None, subject: str) -
 def _check_meaning(event: JobEvent) -> None:
     """What the per-field bounds cannot say."""
     match event:
-        case JobProgress(step=step, total_steps=total) if step > total:
+        case JobProgress(step=step, total_steps=total) | JobPreview(step=step, total_steps=total) if step > total:
             raise UnreadableEvent("bounds", f"step {step} is past total_steps {total}", event.job_id)
         case JobCompleted(video=video) if video.key != video_key(event.job_id):
             raise UnreadableEvent("bounds", f"video key {_text(video.key)} is not this job's", event.job_id)

@@ -6,11 +6,12 @@ written with, so a consumer can refuse what it does not understand."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
 import msgspec
 
 from mochi_contracts.jobs import DEFAULT_WEBHOOK_EVENTS, Fps, Frames, JobRequest, Side
+from mochi_contracts.phases import RUNNER_PHASES
 
 SCHEMA_VERSION: Final = 1
 
@@ -70,6 +71,33 @@ class JobStarted(Event, frozen=True, tag="started"):
 class JobProgress(Event, frozen=True, tag="progress"):
     step: Step
     total_steps: TotalSteps
+    runner: Name
+
+
+# The phases a runner reports (phases.RUNNER_PHASES; queued and finished follow
+# from the job's status): a Literal, so a JobPhase can carry no other word.
+RunnerPhase = Literal["encoding_prompt", "denoising", "decoding", "encoding_video", "storing"]
+if RUNNER_PHASES != get_args(RunnerPhase):
+    raise RuntimeError(f"events.RunnerPhase {get_args(RunnerPhase)} is not phases.RUNNER_PHASES {RUNNER_PHASES}")
+# A live preview is a few small frames; anything near this is no preview.
+MAX_PREVIEW_BYTES: Final = 64 * 1024 * 1024
+
+
+class JobPhase(Event, frozen=True, tag="phase"):
+    """The runner began one phase of the job (Progress.phase)."""
+
+    phase: RunnerPhase
+    runner: Name
+
+
+class JobPreview(Event, frozen=True, tag="preview"):
+    """A new live preview of the render, after `step` of `total_steps`, is in
+    the previews bucket (streams.PREVIEW_BUCKET, object = job id). The image
+    itself never travels on the job stream: only its size."""
+
+    step: Step
+    total_steps: TotalSteps
+    bytes: Annotated[int, msgspec.Meta(ge=1, le=MAX_PREVIEW_BYTES)]
     runner: Name
 
 
@@ -134,8 +162,8 @@ class WebhookAttempt(Event, frozen=True, tag="webhook"):
     next_attempt_at: Time | None = None
 
 
-JobEvent = (JobSubmitted | JobStarted | JobProgress | JobCancelRequested | JobCompleted | JobFailed
-            | JobCancelled | JobExpired | JobLog | WebhookAttempt)
+JobEvent = (JobSubmitted | JobStarted | JobProgress | JobPhase | JobPreview | JobCancelRequested | JobCompleted
+            | JobFailed | JobCancelled | JobExpired | JobLog | WebhookAttempt)
 
 # The endings: a job has exactly one of these, written with a create-if-absent
 # guard. Their types are also the job's final statuses (job_state.FINAL_STATUSES).

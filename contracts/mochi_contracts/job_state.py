@@ -17,6 +17,8 @@ from mochi_contracts.events import (
     JobExpired,
     JobFailed,
     JobLog,
+    JobPhase,
+    JobPreview,
     JobProgress,
     JobStarted,
     JobSubmitted,
@@ -86,6 +88,9 @@ class JobState(msgspec.Struct, kw_only=True):
     last_step_at: datetime | None = None
     # Each attempt that started rendering, oldest first.
     attempt_starts: list[AttemptStart] = msgspec.field(default_factory=list)
+    # The newest phase a runner reported (events.RunnerPhase) while it runs;
+    # None before any (resources show queued / finished from the status).
+    phase: str | None = None
 
 
 def new_state(event: JobSubmitted, seq: int) -> JobState:
@@ -107,6 +112,8 @@ def apply(state: JobState, event: JobEvent, seq: int) -> JobState:
             return msgspec.structs.replace(state, webhook_deliveries=_delivery(state, event))
         case JobLog():
             return state
+        case JobPreview():
+            return state  # the image is in the previews bucket; the API reads it there
     if state.status in FINAL_STATUSES:
         return state
     match event:
@@ -115,26 +122,31 @@ def apply(state: JobState, event: JobEvent, seq: int) -> JobState:
             return msgspec.structs.replace(
                 state, status="running", started_at=state.started_at or event.time,
                 runner=runner, attempts=attempt, step=from_step,
-                attempt_starts=[*state.attempt_starts, start][-MAX_ATTEMPT_STARTS:])
+                attempt_starts=[*state.attempt_starts, start][-MAX_ATTEMPT_STARTS:],
+                phase="encoding_prompt")  # a new attempt first encodes the prompt
         case JobProgress(step=step, total_steps=total, runner=runner):
+            # A step ended: the job denoises, whatever phase event is still on its way.
             return msgspec.structs.replace(
                 state, status="running", step=step, total_steps=total, runner=runner,
-                last_step_at=event.time)
+                last_step_at=event.time, phase="denoising")
+        case JobPhase(phase=phase, runner=runner):
+            return msgspec.structs.replace(state, status="running", phase=phase, runner=runner)
         case JobCancelRequested():
             return msgspec.structs.replace(state, cancel_requested=True)
         case JobCompleted(video=video, runner=runner, attempt=attempt):
             return msgspec.structs.replace(
                 state, status="completed", finished_at=event.time, video=video,
-                runner=runner, attempts=attempt, step=state.total_steps)
+                runner=runner, attempts=attempt, step=state.total_steps, phase=None)
         case JobFailed(reason=reason, attempts=attempts):
             return msgspec.structs.replace(
-                state, status="failed", finished_at=event.time, error=reason, attempts=attempts)
+                state, status="failed", finished_at=event.time, error=reason, attempts=attempts,
+                phase=None)
         case JobCancelled(reason=reason):
             return msgspec.structs.replace(
-                state, status="cancelled", finished_at=event.time, error=reason)
+                state, status="cancelled", finished_at=event.time, error=reason, phase=None)
         case JobExpired(reason=reason):
             return msgspec.structs.replace(
-                state, status="expired", finished_at=event.time, error=reason)
+                state, status="expired", finished_at=event.time, error=reason, phase=None)
     return state
 
 

@@ -1,7 +1,7 @@
 """Every NATS subject of the system. Services build subjects only through these.
 
-Job events:   mochi.jobs.<job_id>.<type>        submitted, started, progress, cancel_requested
-               and log (a runner's line about the job)
+Job events:   mochi.jobs.<job_id>.<type>        submitted, started, progress, phase, preview,
+               cancel_requested and log (a runner's line about the job)
 Final events: mochi.jobs.<job_id>.final.<type>  completed, failed, cancelled, expired
 Webhook tries: mochi.jobs.<job_id>.webhook.<delivery seq>  every attempt of one delivery
 Dispatcher:   mochi.dispatch.webhooks.<job_id>.<type>.<seq>  a webhook to deliver (one per job event)
@@ -95,7 +95,7 @@ def job_id_of(subject: str) -> str | None:
 
 # The event types that live directly under a job's token (the others are under
 # `final.` or `webhook.`).
-PLAIN_TYPES: Final = frozenset({"submitted", "started", "progress", "cancel_requested", "log"})
+PLAIN_TYPES: Final = frozenset({"submitted", "started", "progress", "phase", "preview", "cancel_requested", "log"})
 
 
 def parse_event_subject(subject: str) -> tuple[str, str] | None:

@@ -37,7 +37,7 @@ def job_phase(state: JobState) -> str:
         return phases.FINISHED
     if state.status == "queued":
         return phases.QUEUED
-    return "denoising"
+    return state.phase or "encoding_prompt"
 
 
 def to_resource(state: JobState, queue_position: int | None, base: str,
