@@ -101,6 +101,27 @@ class JobList(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None
 
 
+
+class JobEstimate(msgspec.Struct, frozen=True, kw_only=True):
+    """POST /v1/estimates: how long a job would take here, before it is
+    submitted (mochi_contracts.job_cost); every time is null until a job has
+    completed here."""
+
+    # Its render, start to finish: steps at the measured pace scaled by its
+    # size, plus decode, encode and store.
+    work_seconds: float | None
+    # Until it would start, behind the running jobs' finishes and the queue.
+    queue_seconds: float | None
+    estimated_start_at: datetime | None
+    estimated_finish_at: datetime | None
+    # Far beyond anything this deployment completed (or nothing completed yet):
+    # the numbers are a guess.
+    beyond_experience: bool
+    # Its cost (latent tokens x steps) over the costliest completed job's; null with none.
+    times_largest: float | None
+    # The completed jobs the pace was measured over.
+    measured_jobs: int
+
 def job_links(base: str, job_id: str) -> Links:
     """A job's links under `base` (the API's public URL; empty: relative links)."""
     root = f"{base.rstrip('/')}/v1/jobs/{job_id}"
