@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import nats
-import pytest
+from nats.js.errors import KeyNotFoundError
 
 from conftest import SMALL, System
 from invariants import check_invariants
@@ -21,8 +21,9 @@ from mochi_cli.processes import Proc, free_port, spawn_service, wait_for_http
 from mochi_common.nats_conn import publish_event
 from mochi_contracts.events import JobSubmitted
 from mochi_contracts.jobs import JobRequest
-from mochi_contracts.scheduling import decode_release
-from mochi_contracts.streams import RELEASE_STREAM, SCHEDULER_LEASE_BUCKET
+from mochi_contracts.scheduling import decode_queue_order, decode_release
+from mochi_contracts.streams import (
+    RELEASE_STREAM, SCHEDULER_LEASE_BUCKET, SCHEDULER_QUEUE_BUCKET, SCHEDULER_QUEUE_KEY)
 from mochi_scheduler.lease import holder_of
 from stream_reader import decodable
 from waits import wait_until
@@ -208,3 +209,40 @@ def test_the_leader_killed_mid_burst_hands_over_within_seconds(system: System) -
     assert set(outcome.values()) == {"completed"} and set(outcome) == set(jobs)
     assert Counter(j for _, j in starts(system)) == Counter(jobs)  # none lost, none run twice
     assert len(releases(system)) == len(jobs)  # none released twice
+
+
+def planned_order(system: System) -> list[str]:
+    """The scheduler leader's plan, as the API reads it (empty before the first)."""
+    async def go() -> list[str]:
+        nc = await nats.connect(system.nats_url)
+        try:
+            kv = await nc.jetstream().key_value(SCHEDULER_QUEUE_BUCKET)
+            try:
+                entry = await kv.get(SCHEDULER_QUEUE_KEY)
+            except KeyNotFoundError:
+                return []
+            return decode_queue_order(entry.value or b"").jobs
+        finally:
+            await nc.close()
+
+    return asyncio.run(go())
+
+
+def test_queue_positions_follow_the_schedulers_order(system: System) -> None:
+    """Alice queued five, then Bob one: with no free lane nothing is released,
+    and Bob's position is the scheduler's (second, after Alice's head), not
+    sixth as the submit order counts; the API reads the leader's plan."""
+    system.start_catalog()
+    system.start_api(**FAIR)
+    start_scheduler(system)
+    alice = submit(system, "alice", 5)
+    bob = submit(system, "bob", 1)
+    client = system.client()
+    wait_until(lambda: planned_order(system) == [alice[0], bob[0], *alice[1:]], timeout=30,
+               what="the leader's plan with bob second")
+    wait_until(lambda: client.get(bob[0]).queue_position == 2, timeout=30, what="bob's position from the plan")
+    assert [client.get(job_id).queue_position for job_id in alice] == [1, 3, 4, 5, 6]
+    # Nothing has run, so no pace is measured: no start is made up for a job behind another.
+    bob_job = client.get(bob[0])
+    assert bob_job.status == "queued" and bob_job.estimated_start_at is None
+    assert client.get(alice[0]).estimated_start_at is not None  # next, on an idle lane: now

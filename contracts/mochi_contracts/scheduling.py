@@ -6,7 +6,7 @@ carries only what helps a person reading `nats stream view MOCHI_RELEASED`."""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
@@ -28,3 +28,24 @@ class JobRelease(msgspec.Struct, frozen=True, kw_only=True):
 
 encode_release = msgspec.json.Encoder().encode
 decode_release = msgspec.json.Decoder(JobRelease).decode
+
+
+# Where the work comes from: `fifo` (submissions from `gpu-runners`, positions
+# counted in submit order) or `fair` (the scheduler's releases and its order).
+Scheduling = Literal["fifo", "fair"]
+
+
+class QueueOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """The leader's plan: the queued jobs in the order it will release them if
+    nothing new comes (FairShare.order()), in the KV bucket
+    SCHEDULER_QUEUE_BUCKET under SCHEDULER_QUEUE_KEY. Position n is jobs[n-1]."""
+
+    jobs: list[JobId]
+    # Jobs released and not final (running or about to), a floor for the lanes.
+    out: int = 0
+    scheduler: Name
+    time: Time = msgspec.field(default_factory=utcnow)
+
+
+encode_queue_order = msgspec.json.Encoder().encode
+decode_queue_order = msgspec.json.Decoder(QueueOrder).decode

@@ -57,6 +57,13 @@ RELEASE_MAX_DELIVERIES_ADVISORY = (
     f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{RELEASE_STREAM}.{RELEASED_CONSUMER}")
 SCHEDULER_LEASE_BUCKET = "mochi_scheduler_lease"
 SCHEDULER_LEASE_KEY = "leader"
+# The leader's planned release order (mochi_contracts.scheduling.QueueOrder),
+# one value rewritten as it changes; the API reads it for honest queue
+# positions in fair mode. Its TTL makes the plan of a scheduler that stopped
+# expire, and the API then falls back to the catalog's FIFO positions.
+SCHEDULER_QUEUE_BUCKET = "mochi_scheduler_queue"
+SCHEDULER_QUEUE_KEY = "order"
+SCHEDULER_QUEUE_TTL_S = 30.0
 
 # The webhook dispatcher: its own durable consumer on the job stream (never the
 # catalog's or the runners'), and its own stream of pending work: one message per

@@ -51,7 +51,7 @@ def create_app(settings: ApiSettings) -> Litestar:
         await hub.prepare()
         tasks = Supervisor()
         app.state.ctx = ApiContext(settings=settings, nc=nc, js=js,
-                                   reader=JobReader(nc, settings.catalog_timeout_s),
+                                   reader=JobReader(nc, settings.catalog_timeout_s, settings.scheduling),
                                    store=open_store(settings.store_url, settings), hub=hub,
                                    idempotency=await open_bucket(js, settings.idempotency_ttl_s,
                                                                  settings.jetstream_replicas), tasks=tasks,

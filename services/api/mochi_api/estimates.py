@@ -1,17 +1,50 @@
-"""When a queued job should start: the jobs ahead shared over the runners, at
-the pace of recent renders (mochi_contracts.pace.mean_run_seconds, which the
-catalog sends). A running job's own finish is mochi_contracts.pace."""
+"""When a queued job should start, built on the running jobs' own finishes.
+
+Each busy lane frees at its running job's estimated finish
+(mochi_contracts.pace.estimated_finish, phases after the last step included);
+the jobs ahead then take the earliest free lane in turn, each for the measured
+run time of recent jobs (mochi_contracts.pace.mean_run_seconds), and the job
+starts on the lane that frees next. An average of recent jobs alone said
+"starts in 10 s" behind a job with 17 minutes left (issue 24)."""
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from mochi_contracts import pace
+from mochi_contracts.job_state import JobState
 
-def estimated_start(position: int | None, mean_job_s: float | None, running: int, now: datetime
-                    ) -> datetime | None:
-    if position is None or mean_job_s is None:
+
+def lane_free_at(running: Iterable[JobState], after_steps_pace: float | None, mean_job_s: float | None,
+                 now: datetime) -> list[datetime]:
+    """When each running job's lane frees, never before now: its own finish
+    estimate, or before its first step its start plus the measured run time
+    (now when nothing was measured)."""
+    free = []
+    for state in running:
+        finish = pace.estimated_finish(state, after_steps_pace)
+        if finish is None and state.started_at is not None and mean_job_s is not None:
+            finish = state.started_at + timedelta(seconds=mean_job_s)
+        free.append(max(finish or now, now))
+    return free
+
+
+def estimated_start(position: int | None, busy_until: list[datetime], lanes: int, mean_job_s: float | None,
+                    now: datetime) -> datetime | None:
+    """The start of the job at `position` (1 = next) on `lanes` lanes, the busy
+    ones free at `busy_until`, the others now. None without a position, or with
+    jobs ahead and no measured run time."""
+    if position is None or position < 1:
         return None
-    runners = max(running, 1)
-    # Jobs ahead are shared over the runners; a busy runner is half done on average.
-    wait_s = ((position - 1) / runners + (0.5 if running else 0.0)) * mean_job_s
-    return now + timedelta(seconds=wait_s)
+    ahead = position - 1
+    if ahead and mean_job_s is None:
+        return None
+    free = sorted(busy_until)
+    free += [now] * (max(lanes, 1) - len(free))  # a lane per running job at least
+    heapq.heapify(free)
+    for _ in range(ahead):
+        assert mean_job_s is not None
+        heapq.heappush(free, heapq.heappop(free) + timedelta(seconds=mean_job_s))
+    return max(free[0], now)

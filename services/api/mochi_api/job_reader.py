@@ -20,12 +20,13 @@ import structlog
 from nats.aio.client import Client
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
-from mochi_api.estimates import estimated_start
 from mochi_api.problems import problem
+from mochi_api.queue_estimates import QueueEstimates
 from mochi_common.nats_conn import StoredEvent, last_event
 from mochi_contracts import catalog, subjects
-from mochi_contracts.events import JobSubmitted, utcnow
+from mochi_contracts.events import JobSubmitted
 from mochi_contracts.job_state import JobState, apply, new_state
+from mochi_contracts.scheduling import Scheduling
 
 log = structlog.get_logger()
 _encode = msgspec.json.Encoder().encode
@@ -56,10 +57,11 @@ def _overlay(state: JobState, found: list[StoredEvent | None]) -> JobState:
 
 
 class JobReader:
-    def __init__(self, nc: Client, timeout_s: float):
+    def __init__(self, nc: Client, timeout_s: float, scheduling: Scheduling = "fifo"):
         self.nc = nc
         self.js = nc.jetstream()
         self.timeout_s = timeout_s
+        self.queue = QueueEstimates(self.js, self._page, scheduling, (NoRespondersError, NatsTimeout, CatalogFailed))
 
     async def _ask(self, subject: str, query: msgspec.Struct, reply_type: type) -> object:
         reply = await self.nc.request(subject, _encode(query), timeout=self.timeout_s)
@@ -84,8 +86,8 @@ class JobReader:
         assert isinstance(got, catalog.GetJobReply)
         if got.job is None:
             return None
-        return JobRead(got.job, got.queue_position,
-                       estimated_start(got.queue_position, got.mean_job_seconds, got.running_jobs, utcnow()))
+        position, start = await self.queue.queued(got.job, got.queue_position, got.mean_job_seconds)
+        return JobRead(got.job, position, start)
 
     async def get(self, job_id: str, owner: str | None) -> JobRead | None:
         # All at once: the catalog's row, the job's newest event and its final one.
@@ -105,6 +107,11 @@ class JobReader:
         if owner is not None and submitted.event.owner != owner:
             return None
         return JobRead(_overlay(new_state(submitted.event, submitted.seq), [*more, latest, final]))
+
+    async def _page(self, query: catalog.ListJobs) -> catalog.JobPage:
+        page = await self._ask(subjects.CATALOG_LIST, query, catalog.JobPage)
+        assert isinstance(page, catalog.JobPage)
+        return page
 
     async def list(self, query: catalog.ListJobs) -> catalog.JobPage:
         try:

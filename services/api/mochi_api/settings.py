@@ -5,6 +5,7 @@ from typing import Annotated
 import msgspec
 
 from mochi_common.storage import StoreSettings
+from mochi_contracts.scheduling import Scheduling
 
 
 class ApiSettings(StoreSettings, kw_only=True, frozen=True):
@@ -14,6 +15,9 @@ class ApiSettings(StoreSettings, kw_only=True, frozen=True):
     port: int = 8000
     # Lifetime of the presigned video URLs the API redirects to (S3 allows 7 days at most).
     video_url_expiry_s: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] = 3600
+    # `fair`: queue positions follow the fair-share scheduler's planned order
+    # (docs/scheduling.md); `fifo`: the catalog's submit order. As the runners'.
+    scheduling: Scheduling = "fifo"
     # How long to wait for the catalog before answering 503.
     catalog_timeout_s: float = 2.0
     # Largest accepted request body; a job request is well under 16 KiB.

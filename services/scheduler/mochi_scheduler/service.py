@@ -25,6 +25,7 @@ from mochi_scheduler import metrics
 from mochi_scheduler.dead_letters import ReleaseDeadLetters
 from mochi_scheduler.fair_share import FairShare, Policy
 from mochi_scheduler.lease import Lease, lease_bucket
+from mochi_scheduler.queue_order import OrderPublisher, queue_bucket
 from mochi_scheduler.release import Releaser
 from mochi_scheduler.settings import SchedulerSettings
 from mochi_scheduler.topology import ensure_scheduler_topology
@@ -43,7 +44,7 @@ def policies(settings: SchedulerSettings) -> dict[str, Policy]:
 
 
 class Scheduler:
-    def __init__(self, settings: SchedulerSettings, js: object, kv: object):
+    def __init__(self, settings: SchedulerSettings, js: object, kv: object, queue_kv: object):
         self.settings = settings
         by_owner = policies(settings)
         # Without a keys file every owner may use every priority (the anonymous
@@ -55,6 +56,7 @@ class Scheduler:
         self.view = StreamView(js, self.model)
         self.lease = Lease(kv, settings.scheduler_id, settings.lease_ttl_s)
         self.releaser = Releaser(js, self.model, self.lease, settings.scheduler_id)
+        self.order = OrderPublisher(queue_kv, self.model, settings.scheduler_id, settings.queue_order_interval_s)
         self.stop = asyncio.Event()
         self.ready = False
         self._leading = False
@@ -73,6 +75,7 @@ class Scheduler:
                     await self._take_over()
                 elif not held and self._leading:
                     self._leading = False
+                    self.order.forget()
                     metrics.LEADER.set(0)
                     log.info("scheduler.follower", scheduler_id=self.settings.scheduler_id)
                 wait = self.settings.lease_ttl_s / 3 if held else self.settings.lease_poll_s
@@ -102,6 +105,10 @@ class Scheduler:
         while not self.stop.is_set():
             if self._leading and self.lease.held() and self._caught_up():
                 await self.releaser.release_some()
+                try:
+                    await self.order.publish()
+                except Exception as err:  # positions fall back until the next write; releasing goes on
+                    log.warning("queue_order.publish_failed", error=repr(err))
             metrics.refresh(self.model)
             self.view.changed.clear()
             try:
@@ -118,7 +125,8 @@ async def run(settings: SchedulerSettings) -> None:
     cfg = settings.jetstream()
     await ensure_scheduler_topology(js, cfg, settings.release_max_age_s)
     kv = await lease_bucket(js, settings.lease_ttl_s, settings.jetstream_replicas)
-    scheduler = Scheduler(settings, js, kv)
+    queue_kv = await queue_bucket(js, settings.jetstream_replicas)
+    scheduler = Scheduler(settings, js, kv, queue_kv)
     supervisor = Supervisor()
     if settings.health_port:
         await serve_health(settings.health_host, settings.health_port,

@@ -28,6 +28,8 @@ class SchedulerSettings(ServiceSettings, kw_only=True, frozen=True):
     lease_poll_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.25
     # How often the leader looks at the runners' free lanes.
     tick_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.1
+    # How often the leader looks whether its planned order (queue positions) changed.
+    queue_order_interval_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.5
     # How long releases are kept: more than a job's longest queue and run time.
     release_max_age_s: Annotated[float, msgspec.Meta(gt=0)] = 7 * 86400.0
     scheduler_id: str = msgspec.field(default_factory=_default_scheduler_id)

@@ -1,0 +1,136 @@
+"""A queued job's place and start as the deployment will really run it.
+
+The place: in FIFO mode the catalog's count of queued jobs submitted before
+it; in fair mode (MOCHI_SCHEDULING=fair) its index in the scheduler leader's
+planned order (mochi_contracts.scheduling.QueueOrder in the KV bucket
+SCHEDULER_QUEUE_BUCKET), so the API never re-derives the scheduler's choice
+and never imports it. A job the plan does not list yet (submitted since the
+leader last wrote, or no leader for a TTL) keeps the catalog's count.
+
+The start: estimates.estimated_start on the running jobs' own finishes
+(phases after the last step included, at the pace measured over recent
+completed jobs), read from the catalog at most once a second."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import structlog
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NotFoundError
+
+from mochi_api import estimates
+from mochi_contracts import catalog, pace
+from mochi_contracts.events import utcnow
+from mochi_contracts.job_state import JobState
+from mochi_contracts.scheduling import QueueOrder, Scheduling, decode_queue_order
+from mochi_contracts.streams import SCHEDULER_QUEUE_BUCKET, SCHEDULER_QUEUE_KEY
+
+log = structlog.get_logger()
+
+# How old a read of the plan or of the running jobs may be: estimates a
+# second old are as good, and a busy list page must not ask once per job.
+FRESH_S = 1.0
+# The running jobs asked for (more than any deployment's lanes).
+RUNNING_PAGE = catalog.MAX_PAGE
+# Completed jobs the after-steps pace is measured over.
+RECENT_COMPLETED = 20
+
+
+@dataclass
+class Lanes:
+    running: list[JobState] = field(default_factory=list)
+    after_steps_pace: float | None = None
+    read_at: float = -FRESH_S
+
+
+@dataclass
+class Plan:
+    positions: dict[str, int] = field(default_factory=dict)
+    out: int = 0
+    read_at: float = -FRESH_S
+
+
+class QueueEstimates:
+    def __init__(self, js: Any, list_jobs: Callable[[catalog.ListJobs], Awaitable[catalog.JobPage]],
+                 scheduling: Scheduling = "fifo",
+                 unavailable: tuple[type[Exception], ...] = (NoRespondersError, NatsTimeout)):
+        self.js = js
+        self.list_jobs = list_jobs
+        # What list_jobs raises when the catalog cannot answer now.
+        self.unavailable = unavailable
+        self.scheduling = scheduling
+        self._lanes = Lanes()
+        self._plan = Plan()
+        self._kv: Any = None
+        # One read at a time: the reads a burst of GETs asks for meanwhile wait for it.
+        self._reading_lanes = asyncio.Lock()
+        self._reading_plan = asyncio.Lock()
+
+    async def queued(self, job: JobState, catalog_position: int | None, mean_job_s: float | None,
+                     now: datetime | None = None) -> tuple[int | None, datetime | None]:
+        """(queue_position, estimated_start_at) of a job the catalog has queued."""
+        if catalog_position is None:
+            return None, None
+        now = now or utcnow()
+        position, out = catalog_position, 0
+        if self.scheduling == "fair":
+            plan = await self.plan()
+            position = plan.positions.get(job.id, catalog_position)
+            out = plan.out
+        lanes = await self.lanes()
+        busy = estimates.lane_free_at(lanes.running, lanes.after_steps_pace, mean_job_s, now)
+        return position, estimates.estimated_start(position, busy, max(len(busy), out), mean_job_s, now)
+
+    async def after_steps_pace(self) -> float | None:
+        """Seconds after the last step per pixel-frame, for a running job's finish."""
+        return (await self.lanes()).after_steps_pace
+
+    async def lanes(self) -> Lanes:
+        async with self._reading_lanes:
+            if time.monotonic() - self._lanes.read_at < FRESH_S:
+                return self._lanes
+            return await self._read_lanes()
+
+    async def _read_lanes(self) -> Lanes:
+        try:
+            running = await self.list_jobs(catalog.ListJobs(status=["running"], limit=RUNNING_PAGE))
+            done = await self.list_jobs(catalog.ListJobs(status=["completed"], limit=RECENT_COMPLETED))
+        except self.unavailable as err:
+            # No catalog now: the last read stands (an empty one at first) until it answers.
+            log.warning("api.estimates_without_catalog", error=repr(err))
+            return self._lanes
+        self._lanes = Lanes(running=running.jobs, after_steps_pace=pace.after_steps_pace(done.jobs),
+                            read_at=time.monotonic())
+        return self._lanes
+
+    async def plan(self) -> Plan:
+        async with self._reading_plan:
+            if time.monotonic() - self._plan.read_at < FRESH_S:
+                return self._plan
+            order = await self._read_plan()
+            self._plan = Plan(positions={job_id: i for i, job_id in enumerate(order.jobs, 1)} if order else {},
+                              out=order.out if order else 0, read_at=time.monotonic())
+            return self._plan
+
+    async def _read_plan(self) -> QueueOrder | None:
+        try:
+            if self._kv is None:
+                self._kv = await self.js.key_value(SCHEDULER_QUEUE_BUCKET)
+            entry = await self._kv.get(SCHEDULER_QUEUE_KEY)
+        except (BucketNotFoundError, KeyNotFoundError, KeyDeletedError, NotFoundError):
+            return None  # no scheduler has led yet, or its plan expired: the catalog's count stands
+        except NatsTimeout as err:
+            log.warning("api.queue_order_unread", error=repr(err))
+            return None
+        try:
+            return decode_queue_order(entry.value or b"")
+        except msgspec.MsgspecError as err:
+            log.warning("api.queue_order_unreadable", error=str(err)[:300])
+            return None
