@@ -1,6 +1,9 @@
 """How long videos are kept. The API answers 410 once a video's expires_at has
-passed (see job_resource.video_expires_at); this makes the store forget it too:
-an S3 lifecycle rule where the store takes one (whole days), a sweep otherwise."""
+passed (see job_resource.video_expires_at), and 404 for its thumbnails; this
+makes the store forget them too: an S3 lifecycle rule on the prefix all of a
+job's files share (mochi_contracts.storage) where the store takes one (whole
+days), a sweep otherwise, which deletes a job's video and thumbnails together
+and any file of a job left behind (an orphan) once it is old enough."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ async def keep_videos(store: VideoStore, lifetime_s: float, sweep_interval_s: fl
         try:
             removed = await asyncio.to_thread(store.sweep_expired, lifetime_s)
             if removed:
-                log.info("retention.swept", videos=removed)
+                log.info("retention.swept", files=removed)
         except Exception as err:
             log.warning("retention.sweep_failed", error=repr(err))
         await asyncio.sleep(sweep_interval_s)

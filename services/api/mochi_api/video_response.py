@@ -14,6 +14,7 @@ from litestar.response import Response, Stream
 
 from mochi_api.bounds import INT64_MAX, ascii_int
 from mochi_api.problems import problem
+from mochi_contracts.storage import VIDEO_CONTENT_TYPE
 
 # ASCII digits only: `\d` would take other scripts' digits, which int() then reads.
 _RANGE = re.compile(r"([0-9]*)-([0-9]*)")
@@ -69,7 +70,8 @@ async def _read(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
-def video_response(path: Path, range_header: str | None, filename: str) -> Response | Stream:
+def video_response(path: Path, range_header: str | None, filename: str,
+                   media_type: str = VIDEO_CONTENT_TYPE) -> Response | Stream:
     size = path.stat().st_size
     headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'inline; filename="{filename}"'}
     wanted = parse_range(range_header, size)
@@ -85,4 +87,4 @@ def video_response(path: Path, range_header: str | None, filename: str) -> Respo
     if wanted is not None:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return Stream(_read(path, start, end), status_code=status, media_type="video/mp4", headers=headers)
+    return Stream(_read(path, start, end), status_code=status, media_type=media_type, headers=headers)

@@ -1,5 +1,5 @@
-"""Video stores behind one small interface; the key of a job's video comes from
-`mochi_contracts.storage.video_key`."""
+"""Video stores behind one small interface; the keys of a job's video and its
+thumbnails come from `mochi_contracts.storage` (video_key, thumbnail_key, ...)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ class VideoStore(Protocol):
         """Store the file under `key` unless something is already there.
         True if this call stored it; False if the key was taken (never overwritten)."""
 
+    def fetch(self, key: str, dest: Path) -> bool:
+        """Copy what is stored under `key` into the file `dest`; False if nothing is."""
+
     def local_path(self, key: str) -> Path | None:
         """A file the API can stream with Range, for stores on this filesystem."""
 
@@ -31,7 +34,9 @@ class VideoStore(Protocol):
         where it cannot, and a sweep must."""
 
     def sweep_expired(self, lifetime_s: float) -> int:
-        """Delete videos stored more than lifetime_s ago; return how many."""
+        """Delete every file of each job that has a file stored more than
+        lifetime_s ago (its video and thumbnails together, or whatever is left
+        of them); return how many files were deleted."""
 
     def presigned_url(self, key: str, expires_s: int) -> str | None:
         """A URL the client downloads from directly, for remote stores."""

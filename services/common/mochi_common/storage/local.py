@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mochi_contracts.storage import VIDEO_PREFIX
+from mochi_contracts.storage import VIDEO_PREFIX, job_keys, job_of_key
 
 
 class LocalVideoStore:
@@ -44,6 +44,13 @@ class LocalVideoStore:
         finally:
             os.unlink(tmp)
 
+    def fetch(self, key: str, dest: Path) -> bool:
+        try:
+            shutil.copyfile(self._path(key), dest)
+        except FileNotFoundError:
+            return False
+        return True
+
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
         return path if path.exists() else None
@@ -55,14 +62,24 @@ class LocalVideoStore:
         return False  # a filesystem has no lifecycle rules: the API sweeps
 
     def sweep_expired(self, lifetime_s: float) -> int:
-        """Delete videos stored more than lifetime_s ago; return how many."""
         cutoff = time.time() - lifetime_s
         removed = 0
-        for path in (self.root / VIDEO_PREFIX).glob("*/*.mp4"):
+        for path in list((self.root / VIDEO_PREFIX).glob("*/*")):
+            if path.name.startswith("."):
+                continue  # put_new's copy of an upload in progress
             try:
-                if path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed += 1
+                expired = path.stat().st_mtime < cutoff
             except FileNotFoundError:
-                pass  # another replica swept it
+                continue  # swept already, with its video or by another replica
+            if not expired:
+                continue
+            # A job's files go together: its thumbnails are stored just after
+            # its video, so they would otherwise outlive it by one sweep.
+            job_id = job_of_key(path.relative_to(self.root).as_posix())
+            for target in [self.root / key for key in job_keys(job_id)] if job_id else [path]:
+                try:
+                    target.unlink()
+                    removed += 1
+                except FileNotFoundError:
+                    pass  # never stored, or another replica swept it
         return removed

@@ -19,7 +19,7 @@ from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from mochi_common.storage import StoreSettings, TransientStoreError
-from mochi_contracts.storage import VIDEO_PREFIX
+from mochi_contracts.storage import VIDEO_PREFIX, job_keys, job_of_key
 
 log = structlog.get_logger()
 
@@ -204,6 +204,16 @@ class S3VideoStore:
             raise
         return True
 
+    def fetch(self, key: str, dest: Path) -> bool:
+        try:
+            with _transient_as_store_error(f"get {key}"):
+                self._client.fget_object(self.bucket, key, str(dest))
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchBucket"):
+                return False
+            raise
+        return True
+
     def local_path(self, key: str) -> Path | None:
         return None
 
@@ -231,10 +241,22 @@ class S3VideoStore:
         return True
 
     def sweep_expired(self, lifetime_s: float) -> int:
+        from minio.deleteobjects import DeleteObject
+
         cutoff = datetime.now(UTC) - timedelta(seconds=lifetime_s)
-        removed = 0
-        for obj in self._client.list_objects(self.bucket, prefix=VIDEO_PREFIX, recursive=True):
-            if obj.last_modified is not None and obj.last_modified < cutoff and obj.object_name:
-                self._client.remove_object(self.bucket, obj.object_name)
-                removed += 1
-        return removed
+        listed = {obj.object_name: obj.last_modified
+                  for obj in self._client.list_objects(self.bucket, prefix=VIDEO_PREFIX, recursive=True)
+                  if obj.object_name}
+        doomed: set[str] = set()
+        for name, modified in listed.items():
+            if modified is not None and modified < cutoff:
+                # A job's files go together (see LocalVideoStore.sweep_expired).
+                job_id = job_of_key(name)
+                doomed.update(key for key in (job_keys(job_id) if job_id else (name,)) if key in listed)
+        if not doomed:
+            return 0
+        # One DeleteObjects request per 1000 keys rather than a request per file.
+        errors = list(self._client.remove_objects(self.bucket, [DeleteObject(key) for key in sorted(doomed)]))
+        if errors:
+            raise RuntimeError(f"{len(errors)} of {len(doomed)} expired files not deleted, first: {errors[0]}")
+        return len(doomed)
