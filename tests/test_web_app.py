@@ -28,16 +28,16 @@ def test_submit_watch_progress_play_and_download(page, web_stack) -> None:  # no
     job_id = link.get_attribute("href").rsplit("/", 1)[1]
     # The bar moves through the steps and the row completes, from events alone.
     sample = """id => { const li = document.getElementById('job-' + id);
-                        const bar = li.querySelector('progress'), step = li.querySelector('.step');
+                        const bar = li.querySelector('progress'), step = li.querySelector('.phase');
                         return [li.dataset.status, bar && bar.value, step && step.textContent]; }"""
     seen: set[int] = set()
     deadline = time.monotonic() + 300
     while (now := page.evaluate(sample, job_id))[0] != "completed":
         assert time.monotonic() < deadline, f"never completed; steps seen {sorted(seen)}"
         _, value, text = now
-        if value is not None:
+        if value is not None and 0 < int(value) < 30:
             seen.add(int(value))
-            assert text == f"step {int(value)} of 30", text
+            assert text == f"denoising step {int(value)} of 30", text
         time.sleep(0.05)
     assert len({s for s in seen if 0 < s < 30}) >= 3, sorted(seen)
     assert page.evaluate("window.notReloaded") is True

@@ -4,6 +4,7 @@
 // fetch, not EventSource: it can stop at a comment and send the key as a header.
 
 import { ApiError, authHeaders } from "./api.js";
+import { eventJobId } from "./live.js";
 
 // onEvent(type, data, id) for each event, oldest first; resolves once the
 // history is all read (or the stream ended after the final event).
@@ -55,5 +56,7 @@ function dispatch(message, onEvent) {
   } catch {
     return; // not an event this page understands
   }
+  const jobId = eventJobId(data);
+  if (jobId && !data.job_id) data.job_id = jobId;
   onEvent(message.event, data, message.id);
 }

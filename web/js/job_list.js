@@ -1,10 +1,11 @@
-// The live job list: one page from GET /v1/jobs, then every change from the
-// API's event stream, so nothing polls.
+// The live gallery: one page from GET /v1/jobs, then every change from the
+// API's event stream (live previews and phases included), so nothing polls.
 
 import { getJob, listJobs } from "./api.js";
 import { $ } from "./dom.js";
 import { applyEvent, withPace } from "./job_state.js";
 import { jobRow, updateRow } from "./job_row.js";
+import { PASSING_TYPES } from "./live.js";
 import { PaceRefresh } from "./pace.js";
 
 const PAGE = 20;
@@ -102,11 +103,11 @@ export class JobList {
       const next = applyEvent(job, type, data);
       if (next !== job) this.update(next);
       if (type === "progress" && next.status === "running") this.pace.stepped(job.id);
-    } else if (type !== "progress" && type !== "cancel_requested") {
+    } else if (!PASSING_TYPES.includes(type)) {
       // A job this page has not seen, or one that now enters the filter.
       this.fetchAndInsert(data.job_id);
     }
-    if (type !== "progress") this.scheduleQueueRefresh();
+    if (!PASSING_TYPES.includes(type) || type === "cancel_requested") this.scheduleQueueRefresh();
   }
 
   update(job) {

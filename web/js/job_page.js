@@ -1,4 +1,5 @@
-// One job: its settings, its event timeline and its log (its history read once
+// One job: its live preview and phase while it renders, its settings, its
+// event timeline and its log (its history read once
 // from the job's own stream, then its events from the browser's one shared
 // stream, each shown once: deduplicated by event id), the video, and what can
 // be done next.
@@ -6,6 +7,7 @@
 import { ApiError, cancelJob, fetchVideo, getJob } from "./api.js";
 import { h } from "./dom.js";
 import { formatBytes, formatDateTime, formatSeconds } from "./format.js";
+import { swapImage } from "./media.js";
 import { applyEvent, isFinal, withPace } from "./job_state.js";
 import { JobLog } from "./job_log.js";
 import { getKey } from "./key.js";
@@ -16,6 +18,7 @@ import { PaceRefresh } from "./pace.js";
 import { progressView } from "./progress_view.js";
 import { Timeline } from "./timeline.js";
 
+const PREVIEW_PLACEHOLDER = "No preview yet: the first one comes after a few steps.";
 // Clips shorter than this loop, so they are seen before they end.
 const LOOP_BELOW_S = 4;
 
@@ -143,11 +146,15 @@ export class JobPage {
     this.actionsState = null;
     this.timeline = new Timeline(h("ol", { class: "timeline", id: "timeline" }));
     this.log = new JobLog();
+    this.preview = { shown: null, tried: false };
     this.root.replaceChildren(
       backLink(),
       h("h2", { tabindex: "-1", class: "job-title" }, job.request.prompt),
       h("p", { class: "job-id" }, h("span", { class: "badge", id: "job-status" }), ` job ${job.id}`),
       h("div", { id: "job-progress" }),
+      h("figure", { id: "job-preview", class: "job-preview", hidden: true },
+        h("div", { class: "preview-frame" }, h("p", { class: "preview-placeholder" }, PREVIEW_PLACEHOLDER)),
+        h("figcaption", { class: "muted" }, "")),
       h("p", { id: "job-error", class: "error-text", hidden: true }),
       h("div", { id: "job-video" }),
       h("div", { class: "actions", id: "job-actions" }),
@@ -168,8 +175,43 @@ export class JobPage {
     error.hidden = !job.error;
     error.textContent = job.error ? `${job.status[0].toUpperCase()}${job.status.slice(1)}: ${job.error}` : "";
     this.root.querySelector("#job-settings").replaceChildren(settingsList(job));
+    this.renderPreview();
     this.renderVideo();
     this.renderActions();
+  }
+
+  // The newest preview while the job runs: swapped in once it has loaded, so
+  // it never flashes empty; a placeholder until the first. A page opened mid-
+  // render asks for the latest at once (409 until there is one).
+  renderPreview() {
+    const job = this.job;
+    const figure = this.root.querySelector("#job-preview");
+    const frame = figure.querySelector(".preview-frame");
+    if (job.status !== "running") {
+      figure.hidden = true;
+      if (this.preview.shown) frame.replaceChildren(h("p", { class: "preview-placeholder" }, PREVIEW_PLACEHOLDER));
+      this.preview = { shown: null, tried: false };
+      delete frame.dataset.step;
+      return;
+    }
+    figure.hidden = false;
+    let url = job.preview?.url;
+    if (!url && !this.preview.tried) url = job.links.preview;
+    this.preview.tried = true;
+    if (!url || url === this.preview.shown || url === this.preview.asked) return;
+    this.preview.asked = url;
+    const step = job.preview?.step;
+    const alt = `Live preview${step ? ` at step ${step}` : ""}: ${job.request.prompt}`;
+    swapImage(frame.firstElementChild, url, alt, "preview-image").then((img) => {
+      if (this.preview.asked === url) this.preview.asked = null;
+      if (!img) return;
+      this.preview.shown = url;
+      frame.dataset.step = step ? String(step) : "latest";
+      figure.querySelector("figcaption").textContent = step
+        ? `Live preview after step ${step} of ${job.preview.total_steps}: the model's current guess at the video, `
+          + "at a quarter of its size."
+        : "Live preview: the model's current guess at the video, at a quarter of its size.";
+    });
   }
 
   async renderVideo() {
@@ -250,7 +292,8 @@ export class JobPage {
       this.log.add(ev);
       return;
     }
-    this.timeline.add(type, ev);
+    // A preview every few seconds would drown the timeline: it shows on the picture.
+    if (type !== "preview") this.timeline.add(type, ev);
     this.job = applyEvent(this.job, type, ev);
     this.update();
     if (type === "progress" && this.job.status === "running") this.pace.stepped(this.job.id);

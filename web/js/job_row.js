@@ -1,27 +1,36 @@
-// One job in the list. Rows are updated in place, so keyboard focus on a row
-// survives a progress event.
+// One job in the gallery: a tile with its picture (tile_media.js), its
+// prompt, status and progress. Tiles are updated in place, so keyboard focus
+// on a tile survives a progress event.
 
 import { h } from "./dom.js";
 import { formatClock, shortId } from "./format.js";
 import { progressView } from "./progress_view.js";
+import { renderTileMedia, setUpClip } from "./tile_media.js";
 
 export function jobRow(job) {
-  const li = h("li", { class: "job", id: `job-${job.id}` });
+  const li = h("li", { class: "job tile", id: `job-${job.id}` });
   li.append(
-    h("a", { class: "job-link", href: `#/jobs/${job.id}` },
-      h("span", { class: "prompt" }, job.request.prompt),
-      h("span", { class: "visually-hidden" }, ` (job ${shortId(job.id)})`)),
-    h("span", { class: "badge" }),
-    h("span", { class: "meta" }),
-    h("div", { class: "live" }),
+    h("div", { class: "tile-media" }),
+    h("div", { class: "tile-text" },
+      h("a", { class: "job-link", href: `#/jobs/${job.id}` },
+        h("span", { class: "prompt" }, job.request.prompt),
+        h("span", { class: "visually-hidden" }, ` (job ${shortId(job.id)})`)),
+      h("span", { class: "badge" }),
+      h("span", { class: "meta" }),
+      h("div", { class: "live" })),
   );
+  setUpClip(li, () => li.job);
   updateRow(li, job);
   return li;
 }
 
 export function updateRow(li, job) {
   const r = job.request;
+  li.job = job;
   li.dataset.status = job.status;
+  const media = li.querySelector(".tile-media");
+  media.style.aspectRatio = `${r.width} / ${r.height}`;
+  renderTileMedia(media, job);
   const badge = li.querySelector(".badge");
   badge.textContent = job.status;
   badge.className = `badge status-${job.status}`;

@@ -4,7 +4,9 @@
 // the API's: whether a status is final (the resource's `final`; an ending
 // event's fold sets it) and the pace (estimated_finish_at and
 // progress.seconds_per_step, mochi_contracts/pace.py), which withPace() takes
-// from a fresh resource.
+// from a fresh resource. A job's phase (progress.phase, mochi_contracts/phases.py)
+// follows the runner's `phase` events; its newest live preview (`preview`
+// events: {step, total_steps, url}) is kept as job.preview until it ends.
 
 export function isFinal(job) {
   return job.final === true;
@@ -22,11 +24,23 @@ export function applyEvent(job, type, ev) {
       // A new attempt has no pace until its first step.
       next.progress.seconds_per_step = null;
       next.estimated_finish_at = null;
+      // A new attempt's first preview is its own.
+      next.preview = null;
       break;
     case "progress":
       next.status = "running";
       next.progress.step = ev.step;
       next.progress.total_steps = ev.total_steps;
+      break;
+    case "phase":
+      next.progress.phase = ev.phase;
+      break;
+    case "preview":
+      // Only a newer one: a replayed history must not step back.
+      if (job.preview && job.preview.step > ev.step) return job;
+      // The API's SSE data has the link; the event as stored names only the job.
+      next.preview = { step: ev.step, total_steps: ev.total_steps,
+                       url: ev.url || `${job.links?.preview || `/v1/jobs/${job.id}/preview`}?step=${ev.step}` };
       break;
     case "cancel_requested":
       next.cancel_requested = true;
@@ -52,6 +66,11 @@ export function applyEvent(job, type, ev) {
   if (next.status !== "running") {
     next.estimated_finish_at = null;
     next.progress.seconds_per_step = null;
+  }
+  // Previews are deleted at the final event; the poster and the video take over.
+  if (next.final) {
+    next.preview = null;
+    next.progress.phase = "finished";
   }
   if (next.status !== "queued") next.queue_position = null;
   return next;

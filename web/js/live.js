@@ -5,9 +5,21 @@
 
 import { probe, withKey } from "./api.js";
 
-// The events that change a job's state; a job's page also asks for "log".
-export const STATE_TYPES = ["submitted", "started", "progress", "cancel_requested", "completed", "failed",
-                            "cancelled", "expired"];
+// The events that change a job's state (a runner's `phase` and `preview`
+// included); a job's page also asks for "log".
+export const STATE_TYPES = ["submitted", "started", "progress", "phase", "preview", "cancel_requested", "completed",
+                            "failed", "cancelled", "expired"];
+// Events that only move a job along, never bring a new one into a list.
+export const PASSING_TYPES = ["progress", "phase", "preview", "cancel_requested"];
+
+const PREVIEW_URL = /\/v1\/jobs\/([0-9a-f]+)\/preview(?:[?#]|$)/;
+
+// The job an event is about: its job_id, or for a preview that names none, the job of its link.
+export function eventJobId(data) {
+  if (data && typeof data.job_id === "string") return data.job_id;
+  const match = typeof data?.url === "string" && data.url.match(PREVIEW_URL);
+  return match ? match[1] : null;
+}
 // What the shared stream carries: states for every list, and "log" for job pages.
 export const FEED_TYPES = [...STATE_TYPES, "log"];
 
@@ -67,6 +79,8 @@ export class LiveStream {
         } catch {
           return; // not an event this page understands
         }
+        const jobId = eventJobId(data);
+        if (jobId && !data.job_id) data.job_id = jobId;
         this.onEvent(type, data, msg.lastEventId);
       });
     }

@@ -12,6 +12,7 @@ import { JobList } from "./job_list.js";
 import { JobPage } from "./job_page.js";
 import { getKey, onKeyChange, setKey } from "./key.js";
 import { openEventFeed } from "./event_feed.js";
+import { keepRelativeTimesFresh } from "./relative_time.js";
 
 const banner = setUpBanner();
 const list = new JobList();
@@ -60,6 +61,8 @@ const feed = openEventFeed({
   },
 });
 feed.on((type, ev) => type !== "log" && list.onEvent(type, ev));
+// A job that starts or ends changes the queue and the measured pace: the form's estimate is asked again.
+feed.on((type) => ["started", "completed", "failed", "cancelled", "expired"].includes(type) && form?.showEstimate());
 document.documentElement.dataset.feed = feed.kind; // which way this browser shares its stream
 const page = new JobPage($("#job-view"), { feed, onRunAgain: runAgain });
 
@@ -129,6 +132,7 @@ async function boot() {
 
 setUpKeyField();
 setUpFilters();
+keepRelativeTimesFresh();
 window.addEventListener("hashchange", route);
 route();
 start();

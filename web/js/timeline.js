@@ -3,6 +3,7 @@
 
 import { h } from "./dom.js";
 import { formatBytes, formatClock } from "./format.js";
+import { phaseWords } from "./phase.js";
 
 export class Timeline {
   constructor(list) {
@@ -34,6 +35,7 @@ function detail(type, ev) {
     case "submitted": return "queued";
     case "started": return `on ${ev.runner}, attempt ${ev.attempt}`;
     case "cancel_requested": return `by ${ev.requested_by}`;
+    case "phase": return phaseWords(ev.phase);
     case "completed": return `${ev.video.width}×${ev.video.height}, ${ev.video.num_frames} frames, ${formatBytes(ev.video.size_bytes)}`;
     case "failed": return `${ev.reason} (after ${ev.attempts} attempts)`;
     case "cancelled": return ev.reason;
