@@ -47,6 +47,8 @@ class JobRead:
     state: JobState
     queue_position: int | None = None
     estimated_start: datetime | None = None
+    # Seconds per pixel-frame after the last step (decode, encode, store), for a running job's finish.
+    after_steps_pace: float | None = None
 
 
 def _overlay(state: JobState, found: list[StoredEvent | None]) -> JobState:
@@ -96,6 +98,8 @@ class JobReader:
             last_event(self.js, subjects.job_final(job_id)))
         if read is not None:
             state = _overlay(read.state, [latest, final])
+            if state.status == "running":
+                return JobRead(state, after_steps_pace=await self.queue.after_steps_pace())
             if state.status != "queued":
                 return JobRead(state)
             return JobRead(state, read.queue_position, read.estimated_start)

@@ -41,7 +41,8 @@ def job_phase(state: JobState) -> str:
 
 
 def to_resource(state: JobState, queue_position: int | None, base: str,
-                estimated_start_at: datetime | None = None, video_lifetime_s: float = 0.0) -> Job:
+                estimated_start_at: datetime | None = None, video_lifetime_s: float = 0.0,
+                after_steps_pace: float | None = None) -> Job:
     total = state.total_steps or state.request.num_inference_steps
     # Shown while the job runs; its metrics keep the pace it ended with.
     per_step = pace.seconds_per_step(state) if state.status == "running" else None
@@ -54,7 +55,7 @@ def to_resource(state: JobState, queue_position: int | None, base: str,
                           seconds_per_step=round(per_step, 4) if per_step is not None else None,
                           phase=job_phase(state)),
         queue_position=queue_position, estimated_start_at=estimated_start_at,
-        estimated_finish_at=pace.estimated_finish(state), attempts=state.attempts,
+        estimated_finish_at=pace.estimated_finish(state, after_steps_pace), attempts=state.attempts,
         attempt_starts=state.attempt_starts, runner=state.runner,
         cancel_requested=state.cancel_requested, error=state.error, video=state.video,
         expires_at=video_expires_at(state, video_lifetime_s), metrics=job_metrics(state),

@@ -91,7 +91,7 @@ async def _load(ctx: ApiContext, caller: Caller, job_id: str) -> JobRead:
 
 def _resource(ctx: ApiContext, read: JobRead) -> Job:
     return to_resource(read.state, read.queue_position, _base(ctx), read.estimated_start,
-                       ctx.settings.video_lifetime_s)
+                       ctx.settings.video_lifetime_s, read.after_steps_pace)
 
 
 class JobsController(Controller):
