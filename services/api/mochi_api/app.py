@@ -23,6 +23,7 @@ from mochi_api.job_reader import JobReader
 from mochi_api.request_guards import BoundedHeaders, JsonBodiesOnly, KnownHostsOnly, allowed_host_names
 from mochi_api.retention import keep_videos
 from mochi_api.metrics import ApiMetricsPlugin
+from mochi_api.routes.estimates import estimate_job
 from mochi_api.routes.events import all_events, job_events
 from mochi_api.routes.health import healthz, readyz
 from mochi_api.routes.jobs import JobsController
@@ -81,7 +82,7 @@ def create_app(settings: ApiSettings) -> Litestar:
     handlers: dict = {400: problems.on_bad_request, 429: problems.on_too_many, Exception: problems.on_unexpected}
     handlers.update({err: problems.on_nats_down for err in problems.NATS_DOWN_ERRORS})
     return Litestar(
-        route_handlers=[JobsController, ThumbnailsController, job_events, all_events, healthz, readyz,
+        route_handlers=[JobsController, ThumbnailsController, estimate_job, job_events, all_events, healthz, readyz,
                         *web_routes(settings.web_dir)],
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig(enable_for_all_http_exceptions=True)),
