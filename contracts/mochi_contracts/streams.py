@@ -45,6 +45,17 @@ CHECKPOINT_BUCKET = "mochi_checkpoints"
 CHECKPOINT_STREAM = f"OBJ_{CHECKPOINT_BUCKET}"
 CHECKPOINT_MAX_AGE_S = 86400.0
 
+# Live previews of renders in progress (issue 24): per job an animated WebP and
+# its PNG still (preview_object()), overwritten at most every few seconds.
+# Runners delete a job's previews at its final event; the max age removes
+# those of a runner lost before it: a preview older than an hour is of no job
+# still running (the maximum run time is shorter), so nobody reads it.
+PREVIEW_BUCKET = "mochi_previews"
+PREVIEW_STREAM = f"OBJ_{PREVIEW_BUCKET}"
+PREVIEW_MAX_AGE_S = 3600.0
+PREVIEW_CONTENT_TYPE = "image/webp"
+PREVIEW_STILL_CONTENT_TYPE = "image/png"
+
 # Fair-share scheduling (MOCHI_SCHEDULING=fair, docs/scheduling.md): the
 # scheduler releases one job at a time into MOCHI_RELEASED as runner lanes free;
 # the runners pull releases from `released-runners` instead of submissions from
@@ -196,6 +207,25 @@ def checkpoint_bucket(cfg: JetStreamSettings) -> ObjectStoreConfig:
         storage=StorageType.FILE,
         replicas=cfg.replicas,
     )
+
+
+def preview_bucket(cfg: JetStreamSettings) -> ObjectStoreConfig:
+    # Replicated like the job stream, so the API reads a preview whichever
+    # node the runner's writes landed on, and a node lost loses no preview.
+    return ObjectStoreConfig(
+        bucket=PREVIEW_BUCKET,
+        description="Mochi Serve live previews: the newest WebP and PNG of each job rendering",
+        ttl=PREVIEW_MAX_AGE_S,
+        storage=StorageType.FILE,
+        replicas=cfg.replicas,
+    )
+
+
+def preview_object(job_id: str, still: bool = False) -> str:
+    """The object in PREVIEW_BUCKET of a job's animated preview (or its still)."""
+    if not subjects.is_job_id(job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+    return f"{job_id}.{'png' if still else 'webp'}"
 
 
 def dead_letter_stream(cfg: JetStreamSettings) -> StreamConfig:
