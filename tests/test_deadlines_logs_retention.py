@@ -115,7 +115,7 @@ def test_retention_turns_download_into_410_and_keeps_the_record(system, tmp_path
     expires = done.expires_at
     assert expires == done.finished_at + timedelta(seconds=4)
     stored = list((system.root / "videos").rglob("*.mp4"))
-    assert [p.stem for p in stored] == [job.id]
+    assert sorted(p.name for p in stored) == [f"{job.id}.clip.mp4", f"{job.id}.mp4"]  # the video, its thumbnail clip
     if datetime.now(timezone.utc) < expires - timedelta(seconds=1):
         assert client.download(job.id, tmp_path / "v.mp4").stat().st_size == done.video.size_bytes
     wait_until(lambda: datetime.now(timezone.utc) > expires + timedelta(seconds=1), timeout=30)

@@ -59,6 +59,7 @@ from mochi_runner.gpu_slots import GpuSlots, Ticket
 from mochi_runner.job_control import JobControl, RenderStopped
 from mochi_runner.settings import RunnerSettings
 from mochi_runner.thread_futures import set_exception_unless_done, set_result_unless_done
+from mochi_runner.thumbnails import store_missing_thumbnails, store_thumbnails
 from mochi_runner.video_encode import encode_mp4
 
 log = structlog.get_logger()
@@ -236,7 +237,9 @@ class JobHandler:
             attempt.log.warning("job.store_check_skipped", error=str(err))
             size = None
         if size is not None:
-            # A runner stored the video and died before its final event.
+            # A runner stored the video and died before its final event (and
+            # perhaps before its thumbnails: made from the stored video then).
+            await store_missing_thumbnails(self.store, job_id, retry=self.store_retry, log=attempt.log)
             return await self._end(attempt, self._completed(attempt, size), ACK, "completed",
                                    "job.video_already_stored", bytes=size)
         return None
@@ -432,8 +435,11 @@ class JobHandler:
             path = Path(tmp) / "video.mp4"
             attempt.moved_at = time.monotonic()
             await self._watched(attempt, partial(encode_mp4, frames, req.fps, path, preset=self.settings.mp4_preset))
-            del frames
             size = await self._store_video(job_id, path)
+            # Beside the video, before the completed event that links them;
+            # never the job's failure (thumbnails.py).
+            await store_thumbnails(self.store, job_id, frames, req.fps, retry=self.store_retry, log=attempt.log)
+            del frames
             metrics.observe_job_since(attempt.event.time)
         seconds = time.perf_counter() - attempt.started
         rendered = req.num_inference_steps - attempt.from_step
