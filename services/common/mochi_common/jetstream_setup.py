@@ -8,14 +8,14 @@ from typing import TypeVar
 
 import structlog
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, StreamConfig
+from nats.js.api import ConsumerConfig, ObjectStoreConfig, StreamConfig
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.object_store import ObjectStore
 
 from mochi_common.backoff import patiently
 from mochi_common.nats_conn import is_nats_down
 from mochi_contracts.streams import (
-    CHECKPOINT_BUCKET, CHECKPOINT_STREAM, checkpoint_bucket,
+    CHECKPOINT_BUCKET, PREVIEW_BUCKET, checkpoint_bucket, preview_bucket,
     DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, DEADLINE_CONSUMER, DISPATCH_STREAM, DISPATCHER_CONSUMER, JOBS_STREAM,
     RUNNERS_CONSUMER, WEBHOOK_SENDER_CONSUMER, JetStreamSettings, dead_letter_consumer, dead_letter_stream,
     deadline_consumer, dispatch_stream, dispatcher_consumer, jobs_stream, runners_consumer, webhook_sender_consumer)
@@ -110,27 +110,46 @@ async def ensure_dispatcher_topology(js: JetStreamContext, cfg: JetStreamSetting
     }
 
 
-async def ensure_checkpoint_bucket(js: JetStreamContext, cfg: JetStreamSettings,
-                                   patience_s: float = SETUP_PATIENCE_S) -> ObjectStore:
-    """The runners' checkpoint bucket (mochi_contracts.streams.checkpoint_bucket),
-    created if absent, its max age and replicas brought to the declared ones."""
-    want = checkpoint_bucket(cfg)
+async def _ensure_bucket(js: JetStreamContext, want: ObjectStoreConfig, patience_s: float) -> ObjectStore:
+    """An object store bucket created if absent, its max age and replicas
+    brought to the declared ones."""
+    assert want.bucket  # every bucket mochi_contracts.streams declares is named
+    name = want.bucket
 
     async def ensure() -> ObjectStore:
         try:
-            bucket = await js.object_store(CHECKPOINT_BUCKET)
+            bucket = await js.object_store(name)
         except BucketNotFoundError:
-            return await js.create_object_store(CHECKPOINT_BUCKET, config=want)
-        have = (await js.stream_info(CHECKPOINT_STREAM)).config
+            return await js.create_object_store(name, config=want)
+        have = (await js.stream_info(f"OBJ_{name}")).config
         if have.max_age != want.ttl or have.num_replicas != want.replicas:
             have.max_age, have.num_replicas = want.ttl, want.replicas
             await js.update_stream(have)
         return bucket
 
     def on_retry(err: Exception, delay: float) -> None:
-        log.warning("jetstream.setup_waits", what=f"bucket {CHECKPOINT_BUCKET}", error=repr(err), retry_in_s=delay)
+        log.warning("jetstream.setup_waits", what=f"bucket {name}", error=repr(err), retry_in_s=delay)
 
     return await patiently(ensure, is_nats_down, patience_s, on_retry)
+
+
+async def ensure_checkpoint_bucket(js: JetStreamContext, cfg: JetStreamSettings,
+                                   patience_s: float = SETUP_PATIENCE_S) -> ObjectStore:
+    """The runners' checkpoint bucket (mochi_contracts.streams.checkpoint_bucket)."""
+    return await _ensure_bucket(js, checkpoint_bucket(cfg), patience_s)
+
+
+async def ensure_preview_bucket(js: JetStreamContext, cfg: JetStreamSettings,
+                                patience_s: float = SETUP_PATIENCE_S) -> ObjectStore:
+    """The live previews' bucket (mochi_contracts.streams.preview_bucket), which
+    runners write; the API only opens it (open_preview_bucket)."""
+    return await _ensure_bucket(js, preview_bucket(cfg), patience_s)
+
+
+async def open_preview_bucket(js: JetStreamContext) -> ObjectStore:
+    """The previews bucket if it exists (BucketNotFoundError if not: no runner
+    has made a preview yet); never creates it."""
+    return await js.object_store(PREVIEW_BUCKET)
 
 
 async def open_checkpoint_bucket(js: JetStreamContext) -> ObjectStore:
