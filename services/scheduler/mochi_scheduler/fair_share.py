@@ -38,6 +38,7 @@ class Owner:
     name: str
     queue: list[QueuedJob] = field(default_factory=list)  # a heap on (rank, seq)
     out: set[str] = field(default_factory=set)  # released, not final
+    running: set[str] = field(default_factory=set)  # started, not final (for metrics)
     passed: float = 0.0
     released: int = 0
 
@@ -96,6 +97,16 @@ class FairShare:
         self.out[job_id] = job.owner
         return True
 
+    def started(self, job_id: str) -> None:
+        """A runner started it (seen on the job stream). It counts as running
+        for the metrics only; shares and limits count jobs out."""
+        if job_id in self.finished:
+            return
+        job = self.queued.get(job_id)
+        owner = job.owner if job is not None else self.out.get(job_id)
+        if owner is not None:
+            self.owners[owner].running.add(job_id)
+
     def final(self, job_id: str) -> None:
         """Completed, failed, cancelled (also while queued) or expired."""
         self.finished.add(job_id)
@@ -105,9 +116,11 @@ class FairShare:
             who = self.owners[job.owner]
             who.queue.remove(job)
             heapq.heapify(who.queue)
+            who.running.discard(job_id)
         owner = self.out.pop(job_id, None)
         if owner is not None:
             self.owners[owner].out.discard(job_id)
+            self.owners[owner].running.discard(job_id)
 
     # ---- the choice ------------------------------------------------------------
 
@@ -168,3 +181,6 @@ class FairShare:
 
     def out_by_owner(self) -> dict[str, int]:
         return {name: len(who.out) for name, who in self.owners.items()}
+
+    def running_by_owner(self) -> dict[str, int]:
+        return {name: len(who.running) for name, who in self.owners.items()}

@@ -10,6 +10,7 @@ burst from one owner waits in the scheduler's queues, not in the stream."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -28,8 +29,10 @@ log = structlog.get_logger()
 
 
 class Releaser:
-    def __init__(self, js: Any, model: FairShare, lease: Lease, scheduler_id: str):
+    def __init__(self, js: Any, model: FairShare, lease: Lease, scheduler_id: str,
+                 owner_label: Callable[[str], str] = str):
         self.js = js
+        self.owner_label = owner_label  # bounded metric labels (metrics.OwnerLabels)
         self.model = model
         self.lease = lease
         self.scheduler_id = scheduler_id
@@ -65,6 +68,6 @@ class Releaser:
                 log.info("release.already_out", job_id=job.job_id, owner=job.owner)
                 continue
             released += 1
-            metrics.RELEASED.labels(job.owner).inc()
+            metrics.RELEASED.labels(self.owner_label(job.owner)).inc()
             log.info("release.sent", job_id=job.job_id, owner=job.owner, priority=job.priority, seq=seq)
         return released

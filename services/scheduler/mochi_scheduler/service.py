@@ -55,7 +55,8 @@ class Scheduler:
         self.model = FairShare(lambda owner: by_owner.get(owner, fallback))
         self.view = StreamView(js, self.model)
         self.lease = Lease(kv, settings.scheduler_id, settings.lease_ttl_s)
-        self.releaser = Releaser(js, self.model, self.lease, settings.scheduler_id)
+        self.owner_label = metrics.OwnerLabels(frozenset(by_owner) if settings.api_keys_file else None)
+        self.releaser = Releaser(js, self.model, self.lease, settings.scheduler_id, self.owner_label)
         self.order = OrderPublisher(queue_kv, self.model, settings.scheduler_id, settings.queue_order_interval_s)
         self.stop = asyncio.Event()
         self.ready = False
@@ -109,7 +110,7 @@ class Scheduler:
                     await self.order.publish()
                 except Exception as err:  # positions fall back until the next write; releasing goes on
                     log.warning("queue_order.publish_failed", error=repr(err))
-            metrics.refresh(self.model)
+            metrics.refresh(self.model, self.owner_label)
             self.view.changed.clear()
             try:
                 # Woken early by a stream change (a final frees a running slot).

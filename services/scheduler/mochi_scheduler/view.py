@@ -18,11 +18,14 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from mochi_common.event_intake import read_event
 from mochi_contracts import subjects
-from mochi_contracts.events import FINAL_TYPES, JobSubmitted
+from mochi_contracts.events import FINAL_TYPES, JobStarted, JobSubmitted, event_type
 from mochi_contracts.streams import JOBS_STREAM, RELEASE_STREAM
 from mochi_scheduler.fair_share import FairShare
 
 log = structlog.get_logger()
+
+# The job events the queues (submissions, finals) and the running metric (starts) read.
+_FOLLOWED = frozenset({event_type(JobSubmitted), event_type(JobStarted)}) | FINAL_TYPES
 
 
 class StreamView:
@@ -75,13 +78,16 @@ class StreamView:
 
     def _apply_job(self, msg: Any, seq: int) -> bool:
         parsed = subjects.parse_event_subject(msg.subject)
-        if parsed is None or (parsed[1] != "submitted" and parsed[1] not in FINAL_TYPES):
-            return False  # progress, logs, webhooks: nothing the queues depend on
+        if parsed is None or parsed[1] not in _FOLLOWED:
+            return False  # progress, logs, webhooks: nothing the queues or their metrics depend on
         event = read_event("scheduler", msg.subject, msg.data, msg.headers, seq)
         if event is None:
             return False
         if isinstance(event, JobSubmitted):
             self.model.submitted(event.job_id, event.owner, event.request.priority, seq)
+        elif isinstance(event, JobStarted):
+            self.model.started(event.job_id)
+            return False  # a start changes no choice
         else:
             self.model.final(event.job_id)
         return True
