@@ -86,6 +86,10 @@ class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
     # How long a hand-over (SIGTERM) or a failed attempt waits for its last
     # checkpoint's upload before it hands the job back anyway.
     checkpoint_wait_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    # A live preview of a render in progress at most this often (issue 24,
+    # mochi_runner/previews.py); 0 makes none. Its GPU part (4 latent frames
+    # projected to RGB) is bench/preview_cost.py's to measure against a step.
+    preview_every_s: Annotated[float, msgspec.Meta(ge=0)] = 3.0
     # FOR FAULT-INJECTION TESTS ONLY (tests/test_resume.py): the first this
     # many decodes of this process raise torch.OutOfMemoryError, as a VAE
     # decode past the GPU's memory does. A CPU has no memory limit to run
