@@ -33,7 +33,6 @@ from mochi_runner.job_handler import JobHandler
 from mochi_runner.settings import RunnerSettings
 from mochi_runner.thread_futures import set_exception_unless_done, set_result_unless_done
 from mochi_scheduler.released_work import ReleasedWork
-from mochi_scheduler.settings import RunnerScheduling
 from mochi_scheduler.topology import ensure_runner_release_topology
 
 log = structlog.get_logger()
@@ -121,7 +120,7 @@ async def run(settings: RunnerSettings) -> None:
     js = nc.jetstream()
     # fifo: submissions straight from `gpu-runners`; fair: the scheduler's
     # releases from `released-runners` (docs/scheduling.md).
-    fair = load_settings(RunnerScheduling).scheduling == "fair"
+    fair = settings.scheduling == "fair"
     js_settings = settings.jetstream(ack_wait_s=settings.ack_wait_s,
                                     max_deliver=settings.max_deliver)
     if fair:

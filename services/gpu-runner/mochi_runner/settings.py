@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from mochi_common.storage import StoreSettings
+from mochi_contracts.scheduling import Scheduling
 
 
 def _default_runner_id() -> str:
@@ -18,6 +19,9 @@ class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
     # jetstream_replicas, log_level and health_* from ServiceSettings.
     # A directory in the layout of genmo/mochi-1-preview (diffusers format).
     model_dir: str = "var/models/tiny-mochi"
+    # Where work comes from: `fifo` pulls submissions from `gpu-runners`, `fair`
+    # the fair-share scheduler's releases from `released-runners` (docs/scheduling.md).
+    scheduling: Scheduling = "fifo"
     # Build the tiny random model into model_dir if it is missing (embedded default only).
     build_tiny_model: bool = False
     device: str = "auto"  # auto: cuda if present, else cpu

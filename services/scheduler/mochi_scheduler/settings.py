@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
@@ -33,10 +33,3 @@ class SchedulerSettings(ServiceSettings, kw_only=True, frozen=True):
     # How long releases are kept: more than a job's longest queue and run time.
     release_max_age_s: Annotated[float, msgspec.Meta(gt=0)] = 7 * 86400.0
     scheduler_id: str = msgspec.field(default_factory=_default_scheduler_id)
-
-
-class RunnerScheduling(msgspec.Struct, kw_only=True, frozen=True):
-    """The runner's choice of work (read by mochi_runner.service): `fifo` pulls
-    submissions from `gpu-runners`, `fair` pulls the scheduler's releases."""
-
-    scheduling: Literal["fifo", "fair"] = "fifo"
