@@ -7,6 +7,7 @@ started when is read back from the job stream."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import uuid
 from collections import Counter
@@ -17,7 +18,8 @@ from nats.js.errors import KeyNotFoundError
 
 from conftest import SMALL, System
 from invariants import check_invariants
-from mochi_cli.processes import Proc, free_port, spawn_service, wait_for_http
+from mochi_cli.client import MochiClient
+from mochi_cli.processes import Proc, free_port, spawn, spawn_service, wait_for_http
 from mochi_common.nats_conn import publish_event
 from mochi_contracts.events import JobSubmitted
 from mochi_contracts.jobs import JobRequest
@@ -246,3 +248,29 @@ def test_queue_positions_follow_the_schedulers_order(system: System) -> None:
     bob_job = client.get(bob[0])
     assert bob_job.status == "queued" and bob_job.estimated_start_at is None
     assert client.get(alice[0]).estimated_start_at is not None  # next, on an idle lane: now
+
+
+def test_mochi_up_in_fair_mode_starts_the_scheduler(tmp_path: Path, tiny_model: Path) -> None:
+    """`mochi up --scheduling fair`: the runner takes releases, so a job that
+    completes went through the scheduler (its release is in the stream)."""
+    data = tmp_path / "var"
+    (data / "models").mkdir(parents=True)
+    (data / "models" / "tiny-mochi").symlink_to(tiny_model)  # built once per session by the fixture
+    api_port, nats_port = free_port(), free_port()
+    up = spawn("up", [sys.executable, "-m", "mochi_cli", "up", "--data", str(data), "--port", str(api_port),
+                      "--nats-port", str(nats_port), "--scheduling", "fair"], {}, tmp_path / "logs")
+    try:
+        url = f"http://127.0.0.1:{api_port}"
+        wait_for_http(f"{url}/readyz", timeout=180, proc=up.popen)
+        client = MochiClient(url)
+        job = client.submit("a cat in fair mode", seed=1, **TINY)
+        done = client.wait(job.id, timeout=300)
+        assert done.status == "completed", done.error
+        system = System(root=tmp_path, model_dir=tiny_model, nats_port=nats_port)
+        assert [job_id for job_id, scheduler in releases(system)] == [job.id]
+        assert releases(system)[0][1] == "local-scheduler"
+    finally:
+        code = up.stop(timeout=60)
+        if code != 0:
+            print(up.log()[-4000:])
+    assert code == 0

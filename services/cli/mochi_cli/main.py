@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--port", type=int, default=8000, help="API port")
     up.add_argument("--nats-port", type=int, default=4222)
     up.add_argument("--runners", type=int, default=1)
+    up.add_argument("--scheduling", choices=["fifo", "fair"], default=None,
+                    help="fair: start the fair-share scheduler too (default: MOCHI_SCHEDULING, else fifo)")
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     new_key = keys_sub.add_parser("new", help="make a key: prints the key once, and the line for the keys file")
@@ -146,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
         from mochi_scheduler.service import main as run
         run()
     elif args.command == "up":
-        from mochi_cli.up import run_up
-        sys.exit(run_up(args.data, args.port, args.nats_port, args.runners))
+        from mochi_cli.up import run_up, up_settings
+        sys.exit(run_up(args.data, args.port, args.nats_port, args.runners,
+                        args.scheduling or up_settings().scheduling))
     elif args.command == "keys":
         from mochi_api.api_keys import new_key as make_key
 
