@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="guided steps of the runner (the first compiles)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--no-batch2", action="store_true", help="skip the batch-2 forward (it compiles anew)")
+    parser.add_argument("--attention-kernel", default="sdpa", choices=("sdpa", "fa4"),
+                        help="the runner's MOCHI_ATTENTION_KERNEL (fa4: FlashAttention-4, bench/fa4_wheels.sh)")
     args = parser.parse_args()
 
     from mochi_runner.engine import EngineConfig, MochiEngine
@@ -68,11 +70,13 @@ def main() -> None:
     report = open_report(args.out, "one_gpu", args.tiny)
     size = dict(width=args.width, height=args.height, num_frames=args.frames)
     report.add("size", size)
+    report.add("attention_kernel", args.attention_kernel)
     device = torch.device("cpu" if args.tiny else "cuda:0")
     started = time.perf_counter()
     # What a one-GPU runner gets from its settings (MOCHI_COMPILE_BLOCKS=true, no MOCHI_DEVICES).
     engine = MochiEngine(EngineConfig(model_dir=bench_model_dir(args.tiny), device=str(device),
                                       random_weights=not args.tiny, compile_blocks=True,
+                                      attention_kernel=args.attention_kernel,
                                       warmup_size=(args.width, args.height, args.frames)))
     report.add("build_seconds", time.perf_counter() - started)
     report.add("render_config", engine.render_config(None))

@@ -9,6 +9,9 @@
 #   bash bench/run.sh graphs       # one GPU: CUDA graph vs compiled forward (~3 min; not in "all")
 #   bash bench/run.sh checkpoints  # one GPU: what a render checkpoint costs, redelivery to first resumed step (not in "all")
 #   bash bench/run.sh onegpu       # one GPU: the one-GPU runner's guided step vs its compiled forward and stock diffusers (~5 min; not in "all")
+#   BENCH_ARGS="--part load" bash bench/run.sh startup     # one GPU: full-size weights from disk vs the disk's read speed (~5 min; not in "all")
+#   BENCH_ARGS="--part restart" bash bench/run.sh startup  # one GPU: cold and warm start, first job of each form size (~6 min; not in "all")
+#   BENCH_ARGS="--attention-kernel fa4" bash bench/run.sh onegpu  # the same with FlashAttention-4 (bench/fa4_wheels.sh)
 #   BENCH_TINY=1 PYTHON=.venv/bin/python bash bench/run.sh  # dry run of the same code on the CPU, tiny model
 #
 # On the GPU machine the full-size model has RANDOM weights (real FLOPs, noise
@@ -30,6 +33,8 @@ export PYTHONPATH=contracts:services/common:services/gpu-runner:services/api:ser
 export PATH=/tmp/site/bin:$PATH
 export PYTHONUNBUFFERED=1
 ARGS=(--out "$OUT")
+# Options of one part's script (see its docstring), e.g. BENCH_ARGS="--part load".
+read -r -a PART_ARGS <<< "${BENCH_ARGS:-}"
 if [ -n "${BENCH_TINY:-}" ]; then
   # Small enough for two CPU cores, large enough that the VAE tiles split.
   ARGS+=(--tiny --width 512 --height 320 --frames 13)
@@ -62,7 +67,10 @@ if [ "$PART" = checkpoints ]; then
   $PY bench/checkpoint_cost.py "${ARGS[@]}" 2>&1 | tee "$OUT/checkpoint_cost.log"
 fi
 if [ "$PART" = onegpu ]; then
-  $PY bench/one_gpu.py "${ARGS[@]}" 2>&1 | tee "$OUT/one_gpu.log"
+  $PY bench/one_gpu.py "${ARGS[@]}" "${PART_ARGS[@]}" 2>&1 | tee "$OUT/one_gpu.log"
+fi
+if [ "$PART" = startup ]; then
+  $PY bench/startup.py "${ARGS[@]}" "${PART_ARGS[@]}" 2>&1 | tee "$OUT/startup.log"
 fi
 if [ "$PART" = all ] || [ "$PART" = lanes ]; then
   $PY bench/guidance_free.py "${ARGS[@]}" 2>&1 | tee "$OUT/guidance_free.log"

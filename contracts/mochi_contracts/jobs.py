@@ -15,13 +15,14 @@ SIDE_MULTIPLE = 16
 # frames, so only 6k+1 frame counts map onto whole latent frames.
 FRAME_STRIDE = 6
 MAX_FRAMES = 163
+MAX_SIDE = 1280
 MAX_PROMPT_CHARS = 2000
 
 Prompt = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PROMPT_CHARS,
                                      description="What the video should show.")]
 NegativePrompt = Annotated[str, msgspec.Meta(max_length=MAX_PROMPT_CHARS,
                                              description="What the video should avoid.")]
-Side = Annotated[int, msgspec.Meta(ge=64, le=1280, multiple_of=SIDE_MULTIPLE)]
+Side = Annotated[int, msgspec.Meta(ge=64, le=MAX_SIDE, multiple_of=SIDE_MULTIPLE)]
 Frames = Annotated[int, msgspec.Meta(ge=1, le=MAX_FRAMES,
                                      description="6k+1 frames, 1 to 163.")]
 Steps = Annotated[int, msgspec.Meta(ge=2, le=200,
