@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,31 +33,43 @@ def nats_server_binary() -> str:
     return found
 
 
-def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+def _poll(ready: Callable[[], bool], timeout: float, proc: subprocess.Popen | None,
+          awaited: str, interval_s: float) -> bool:
+    """Ask `ready` until it says yes (True) or `timeout` passes (False); a
+    process that exits meanwhile will never be ready, so that raises at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+            raise RuntimeError(f"process exited with {proc.returncode} before {awaited}")
+        if ready():
+            return True
+        time.sleep(interval_s)
+    return False
+
+
+def _listens(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    if not _poll(lambda: _listens(port), timeout, proc, f"listening on {port}", 0.1):
+        raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
 def wait_for_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout}s")
+    if not _poll(lambda: _answers(url), timeout, proc, f"{url} answered", 0.2):
+        raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
 @dataclass
