@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -227,7 +227,6 @@ class MochiEngine:
         devices = [resolve_device(d) for d in config.devices]
         self.device = devices[0] if devices else resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
-        self.random_weights = config.random_weights
         started = time.perf_counter()
         self.pipe = _load_pipeline(config, self.device, self.dtype)
         self.pipe.set_progress_bar_config(disable=True)
@@ -492,10 +491,6 @@ def video_to_uint8(video: torch.Tensor) -> np.ndarray:
 def parse_devices(spec: str) -> tuple[str, ...]:
     """"cuda:0,cuda:1" -> ("cuda:0", "cuda:1"); "" -> () (one device)."""
     return tuple(part.strip() for part in spec.split(",") if part.strip())
-
-
-def describe(devices: Sequence[torch.device]) -> str:
-    return ",".join(str(d) for d in devices)
 
 
 def engine_config(settings) -> EngineConfig:  # settings: mochi_runner.settings.RunnerSettings
