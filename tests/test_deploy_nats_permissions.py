@@ -89,6 +89,8 @@ def _bucket(node: ast.AST, constants: dict[str, str]) -> str:
         return node.value
     if isinstance(node, ast.Name) and node.id in constants:
         return constants[node.id]
+    if isinstance(node, ast.Name) and isinstance(getattr(streams, node.id, None), str):
+        return getattr(streams, node.id)  # a bucket named in mochi_contracts.streams
     raise AssertionError(f"cannot tell which KV bucket {ast.unparse(node)!r} is; teach this test")
 
 
