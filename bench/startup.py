@@ -56,10 +56,6 @@ def evict(paths: list[Path]) -> None:
             os.close(fd)
 
 
-def weight_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.safetensors") if p.parent != root)
-
-
 def disk_read_seconds(paths: list[Path]) -> float:
     buf = bytearray(READ_CHUNK)
     view = memoryview(buf)
@@ -99,12 +95,20 @@ def write_full_layout(dest: Path, device: torch.device) -> None:
 def part_load(args, report) -> None:
     from mochi_runner.engine import EngineConfig, _load_pipeline
 
-    device = torch.device("cuda:0")
+    device = torch.device("cpu" if args.tiny else "cuda:0")
     dest = args.weights_dir
     dest.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    write_full_layout(dest, device)
-    files = weight_files(dest)
+    if args.tiny:  # the dry run: the tiny model in the same layout (mochi_runner.layout_twin)
+        from mochi_runner.layout_twin import write_layout_twin
+
+        write_layout_twin(dest)
+    else:
+        write_full_layout(dest, device)
+    from mochi_runner.model_check import loadable_model
+
+    # The files the loader will read (model_check follows diffusers' variant rule).
+    files = [dest / f for c in loadable_model(dest).components for f in c.files if f.endswith(".safetensors")]
     total = sum(p.stat().st_size for p in files)
     report.add("write_seconds", time.perf_counter() - started)
     report.add("files", {p.relative_to(dest).as_posix(): p.stat().st_size for p in files})
@@ -115,8 +119,9 @@ def part_load(args, report) -> None:
     report.add("disk_read_gb_s", total / disk / 1e9)
     evict(files)
     started = time.perf_counter()
-    pipe = _load_pipeline(EngineConfig(model_dir=dest, device="cuda:0"), device, torch.bfloat16)
-    torch.cuda.synchronize(device)
+    pipe = _load_pipeline(EngineConfig(model_dir=dest, device=str(device)), device, torch.bfloat16)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     load = time.perf_counter() - started
     report.add("runner_load_s", load, "model_check + MochiPipeline.from_pretrained(variant) + .to(cuda)")
     report.add("runner_load_gb_s", total / load / 1e9)
