@@ -17,7 +17,6 @@ it with the real include/exclude patterns and load the result."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import tempfile
@@ -97,11 +96,9 @@ def twin_files(root: Path) -> set[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dest", type=Path)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    print(write_layout_twin(args.dest, args.seed))
+    from mochi_runner.tiny_model import writer_main
+
+    writer_main(write_layout_twin, __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -78,12 +79,18 @@ def ensure_tiny_model(dest: Path) -> Path:
     return dest
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def writer_main(write: Callable[[Path, int], Path], doc: str) -> None:
+    """The command line of a tiny-model writer (this one and layout_twin's):
+    `DEST [--seed N]`; prints where it wrote."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("dest", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(save_tiny_model(args.dest, args.seed))
+    print(write(args.dest, args.seed))
+
+
+def main() -> None:
+    writer_main(save_tiny_model, __doc__ or "")
 
 
 if __name__ == "__main__":
