@@ -17,6 +17,7 @@ negative prompt, into a second graph)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -37,6 +38,23 @@ def _rotary(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -
     return torch.stack([cos, sin], dim=-1).flatten(-2)
 
 
+Projection = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _projected(states: torch.Tensor, heads: int, qkv: tuple[Projection, Projection, Projection],
+               norm_q: Projection | None, norm_k: Projection | None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value of one kind of tokens (video or text), each
+    (batch, tokens, heads, dim), query and key normed: the stock processor's
+    ops in its order."""
+    query, key, value = (project(states).unflatten(2, (heads, -1)) for project in qkv)
+    if norm_q is not None:
+        query = norm_q(query)
+    if norm_k is not None:
+        key = norm_k(key)
+    return query, key, value
+
+
 class PrefixMochiAttnProcessor:
     """`attention_mask` here is a length carrier: a (batch, valid_tokens) tensor
     whose values are never read. Every sample of a batch has the same length
@@ -53,21 +71,11 @@ class PrefixMochiAttnProcessor:
                  attention_mask: torch.Tensor,
                  image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        query = attn.to_q(hidden_states).unflatten(2, (attn.heads, -1))
-        key = attn.to_k(hidden_states).unflatten(2, (attn.heads, -1))
-        value = attn.to_v(hidden_states).unflatten(2, (attn.heads, -1))
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
-
-        encoder_query = attn.add_q_proj(encoder_hidden_states).unflatten(2, (attn.heads, -1))
-        encoder_key = attn.add_k_proj(encoder_hidden_states).unflatten(2, (attn.heads, -1))
-        encoder_value = attn.add_v_proj(encoder_hidden_states).unflatten(2, (attn.heads, -1))
-        if attn.norm_added_q is not None:
-            encoder_query = attn.norm_added_q(encoder_query)
-        if attn.norm_added_k is not None:
-            encoder_key = attn.norm_added_k(encoder_key)
+        query, key, value = _projected(hidden_states, attn.heads, (attn.to_q, attn.to_k, attn.to_v),
+                                       attn.norm_q, attn.norm_k)
+        encoder_query, encoder_key, encoder_value = _projected(
+            encoder_hidden_states, attn.heads, (attn.add_q_proj, attn.add_k_proj, attn.add_v_proj),
+            attn.norm_added_q, attn.norm_added_k)
 
         if image_rotary_emb is not None:
             query = _rotary(query, *image_rotary_emb)
