@@ -5,8 +5,10 @@ loop; filters in the URL, search and counts; axe-core finds no violation."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import SMALL
@@ -64,9 +66,20 @@ def test_estimate_before_submit_and_the_draft_preset(page, web_stack) -> None:  
     page.wait_for_selector("#draft-note:not([hidden])")
     assert int(page.input_value("#f-width")) <= 512 and int(page.input_value("#f-steps")) <= 24
     page.wait_for_selector("#estimate:not([hidden])")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.post_data or "") if r.url.endswith("/v1/estimates") else None)
     fill_form(page, "a small one", frames=7, fps=7, steps=4)
-    page.wait_for_function("/About \\d+ (s|min) to render here/.test(document.querySelector('#estimate').textContent)")
+    # The API's answer (POST /v1/estimates) for what the form holds now; the page has no pace formula.
+    page.wait_for_function("/About \\d+ (s|min) here/.test(document.querySelector('#estimate').textContent)")
     assert page.get_attribute("#estimate", "data-warn") == "false"
+    assert asked and '"num_inference_steps":4' in asked[-1] and '"width":64' in asked[-1], asked
+    said = httpx.post(f"{web_stack.api_url}/v1/estimates", timeout=30, json={
+        "prompt": "a small one", "width": 64, "height": 64, "num_frames": 7, "fps": 7, "num_inference_steps": 4}).json()
+    assert said["work_seconds"] is not None and said["beyond_experience"] is False, said
+    work = said["work_seconds"]
+    # As format.js's formatDuration says it (Math.round: halves up).
+    assert page.inner_text("#estimate").startswith(f"About {max(1, math.floor(work + 0.5))} s here" if work < 90
+                                                   else f"About {math.floor(work / 60 + 0.5)} min here")
     # Far beyond anything rendered here: said before the click.
     page.get_by_role("button", name="Use Mochi's reference settings").click()
     assert page.input_value("#f-width") == "848" and page.input_value("#f-steps") == "64"

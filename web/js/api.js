@@ -86,6 +86,11 @@ export async function submitJob(request) {
   return withExactSeed(data, text);
 }
 
+// POST /v1/estimates: how long this request would take here (resources.JobEstimate).
+export async function estimateJob(request) {
+  return (await call("/v1/estimates", { method: "POST", body: request })).data;
+}
+
 export async function getJob(id) {
   const { data, text } = await call(`/v1/jobs/${encodeURIComponent(id)}`);
   return withExactSeed(data, text);

@@ -1,97 +1,72 @@
-// How long the form's job would take here, before it is submitted: the pace
-// of this deployment's recent completed jobs (metrics.seconds_per_step from
-// GET /v1/jobs) scaled by the job's steps and size, plus the work ahead of it
-// in the queue. Also the draft preset a newcomer's first video starts from.
+// How long the form's job would take here, before it is submitted: the API's
+// answer (POST /v1/estimates: this deployment's measured pace scaled to the
+// job, plus the queue; mochi_contracts/job_cost.py), never a formula of this
+// page's. Asked again at most once per DEBOUNCE_MS while the user types.
+// Also the draft preset a newcomer's first video starts from.
 
-import { listJobs } from "./api.js";
-import { formatDuration } from "./format.js";
+import { estimateJob } from "./api.js";
+import { formatClock, formatDuration } from "./format.js";
 
-const RECENT = 50;
-// Above this many times the costliest job this deployment completed, the
-// estimate is a guess: the form says so.
-const FAR_BEYOND = 4;
-const FRESH_MS = 10_000;
+const DEBOUNCE_MS = 400;
+// A first video within a minute: the draft's render plus the page's own time.
+const DRAFT_BUDGET_S = 45;
 
-// Mochi's transformer sees 2x2 patches of an 8x-downsampled, 6x-in-time latent:
-// a step's work grows with this count. Linear in it, which is close at small
-// sizes and low at large ones (attention is quadratic): the estimate tells a
-// minute from an hour, not 50 s from 60 s.
-export function latentTokens({ width, height, num_frames: frames }) {
-  return (width / 16) * (height / 16) * ((frames - 1) / 6 + 1);
+// The request as the estimate needs it: the prompt's text changes nothing in the time.
+function estimable(request) {
+  const { seed, ...rest } = request;
+  return { ...rest, prompt: request.prompt.trim() ? request.prompt : "estimate" };
 }
 
-function cost(request) {
-  return latentTokens(request) * request.num_inference_steps;
+// {text, warn, state} for the form from the API's JobEstimate.
+export function describeEstimate(est) {
+  if (est.work_seconds === null) {
+    return { state: "unmeasured", warn: false,
+             text: "No job has finished here yet, so there is no measured pace to say how long it would take." };
+  }
+  let text = `About ${formatDuration(est.work_seconds)} here`;
+  text += est.queue_seconds >= 1 ? `, after about ${formatDuration(est.queue_seconds)} of jobs ahead of it`
+    : ", starting at once";
+  if (est.estimated_finish_at) text += ` (done about ${formatClock(est.estimated_finish_at)})`;
+  text += ".";
+  if (est.beyond_experience) {
+    return { state: "beyond", warn: true,
+             text: `${text} That is ${Math.round(est.times_largest)}× the largest job this deployment has finished, `
+               + "so it may take much longer: try fewer frames, fewer steps or a smaller size first." };
+  }
+  return { state: "measured", warn: false, text };
 }
 
-export class Pace {
-  constructor() {
-    this.done = [];
-    this.ahead = [];
-    this.readAt = 0;
+export class FormEstimate {
+  // show(said | null): null hides the estimate (nothing to estimate, or no answer).
+  constructor(show) {
+    this.show = show;
+    this.timer = null;
+    this.generation = 0;
   }
 
-  async refresh(force = false) {
-    if (!force && Date.now() - this.readAt < FRESH_MS) return;
-    this.readAt = Date.now();
-    const [done, ahead] = await Promise.all([
-      listJobs({ statuses: ["completed"], limit: RECENT }),
-      listJobs({ statuses: ["queued", "running"], limit: RECENT }),
-    ]);
-    this.done = done.jobs.filter((j) => j.metrics?.seconds_per_step > 0);
-    this.ahead = ahead.jobs;
-  }
-
-  // Seconds per step for `request`, from the completed job nearest in size; null without any.
-  perStep(request) {
-    const tokens = latentTokens(request);
-    let best = null;
-    for (const job of this.done) {
-      const distance = Math.abs(Math.log(latentTokens(job.request) / tokens));
-      if (!best || distance < best.distance) best = { job, distance };
-    }
-    if (!best) return null;
-    return best.job.metrics.seconds_per_step * (tokens / latentTokens(best.job.request));
-  }
-
-  renderSeconds(request) {
-    const perStep = this.perStep(request);
-    return perStep === null ? null : perStep * request.num_inference_steps;
-  }
-
-  // Seconds of work before a new job starts, with one runner (a guess with more).
-  queueSeconds() {
-    let total = 0;
-    for (const job of this.ahead) {
-      if (job.status === "running" && job.estimated_finish_at) {
-        total += Math.max(0, (new Date(job.estimated_finish_at).getTime() - Date.now()) / 1000);
-      } else {
-        const own = this.renderSeconds(job.request);
-        if (own !== null) total += own * (1 - (job.progress?.fraction || 0));
+  // request null: the form has errors, nothing is asked.
+  ask(request, { now = false } = {}) {
+    clearTimeout(this.timer);
+    const generation = ++this.generation;
+    if (!request) return this.show(null);
+    this.timer = setTimeout(async () => {
+      let est;
+      try {
+        est = await estimateJob(estimable(request));
+      } catch {
+        est = null; // an API without estimates, or away (the banner says so)
       }
-    }
-    return total;
+      // Only the answer to the newest question shows.
+      if (generation === this.generation) this.show(est && describeEstimate(est));
+    }, now ? 0 : DEBOUNCE_MS);
   }
+}
 
-  // {text, warn} for the form, or null when nothing was measured here yet.
-  describe(request) {
-    const render = this.renderSeconds(request);
-    if (render === null) return null;
-    const queue = this.queueSeconds();
-    const costliest = Math.max(...this.done.map((j) => cost(j.request)));
-    const beyond = cost(request) / costliest;
-    let text = `About ${formatDuration(render)} to render here`;
-    text += queue >= 1 ? `, after about ${formatDuration(queue)} of jobs ahead of it.` : ", starting at once.";
-    if (beyond > FAR_BEYOND) {
-      return { warn: true, text: `${text} That is ${Math.round(beyond)}× the largest job this deployment has `
-        + "finished, so it may take much longer: try fewer frames, fewer steps or a smaller size first." };
-    }
-    return { warn: false, text };
-  }
-
-  // The largest draft expected to render within `budget` seconds; the smallest without a measure.
-  draft(drafts, budget = 45) {
-    const fits = drafts.filter((d) => (this.renderSeconds(d) ?? Infinity) <= budget);
-    return fits.at(-1) || drafts[0];
-  }
+// The largest draft this deployment should render within DRAFT_BUDGET_S; the
+// smallest without a measure.
+export async function chooseDraft(drafts) {
+  const answers = await Promise.all(drafts.map((d) => estimateJob(estimable({ prompt: "", ...d })).catch(() => null)));
+  const fits = drafts.filter((d, i) => answers[i]?.work_seconds !== null && answers[i]?.work_seconds !== undefined
+    && !answers[i].beyond_experience && answers[i].work_seconds <= DRAFT_BUDGET_S);
+  return fits.at(-1) || drafts[0];
 }

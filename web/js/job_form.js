@@ -5,7 +5,7 @@
 import { ApiError, submitJob } from "./api.js";
 import { checkValue, describe } from "./bounds.js";
 import { $, h } from "./dom.js";
-import { Pace } from "./form_estimate.js";
+import { chooseDraft, FormEstimate } from "./form_estimate.js";
 import { framesFromSeconds, isValidFrameCount, secondsFromFrames, snapFrames } from "./length.js";
 import { DRAFTS, presetFor, RESOLUTIONS } from "./presets.js";
 import { requestSnippets } from "./snippets.js";
@@ -27,7 +27,7 @@ export class JobForm {
     this.bounds = bounds;
     this.onSubmitted = onSubmitted;
     this.form = $("#job-form");
-    this.pace = new Pace();
+    this.estimate = new FormEstimate((said) => this.renderEstimate(said));
     this.reference = Object.fromEntries(Object.entries(bounds).map(([k, v]) => [k, v.default]));
     this.fillPresets();
     this.showBounds();
@@ -59,33 +59,29 @@ export class JobForm {
   // The largest draft expected within a minute here, so a first video comes quickly;
   // the API's own defaults stay Mochi's reference settings, one click away.
   async openOnDraft() {
-    try {
-      await this.pace.refresh(true);
-    } catch {
-      // nothing measured: the smallest draft
-    }
+    const draft = await chooseDraft(DRAFTS);
     const typed = { prompt: $("#f-prompt").value, negative_prompt: $("#f-negative").value };
-    this.fill({ ...this.reference, ...this.pace.draft(DRAFTS), ...typed });
+    this.fill({ ...this.reference, ...draft, ...typed });
     $("#draft-note").hidden = false;
     this.showEstimate();
   }
 
-  // "About 40 s to render here, …" under the submit button; nothing until this deployment measured a job.
-  async showEstimate(fresh = false) {
-    const out = $("#estimate");
-    try {
-      await this.pace.refresh(fresh);
-    } catch {
-      return; // the banner says why
-    }
+  // "About 3 min here, starting at once (done about 14:05:10)." under the submit
+  // button, from the API; the request as curl and Python beside it.
+  showEstimate(now = false) {
     const { request, errors: all } = this.read();
     // The prompt's text changes nothing in the time, nor what the request looks like.
     const errors = all.filter((e) => e.field !== "prompt" && e.field !== "negative_prompt");
-    const said = errors.length ? null : this.pace.describe(request);
+    this.estimate.ask(errors.length ? null : request, { now });
+    $("#snippets").replaceChildren(...requestSnippets(location.origin, errors.length ? null : request));
+  }
+
+  renderEstimate(said) {
+    const out = $("#estimate");
     out.hidden = !said;
     out.textContent = said?.text || "";
     out.dataset.warn = said?.warn ? "true" : "false";
-    $("#snippets").replaceChildren(...requestSnippets(location.origin, errors.length ? null : request));
+    out.dataset.state = said?.state || "none";
   }
 
   // One field, again: its message goes once it is fixed (others keep theirs).
