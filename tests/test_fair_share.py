@@ -21,7 +21,7 @@ from invariants import check_invariants
 from mochi_cli.client import MochiClient
 from mochi_cli.processes import Proc, free_port, spawn, spawn_service, wait_for_http
 from mochi_common.nats_conn import publish_event
-from mochi_contracts.events import JobSubmitted
+from mochi_contracts.events import FINAL_TYPES, JobSubmitted
 from mochi_contracts.jobs import JobRequest
 from mochi_contracts.scheduling import decode_queue_order, decode_release
 from mochi_contracts.streams import (
@@ -91,8 +91,7 @@ def owners_of(system: System) -> dict[str, str]:
 
 
 def finished(system: System) -> set[str]:
-    return {m.event.job_id for m in decodable(system.events()) if m.type in ("completed", "failed", "cancelled",
-                                                                           "expired")}
+    return {m.event.job_id for m in decodable(system.events()) if m.type in FINAL_TYPES}
 
 
 def run_twice(system: System) -> list[str]:
@@ -145,7 +144,7 @@ def running_at_once(system: System, owner: str) -> int:
             continue
         if m.type == "started":
             now += 1
-        elif m.type in ("completed", "failed", "cancelled", "expired") and now:
+        elif m.type in FINAL_TYPES and now:
             now -= 1
         most = max(most, now)
     return most

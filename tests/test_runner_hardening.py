@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from conftest import SMALL
+from mochi_contracts.job_state import FINAL_STATUSES
 from waits import wait_until
 
 # Two steps, then a VAE decode of seconds on the CPU: no step can interrupt it.
@@ -68,7 +69,7 @@ def test_work_that_hangs_past_the_run_time_fails_the_job_and_the_runner_reports_
     # (It may itself run past the 8 s limit on a loaded machine: that it is
     # rendered and ended is what counts here.)
     follow = _submit(system, {"prompt": "a quick one", **SMALL, "num_inference_steps": 2})
-    wait_until(lambda: _job(system, follow)["status"] in ("completed", "failed"), timeout=120,
+    wait_until(lambda: _job(system, follow)["status"] in FINAL_STATUSES, timeout=120,
                what="the next job rendered")
     assert system.events(f"mochi.jobs.{follow}.started")
 
@@ -87,11 +88,12 @@ def test_a_deadline_that_passes_while_a_job_waits_for_its_lanes_expires_it(syste
     deadline = (datetime.now(UTC) + timedelta(seconds=3)).isoformat()
     waiter = _submit(system, {"prompt": "waiting for both lanes", **SMALL, "guidance_scale": 4.5,
                               "deadline": deadline})
-    ended = wait_until(lambda: (j := _job(system, waiter))["status"] not in ("queued", "running") and j,
+    ended = wait_until(lambda: (j := _job(system, waiter))["status"] in FINAL_STATUSES and j,
                        timeout=120, what="the waiting job ended")
     held = _job(system, holder)
     # The premise: the lane was still held when the deadline passed.
-    assert held["status"] == "running" or datetime.fromisoformat(held["finished_at"]) > datetime.fromisoformat(deadline), held
+    assert (held["status"] == "running"
+            or datetime.fromisoformat(held["finished_at"]) > datetime.fromisoformat(deadline)), held
     assert ended["status"] == "expired", ended
     assert not system.events(f"mochi.jobs.{waiter}.started"), "it touched a GPU"
 
