@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 from urllib.parse import urlsplit
 
 import msgspec
@@ -32,16 +32,20 @@ Guidance = Annotated[float, msgspec.Meta(ge=0.0, le=20.0,
 Seed = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Fps = Annotated[int, msgspec.Meta(ge=1, le=60)]
 
+# A job's endings: the tags of events.FINAL_EVENTS, which events.py imports this
+# module for and so holds to these at import (a new ending fails there).
+Ending = Literal["completed", "failed", "cancelled", "expired"]
 # What a job's webhook may be told about; progress is sent at most once a second.
-WebhookEvent = Literal["started", "progress", "completed", "failed", "cancelled", "expired"]
+WebhookEvent = Literal["started", "progress", Ending]
 # Without a filter a webhook hears of the end only.
-DEFAULT_WEBHOOK_EVENTS: Final[tuple[str, ...]] = ("completed", "failed", "cancelled", "expired")
+DEFAULT_WEBHOOK_EVENTS: Final[tuple[str, ...]] = get_args(Ending)
 WebhookUrl = Annotated[str, msgspec.Meta(
     min_length=1, max_length=2048,
     description="http(s) URL told of this job's events (Standard Webhooks signing). "
                 "Private, loopback and link-local addresses are refused unless the deployment allows them.")]
 WebhookEvents = Annotated[list[WebhookEvent], msgspec.Meta(
-    max_length=6, description="Which events the webhook hears of; default: completed, failed, cancelled, expired.")]
+    max_length=len(get_args(WebhookEvent)),
+    description=f"Which events the webhook hears of; default: {', '.join(DEFAULT_WEBHOOK_EVENTS)}.")]
 # Within one owner's queue, higher priorities start first (FIFO within one);
 # between owners the scheduler's fair share decides. Which a key may use is in
 # the API keys file (mochi_api.api_keys).
