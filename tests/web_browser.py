@@ -58,7 +58,8 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Ite
     system.start_nats()
     try:
         system.start_catalog()
-        system.start_runner(wait=True)
+        # A live preview every second, so a short render shows several.
+        system.start_runner(wait=True, MOCHI_PREVIEW_EVERY_S="1")
         system.start_api()
         yield system
     finally:

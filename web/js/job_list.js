@@ -98,11 +98,17 @@ export class JobList {
   }
 
   onEvent(type, data) {
+    if (type === "phase" && !data.job_id) {
+      // The API's phase data may name no job: the running jobs' resources say whose phase moved.
+      for (const job of this.jobs.values()) if (job.status === "running") this.pace.stepped(job.id);
+      return;
+    }
     const job = this.jobs.get(data.job_id);
     if (job) {
       const next = applyEvent(job, type, data);
       if (next !== job) this.update(next);
-      if (type === "progress" && next.status === "running") this.pace.stepped(job.id);
+      // After a step or a phase the API has a new finish estimate.
+      if ((type === "progress" || type === "phase") && next.status === "running") this.pace.stepped(job.id);
     } else if (!PASSING_TYPES.includes(type)) {
       // A job this page has not seen, or one that now enters the filter.
       this.fetchAndInsert(data.job_id);

@@ -83,6 +83,11 @@ export class JobPage {
     this.held = [];
     this.replaying = true;
     this.unsubscribe = this.feed.on((type, ev, eventId) => {
+      // A phase that names no job may be this one's: its resource says (pace.js).
+      if (type === "phase" && !ev.job_id) {
+        if (!this.replaying && this.job?.status === "running") this.pace.stepped(id);
+        return;
+      }
       if (ev.job_id !== id) return;
       if (this.replaying) this.held.push([type, ev, eventId]);
       else this.take(type, ev, eventId);
@@ -296,7 +301,7 @@ export class JobPage {
     if (type !== "preview") this.timeline.add(type, ev);
     this.job = applyEvent(this.job, type, ev);
     this.update();
-    if (type === "progress" && this.job.status === "running") this.pace.stepped(this.job.id);
+    if ((type === "progress" || type === "phase") && this.job.status === "running") this.pace.stepped(this.job.id);
     if (isFinal(this.job)) this.refresh();
   }
 

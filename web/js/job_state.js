@@ -8,6 +8,8 @@
 // follows the runner's `phase` events; its newest live preview (`preview`
 // events: {step, total_steps, url}) is kept as job.preview until it ends.
 
+import { laterPhase } from "./phase.js";
+
 export function isFinal(job) {
   return job.final === true;
 }
@@ -24,8 +26,9 @@ export function applyEvent(job, type, ev) {
       // A new attempt has no pace until its first step.
       next.progress.seconds_per_step = null;
       next.estimated_finish_at = null;
-      // A new attempt's first preview is its own.
+      // A new attempt's first preview is its own, and it starts from the prompt again.
       next.preview = null;
+      next.progress.phase = "encoding_prompt";
       break;
     case "progress":
       next.status = "running";
@@ -33,7 +36,7 @@ export function applyEvent(job, type, ev) {
       next.progress.total_steps = ev.total_steps;
       break;
     case "phase":
-      next.progress.phase = ev.phase;
+      next.progress.phase = laterPhase(job.progress.phase || "queued", ev.phase);
       break;
     case "preview":
       // Only a newer one: a replayed history must not step back.
@@ -78,8 +81,12 @@ export function applyEvent(job, type, ev) {
 
 // The pace of a fresh resource laid over the folded job (whose step may be
 // newer than the resource's); the same job if the fresh one is of another run.
+// Its phase too, the further on of the two: a `phase` event on the shared
+// stream may not say whose it is (see onEvent in job_list.js).
 export function withPace(job, fresh) {
   if (fresh.id !== job.id || fresh.status !== "running" || job.status !== "running") return job;
+  const phase = fresh.progress.phase ? laterPhase(job.progress.phase || "queued", fresh.progress.phase)
+    : job.progress.phase;
   return { ...job, estimated_finish_at: fresh.estimated_finish_at,
-           progress: { ...job.progress, seconds_per_step: fresh.progress.seconds_per_step } };
+           progress: { ...job.progress, seconds_per_step: fresh.progress.seconds_per_step, phase } };
 }

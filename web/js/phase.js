@@ -1,5 +1,13 @@
 // What a job is doing, in words (progress.phase, mochi_contracts/phases.py).
 
+// In the order a job goes through them (mochi_contracts.phases.PHASES).
+const ORDER = ["queued", "encoding_prompt", "denoising", "decoding", "encoding_video", "storing", "finished"];
+
+// The further on of two phases: a resource read before an event must not take the job back.
+export function laterPhase(a, b) {
+  return ORDER.indexOf(b) > ORDER.indexOf(a) ? b : a;
+}
+
 const WORDS = {
   queued: "queued",
   encoding_prompt: "encoding the prompt",
