@@ -13,6 +13,7 @@ a Mochi step's FLOPs are 48 of these.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -75,7 +76,7 @@ def main() -> None:
     with torch.inference_mode():
         for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("torch_flash", SDPBackend.FLASH_ATTENTION)):
             with sdpa_kernel(backend):
-                seconds = cuda_seconds(lambda: F.scaled_dot_product_attention(q, k, v), device)
+                seconds = cuda_seconds(functools.partial(F.scaled_dot_product_attention, q, k, v), device)
                 results[name] = F.scaled_dot_product_attention(q, k, v)
             print(f"{name:12s} {seconds * 1e3:8.2f} ms  {flops / seconds / 1e12:6.1f} TFLOP/s", flush=True)
         try:

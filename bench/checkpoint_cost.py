@@ -134,7 +134,8 @@ async def measure(engine, report, args, nats_url: str) -> None:  # type: ignore[
     saved, hook = await steps(saver)
     await saver.settle(60.0)
     report.add("saved_step_s", median(saved[1:]), "the same steps, a checkpoint offered after each")
-    report.add("step_cost_s", median(saved[1:]) - median(plain[1:]), "saved minus plain: on a 2-core CPU dry run the upload competes with the render for the cores")
+    report.add("step_cost_s", median(saved[1:]) - median(plain[1:]),
+               "saved minus plain: on a 2-core CPU dry run the upload competes with the render for the cores")
     report.add("hook_offer_s", median(hook), "the render thread's time in offer(): starting the copy")
     after = {o: checkpoints.metrics.CHECKPOINTS.labels(outcome=o)._value.get() - before[o] for o in before}
     report.add("checkpoints", after, "saved, skipped while the last still uploaded, failed")

@@ -90,7 +90,7 @@ def main() -> None:
     from diffusers import FlowMatchEulerDiscreteScheduler, MochiPipeline
     from diffusers.models.attention_processor import MochiAttnProcessor2_0
 
-    from mochi_runner.engine import EngineConfig, MochiEngine, compile_blocks, video_to_uint8
+    from mochi_runner.engine import EngineConfig, MochiEngine, compile_blocks
     from mochi_runner.parallel.device_worker import on_device
     from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forward, use_prefix_attention
     from mochi_runner.video_encode import encode_mp4
@@ -108,7 +108,8 @@ def main() -> None:
     engine = MochiEngine(EngineConfig(model_dir=bench_model_dir(args.tiny), devices=devices_spec,
                                       random_weights=not args.tiny, prefix_attention=False, compile_blocks=False))
     devices = engine.devices
-    report.add("build_seconds", time.perf_counter() - started, "random weights made on the GPUs" if not args.tiny else "")
+    report.add("build_seconds", time.perf_counter() - started,
+               "random weights made on the GPUs" if not args.tiny else "")
     parallel = engine.parallel
     replicas = parallel.replicas
     pipe = engine.pipe

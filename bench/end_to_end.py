@@ -52,7 +52,7 @@ class UtilSampler:
         window = [u for t, u in self.samples if start <= t <= end]
         if not window:
             return []
-        return [round(sum(col) / len(col), 1) for col in zip(*window)]
+        return [round(sum(col) / len(col), 1) for col in zip(*window, strict=True)]
 
     def stop(self) -> None:
         self._stop.set()
@@ -186,7 +186,8 @@ def main() -> None:
     except StopBench:
         pass
     stock_step = median(stock_times[1:])
-    report.add("stock_1gpu.step_s", stock_step, f"median of {len(stock_times) - 1} timed steps; first {stock_times[0]:.2f} s")
+    report.add("stock_1gpu.step_s", stock_step,
+               f"median of {len(stock_times) - 1} timed steps; first {stock_times[0]:.2f} s")
     report.add("stock_1gpu.peak_mem_gib", peaks_gib(devices))
     report.add("stock_1gpu.gpu_util_mean_pct", sampler.mean(t_stock, time.perf_counter()))
     del stock, stock_transformer

@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--weights", default="1,1,1", help="bulk,steady,late")
     ap.add_argument("--no-kill", action="store_true")
     args = ap.parse_args()
-    weights = dict(zip(("bulk", "steady", "late"), args.weights.split(",")))
+    weights = dict(zip(("bulk", "steady", "late"), args.weights.split(","), strict=True))
     with tempfile.TemporaryDirectory(prefix="fair-soak-") as tmp:
         root = Path(tmp)
         system = System(root=root, model_dir=save_tiny_model(root / "tiny-mochi"))

@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import torch
 
 from common import DEFAULT, PROMPT, bench_model_dir, median, open_report, peaks_gib, reset_peaks, sync
 

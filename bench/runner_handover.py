@@ -57,7 +57,8 @@ def hand_over(report, stack, root: Path, url: str, nats_url: str, runners: list[
         resp.raise_for_status()
         job_id = resp.json()["id"]
         job = _wait(f"job {job_id} past step {after_step}",
-                    lambda: (j := http.get(f"/v1/jobs/{job_id}").json())["progress"]["step"] >= after_step and j,
+                    lambda job_id=job_id: (j := http.get(f"/v1/jobs/{job_id}").json())["progress"]["step"] >= after_step
+                    and j,
                     timeout=start_timeout)
         victim = job["runner"]
         proc: Proc = procs[victim]
@@ -65,11 +66,12 @@ def hand_over(report, stack, root: Path, url: str, nats_url: str, runners: list[
         proc.popen.send_signal(how)
         code = proc.popen.wait(timeout=300)
         exited_s = time.time() - signalled
-        done = _wait(f"job {job_id} to finish", lambda: (j := http.get(f"/v1/jobs/{job_id}").json())["status"]
+        done = _wait(f"job {job_id} to finish",
+                     lambda job_id=job_id: (j := http.get(f"/v1/jobs/{job_id}").json())["status"]
                      not in ("queued", "running") and j, timeout=start_timeout + 1800, every=1.0)
 
-        events = [decode_event(data, headers, subject) for _, subject, headers, data in asyncio.run(job_events(nats_url))
-                  if f".{job_id}." in subject]
+        events = [decode_event(data, headers, subject)
+                  for _, subject, headers, data in asyncio.run(job_events(nats_url)) if f".{job_id}." in subject]
         started = [e for e in events if isinstance(e, JobStarted)]
         completed = [e for e in events if isinstance(e, JobCompleted)]
         videos = stored_videos(root, job_id)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import tempfile
 import threading
@@ -194,9 +193,9 @@ def main() -> None:
 
     report = Report(args.out, f"system_{args.runners}x{args.gpus_per_runner}gpu")
     report.add("weights", "tiny random model (CPU dry run)" if args.tiny else BENCH_ONLY)
-    report.add("setup", f"{args.runners} runner(s) x {args.gpus_per_runner} GPU(s), {args.jobs} jobs of {args.width}x{args.height}x"
-                        f"{args.frames}, {args.steps} steps, guidance {DEFAULT['guidance_scale']}, over HTTP, "
-                        f"attention {args.attention_kernel}")
+    report.add("setup", f"{args.runners} runner(s) x {args.gpus_per_runner} GPU(s), {args.jobs} jobs of "
+                        f"{args.width}x{args.height}x{args.frames}, {args.steps} steps, "
+                        f"guidance {DEFAULT['guidance_scale']}, over HTTP, attention {args.attention_kernel}")
     root = Path(tempfile.mkdtemp(prefix="mochi-system-"))
     t_start = time.perf_counter()
     stack, url, specs, nats_url = start_stack(root, args.runners, args.tiny,
