@@ -37,7 +37,8 @@ from mochi_contracts.streams import (
     DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM, RUNNERS_CONSUMER, JetStreamSettings)
 from mochi_contracts.storage import video_key
 from mochi_common.jetstream_setup import (
-    ensure_checkpoint_bucket, ensure_jobs_stream, ensure_runner_topology, open_checkpoint_bucket)
+    ensure_checkpoint_bucket, ensure_jobs_stream, ensure_preview_bucket, ensure_runner_topology,
+    open_checkpoint_bucket, open_preview_bucket)
 from mochi_common.consumer import DurableConsumer
 from mochi_common.nats_conn import PatientJetStream
 from mochi_runner.dead_letters import DeadLetters
@@ -133,6 +134,14 @@ async def test_every_service_runs_its_nats_code_as_its_user(users: dict[str, Ses
     await bucket.put("job-1", b"later latents" * 1000)
     assert (await bucket.get("job-1")).data == b"later latents" * 1000
     await bucket.delete("job-1")
+    # Runner: live previews made and replaced; the API reads them (only).
+    previews = await ensure_preview_bucket(rjs, cfg)
+    await ensure_preview_bucket(rjs, cfg)
+    await previews.put("job-1.webp", b"RIFF" * 100)
+    await previews.put("job-1.webp", b"RIFF later" * 100)
+    read = await open_preview_bucket(ajs)
+    assert (await read.get("job-1.webp")).data == b"RIFF later" * 100
+    await previews.delete("job-1.webp")
 
     # Catalog: set-up, projection from the stream, queries over nats.micro.
     await ensure_jobs_stream(cat.jetstream(timeout=5), JetStreamSettings(replicas=1))

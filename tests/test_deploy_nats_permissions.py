@@ -203,6 +203,10 @@ def needs(service: str) -> dict[str, object]:
                 pub |= uses_kv(_bucket(_kw(node, "bucket"), constants))  # type: ignore[arg-type]
             elif name in ("ensure_checkpoint_bucket", "open_checkpoint_bucket"):
                 pub |= uses_object_store(streams.CHECKPOINT_BUCKET)
+            elif name == "ensure_preview_bucket":
+                pub |= uses_object_store(streams.PREVIEW_BUCKET)
+            elif name == "open_preview_bucket":
+                pub |= reads_object_store(streams.PREVIEW_BUCKET)
             elif name == "add_service":
                 serves = True
             elif name == "add_endpoint":
@@ -258,6 +262,14 @@ def uses_object_store(bucket: str) -> set[str]:
     stream = f"OBJ_{bucket}"
     return {*(f"{API}.STREAM.{op}.{stream}" for op in ("INFO", "CREATE", "UPDATE", "MSG.GET", "PURGE")),
             f"{API}.CONSUMER.CREATE.{stream}", f"$JS.FC.{stream}.>", f"$O.{bucket}.>", f"{API}.STREAM.NAMES"}
+
+
+def reads_object_store(bucket: str) -> set[str]:
+    # js.object_store, then get only: the meta by STREAM.MSG.GET, the chunks by an
+    # ordered consumer (found by subject through STREAM.NAMES); no writes under $O.
+    stream = f"OBJ_{bucket}"
+    return {f"{API}.STREAM.INFO.{stream}", f"{API}.STREAM.MSG.GET.{stream}", f"{API}.CONSUMER.CREATE.{stream}",
+            f"$JS.FC.{stream}.>", f"{API}.STREAM.NAMES"}
 
 
 def reads_ordered(stream: str) -> set[str]:

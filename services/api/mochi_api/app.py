@@ -27,6 +27,7 @@ from mochi_api.routes.estimates import estimate_job
 from mochi_api.routes.events import all_events, job_events
 from mochi_api.routes.health import healthz, readyz
 from mochi_api.routes.jobs import JobsController
+from mochi_api.routes.previews import PreviewsController
 from mochi_api.routes.thumbnails import ThumbnailsController
 from mochi_api.settings import ApiSettings
 from mochi_api.web import web_routes
@@ -82,7 +83,8 @@ def create_app(settings: ApiSettings) -> Litestar:
     handlers: dict = {400: problems.on_bad_request, 429: problems.on_too_many, Exception: problems.on_unexpected}
     handlers.update({err: problems.on_nats_down for err in problems.NATS_DOWN_ERRORS})
     return Litestar(
-        route_handlers=[JobsController, ThumbnailsController, estimate_job, job_events, all_events, healthz, readyz,
+        route_handlers=[JobsController, ThumbnailsController, PreviewsController, estimate_job, job_events,
+                        all_events, healthz, readyz,
                         *web_routes(settings.web_dir)],
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig(enable_for_all_http_exceptions=True)),

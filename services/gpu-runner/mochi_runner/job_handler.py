@@ -22,7 +22,15 @@ Checkpoints (checkpoints.py, issue 20): phase 2 saves the latents every
 (SIGTERM), and once denoising ends, beside the next steps; a delivery that
 finds a checkpoint it can verify starts after its step (with denoising
 finished, it only decodes, encodes and stores). `_end` deletes the job's
-checkpoint: the job is final there."""
+checkpoint: the job is final there.
+
+Phases and previews (issue 24): the render reports what it is doing as phase
+events (encoding_prompt from the start until the first step ends, since the
+pipeline has no hook between the prompt's encoding and the first step;
+denoising; decoding; encoding_video; storing), and while it denoises a live
+preview at most every `preview_every_s` seconds (previews.py), stored in the
+previews bucket and told of by a preview event. The render's events go out in
+order through one publisher task; `_end` deletes the job's previews."""
 
 from __future__ import annotations
 
@@ -49,14 +57,15 @@ from mochi_common.storage.retry import RetryPolicy, call_with_retries
 from mochi_contracts import subjects
 from mochi_contracts.event_codec import UnreadableEvent, decode_event
 from mochi_contracts.events import (
-    JobCancelled, JobCompleted, JobEvent, JobExpired, JobFailed, JobLog, JobProgress, JobStarted, JobSubmitted,
-    VideoInfo, clip, utcnow)
+    JobCancelled, JobCompleted, JobEvent, JobExpired, JobFailed, JobLog, JobPhase, JobPreview, JobProgress,
+    JobStarted, JobSubmitted, RunnerPhase, VideoInfo, clip, event_type, utcnow)
 from mochi_contracts.storage import VIDEO_CONTENT_TYPE, video_key
 from mochi_runner import metrics
 from mochi_runner.checkpoints import CheckpointStore, JobCheckpoints, RejectedCheckpoint, verify
 from mochi_runner.engine import MochiEngine, Resume
 from mochi_runner.gpu_slots import GpuSlots, Ticket
 from mochi_runner.job_control import JobControl, RenderStopped
+from mochi_runner.previews import JobPreviews, PreviewStore, schedule
 from mochi_runner.settings import RunnerSettings
 from mochi_runner.thread_futures import set_exception_unless_done, set_result_unless_done
 from mochi_runner.thumbnails import store_missing_thumbnails, store_thumbnails
@@ -67,6 +76,8 @@ T = TypeVar("T")
 
 # Past this NATS counts as down: the attempt fails and JetStream redelivers it.
 PUBLISH_PATIENCE_S = 60.0
+# How long the end of a render waits for its preview in flight (encode, upload).
+PREVIEW_SETTLE_S = 10.0
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -132,6 +143,9 @@ class JobHandler:
         # None: this runner neither saves nor resumes renders.
         self.checkpoints = checkpoints
         self.decodes = 0  # for fault_injection_decode_oom
+        # None: this runner makes no live previews (MOCHI_PREVIEW_EVERY_S=0).
+        self.previews = (PreviewStore(nc.jetstream(), settings.jetstream())
+                         if settings.preview_every_s > 0 else None)
 
     # ---- what the service asks ------------------------------------------------
 
@@ -280,18 +294,34 @@ class JobHandler:
         attempt.started = time.perf_counter()
         attempt.moved_at = time.monotonic()
         clock = metrics.StepClock()
-        progress: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
+        # The render's events, in order: phases, progress, previews.
+        progress: asyncio.Queue[JobEvent | None] = asyncio.Queue()
         publisher = asyncio.create_task(self._publish_progress(attempt, progress))
+        denoised = resume is not None and resume.step >= req.num_inference_steps
+        progress.put_nowait(self._phase(attempt, "decoding" if denoised else "encoding_prompt"))
+        previews = None if denoised else self._job_previews(attempt, loop, progress)
         every = self.settings.checkpoint_every_steps
         latest: list[torch.Tensor] = []  # the latents of the step that just ended
+        stepped: list[int] = []  # the steps this attempt rendered (the first one says "denoising")
 
         def on_latents(step: int, latents: torch.Tensor) -> None:  # the render thread, before on_step
             latest[:] = [latents]
+            nonlocal previews
+            if previews is not None:
+                try:
+                    previews.on_latents(step, latents)
+                except Exception as err:  # a preview is for show: this job goes on without them
+                    attempt.log.error("preview.failed", step=step, exc_info=err, effect="no more previews")
+                    previews = None
 
         def on_step(step: int, total: int) -> None:  # runs in the render thread
             attempt.moved_at = time.monotonic()
             metrics.STEPS_RENDERED.inc()
-            loop.call_soon_threadsafe(progress.put_nowait, (step, total))
+            if not stepped:
+                loop.call_soon_threadsafe(progress.put_nowait, self._phase(attempt, "denoising"))
+            stepped[:] = [step]
+            loop.call_soon_threadsafe(progress.put_nowait, JobProgress(
+                job_id=job_id, step=step, total_steps=total, runner=self.runner_id))
             clock.tick()
             # One read of the reason decides both the checkpoint and the stop,
             # so a hand-over always stops after a step whose latents are saved.
@@ -311,6 +341,8 @@ class JobHandler:
                 attempt.log.info("job.gpu_idle_before", seconds=round(idle, 3), lanes=list(ticket.lanes))
             latents = self.engine.denoise(req, on_step, lane=ticket.lane, resume=resume, on_latents=on_latents)
             attempt.moved_at = time.monotonic()  # the decode makes no steps
+            if not denoised:
+                loop.call_soon_threadsafe(progress.put_nowait, self._phase(attempt, "decoding"))
             if self.settings.fault_injection_decode_oom > self.decodes:
                 self.decodes += 1
                 raise torch.OutOfMemoryError(f"fault injection: decode {self.decodes} of "
@@ -328,6 +360,10 @@ class JobHandler:
             # the CPU beside the next job's denoising.
             if not attempt.hung:
                 self.slots.release(ticket)
+            if previews is not None:
+                # Before the publisher stops: a stored preview's event goes out,
+                # and none comes after (the final event may follow at once).
+                await previews.settle(PREVIEW_SETTLE_S)
             progress.put_nowait(None)
             await publisher
         attempt.log.info("job.rendered", seconds=round(time.perf_counter() - attempt.started, 2))
@@ -434,7 +470,9 @@ class JobHandler:
         with tempfile.TemporaryDirectory(prefix="mochi-") as tmp:
             path = Path(tmp) / "video.mp4"
             attempt.moved_at = time.monotonic()
+            await self._publish_phase(attempt, "encoding_video")
             await self._watched(attempt, partial(encode_mp4, frames, req.fps, path, preset=self.settings.mp4_preset))
+            await self._publish_phase(attempt, "storing")
             size = await self._store_video(job_id, path)
             # Beside the video, before the completed event that links them;
             # never the job's failure (thumbnails.py).
@@ -493,6 +531,9 @@ class JobHandler:
             await attempt.checkpoints.settle(self.settings.checkpoint_wait_s)
         if self.checkpoints is not None:
             await self.checkpoints.delete(attempt.job_id)
+        if self.previews is not None:
+            # Previews are of renders in progress: GET .../preview answers 404 from here on.
+            await self.previews.delete(attempt.job_id)
         attempt.log.info(what, final_published=published if final is not None else None, **fields)
         return outcome
 
@@ -595,15 +636,47 @@ class JobHandler:
         except Exception as err:
             log.warning("job.log_not_published", job_id=job_id, error=repr(err))
 
-    async def _publish_progress(self, attempt: Attempt, queue: asyncio.Queue[tuple[int, int] | None]) -> None:
-        while (item := await queue.get()) is not None:
+    def _phase(self, attempt: Attempt, phase: RunnerPhase) -> JobPhase:
+        return JobPhase(job_id=attempt.job_id, phase=phase, runner=self.runner_id)
+
+    async def _publish_phase(self, attempt: Attempt, phase: RunnerPhase) -> None:
+        """A phase after the render (encoding, storing): informational, never fails the job."""
+        if attempt.control.reason == JobControl.FINISHED_ELSEWHERE:
+            return
+        try:
+            await publish_event(self.js, self._phase(attempt, phase),
+                                dedupe=f"{attempt.job_id}:phase:{attempt.number}:{phase}")
+        except Exception as err:
+            attempt.log.warning("job.phase_not_published", phase=phase, error=repr(err))
+
+    def _job_previews(self, attempt: Attempt, loop: asyncio.AbstractEventLoop,
+                      queue: asyncio.Queue[JobEvent | None]) -> JobPreviews | None:
+        if self.previews is None:
+            return None
+        req = attempt.event.request
+
+        async def published(step: int, size: int) -> None:
+            queue.put_nowait(JobPreview(job_id=attempt.job_id, step=step, total_steps=req.num_inference_steps,
+                                        bytes=size, runner=self.runner_id))
+
+        return JobPreviews(self.previews, loop, job_id=attempt.job_id,
+                           latent_frames=self.engine.latent_shape(req)[2],
+                           sigmas=schedule(self.engine.pipe.scheduler.config, req.num_inference_steps),
+                           every_s=self.settings.preview_every_s, published=published)
+
+    async def _publish_progress(self, attempt: Attempt, queue: asyncio.Queue[JobEvent | None]) -> None:
+        while (event := await queue.get()) is not None:
             if attempt.control.reason == JobControl.FINISHED_ELSEWHERE:
                 continue  # the job has its final event: nothing may follow it on its stream
-            step, total = item
+            match event:
+                case JobProgress(step=step) | JobPreview(step=step):
+                    which = str(step)
+                case JobPhase(phase=phase):
+                    which = phase
+                case _:
+                    which = uuid.uuid4().hex
+            kind = event_type(event)
             try:
-                await publish_event(
-                    self.js, JobProgress(job_id=attempt.job_id, step=step, total_steps=total, runner=self.runner_id),
-                    dedupe=f"{attempt.job_id}:progress:{attempt.number}:{step}")
+                await publish_event(self.js, event, dedupe=f"{attempt.job_id}:{kind}:{attempt.number}:{which}")
             except Exception as err:  # progress is informational: the render goes on
-                attempt.log.warning("job.progress_not_published", step=step, error=repr(err))
-
+                attempt.log.warning("job.progress_not_published", event=kind, which=which, error=repr(err))

@@ -13,6 +13,7 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import msgspec
 from litestar import get
 from litestar.datastructures import State
 from litestar.params import Parameter
@@ -26,10 +27,12 @@ from mochi_api.problems import invalid_fields, problem, unavailable
 from mochi_api.routes.jobs import _load
 from mochi_common.nats_conn import last_event, newest_seq
 from mochi_contracts import subjects
-from mochi_contracts.events import FINAL_TYPES
+from mochi_contracts.events import FINAL_TYPES, JobPhase, JobPreview
 from mochi_contracts.jobs import FieldError
+from mochi_contracts.resources import job_links
 
 INT64_MAX = 2**63 - 1
+_json = msgspec.json.Encoder().encode
 # How long a client told "too many streams" should wait before it tries again.
 STREAMS_RETRY_AFTER_S = 10
 # The comment between a job stream's history and its live part.
@@ -74,9 +77,18 @@ def _resume_from(header: str | None, query: str | None) -> int | None:
     return int(raw) + 1
 
 
-def _message(event: StreamEvent) -> ServerSentEventMessage:
+def _message(ctx: ApiContext, event: StreamEvent) -> ServerSentEventMessage:
     # data is msgspec's JSON (or a rejection's), so always UTF-8.
-    return ServerSentEventMessage(data=event.data.decode(), event=event.type, id=str(event.seq))
+    data = event.data
+    match event.event:
+        case JobPreview(step=step, total_steps=total):
+            # What a client needs to show it: the link, new per preview (the
+            # runner's byte count and name stay on the job stream).
+            url = f"{job_links(ctx.settings.public_url, event.job_id).preview}?step={step}"
+            data = _json({"step": step, "total_steps": total, "url": url})
+        case JobPhase(phase=phase):
+            data = _json({"phase": phase})
+    return ServerSentEventMessage(data=data.decode(), event=event.type, id=str(event.seq))
 
 
 def _listen(ctx: ApiContext, caller: Caller, job_id: str | None) -> Listener:
@@ -116,7 +128,7 @@ async def _follow(ctx: ApiContext, listener: Listener, after: int, close_on_fina
         if event.seq <= last:
             continue
         last = event.seq
-        yield _message(event)
+        yield _message(ctx, event)
         if close_on_final and event.type in FINAL_TYPES:
             return
 
@@ -126,6 +138,10 @@ async def _follow(ctx: ApiContext, listener: Listener, after: int, close_on_fina
                  "A comment every 15 s keeps the connection open; the comment `: replayed` marks the end of "
                  "the history (a client that wants only the past may close there); the stream ends after "
                  "the final event. "
+                 "While the job runs, `event: phase` carries `{\"phase\"}` when its phase changes "
+                 "(encoding_prompt, denoising, decoding, encoding_video, storing), and `event: preview` "
+                 "carries `{\"step\", \"total_steps\", \"url\"}` each time a new live preview is stored "
+                 "(`url` is links.preview with `?step=`). "
                  "An event on this job's subjects that the service refused (it disagrees with its "
                  "subject, breaks a bound or is not JSON) arrives as `event: rejected` with "
                  "`{\"seq\", \"subject\", \"reason\"}` and its own id, and changes nothing. "
@@ -148,7 +164,7 @@ async def job_events(
             try:
                 async for event in replay(ctx.js, subjects.job_events(job_id), start):
                     last = event.seq
-                    yield _message(event)
+                    yield _message(ctx, event)
                     if event.type in FINAL_TYPES:
                         return
             except ReplayCutShort:
@@ -202,7 +218,7 @@ async def all_events(
                             continue
                         owner = await ctx.hub.owners.owner_of(event.job_id)
                         if caller.owner_filter is None or owner == caller.owner_filter:
-                            yield _message(event)
+                            yield _message(ctx, event)
                 except ReplayCutShort:
                     return  # the client reconnects with Last-Event-ID and gets the rest
             async for message in _follow(ctx, listener, last, close_on_final=False):

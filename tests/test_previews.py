@@ -1,0 +1,153 @@
+"""Live previews and phases (issue 24), on real processes with the tiny model:
+the runner stores a preview in the previews bucket at most every
+MOCHI_PREVIEW_EVERY_S while it denoises and tells of it on the job's stream;
+the API serves it to its owner only, answers 409 before the first and 404
+once the job is final; the job's SSE stream carries `preview` and `phase`."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+
+import httpx
+import nats
+import pytest
+from nats.js.errors import ObjectNotFoundError
+from PIL import Image
+
+from mochi_api.api_keys import new_key
+from mochi_contracts.phases import RUNNER_PHASES
+from mochi_contracts.streams import PREVIEW_BUCKET, preview_object
+from sse_client import Sse, read_sse
+
+ALICE, ALICE_LINE = new_key("alice")
+BOB, BOB_LINE = new_key("bob")
+# 25 frames are 5 latent frames, of which the preview shows 4; 96 px wide is a
+# 12-latent-wide render, so a 24 px (a quarter) preview. Enough steps that the
+# render outlasts several preview intervals on a loaded 2-core machine.
+JOB = {"prompt": "a red fox runs through fresh snow", "width": 96, "height": 64, "num_frames": 25,
+       "num_inference_steps": 120, "guidance_scale": 1.0}
+EVERY_S = 0.3
+
+
+def as_(key: str, system) -> httpx.Client:
+    return httpx.Client(base_url=system.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def wait_until(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def _preview_objects(nats_url: str, job_id: str) -> list[str]:
+    """The names of the job's preview objects still in the bucket."""
+    nc = await nats.connect(nats_url)
+    try:
+        bucket = await nc.jetstream().object_store(PREVIEW_BUCKET)
+        left = []
+        for still in (False, True):
+            try:
+                await bucket.get_info(preview_object(job_id, still))
+                left.append(preview_object(job_id, still))
+            except ObjectNotFoundError:
+                pass
+        return left
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def keyed(system):
+    keys = system.root / "keys.txt"
+    keys.write_text(f"{ALICE_LINE}\n{BOB_LINE}\n")
+    system.start_catalog()
+    system.start_api(MOCHI_API_KEYS_FILE=str(keys), MOCHI_ALLOW_ANONYMOUS="false")
+    return system
+
+
+def test_a_live_preview_appears_changes_and_goes_with_the_job(keyed):
+    alice, bob = as_(ALICE, keyed), as_(BOB, keyed)
+    job = alice.post("/v1/jobs", json=JOB).json()
+    jid, preview = job["id"], job["links"]["preview"]
+    assert preview == f"/v1/jobs/{jid}/preview"
+    assert job["progress"]["phase"] == "queued"
+
+    # Queued (no runner yet): no preview yet, said as a problem.
+    resp = alice.get(preview)
+    assert resp.status_code == 409, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    # Someone else's job does not exist for bob, whatever the route.
+    for path in (preview, f"{preview}?still=true", f"/v1/jobs/{jid}/events"):
+        assert bob.get(path).status_code == 404, path
+
+    seen: list[Sse] = []
+
+    def follow() -> None:
+        for message in read_sse(f"{keyed.api_url}/v1/jobs/{jid}/events",
+                                {"Authorization": f"Bearer {ALICE}"}, timeout=300):
+            seen.append(message)
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    keyed.start_runner(MOCHI_PREVIEW_EVERY_S=str(EVERY_S))
+
+    def previews() -> list[Sse]:
+        return [m for m in seen if m.event == "preview"]
+
+    wait_until(lambda: previews(), 240, "a preview event")
+    first = alice.get(preview)
+    assert first.status_code == 200, first.text
+    assert first.headers["content-type"] == "image/webp"
+    assert first.headers["cache-control"] == "no-store"
+    image = Image.open(io.BytesIO(first.content))
+    assert image.format == "WEBP" and image.is_animated and image.n_frames == 4
+    assert image.size == (JOB["width"] // 4, JOB["height"] // 4)
+    still = alice.get(preview, params={"still": "true"})
+    assert still.status_code == 200 and still.headers["content-type"] == "image/png"
+    assert still.content.startswith(b"\x89PNG\r\n\x1a\n")
+    assert Image.open(io.BytesIO(still.content)).size == image.size
+    running = alice.get(f"/v1/jobs/{jid}").json()
+    assert running["status"] == "running" and running["progress"]["phase"] == "denoising"
+
+    # Two previews later the model's estimate has moved on: other bytes.
+    count = len(previews())
+    wait_until(lambda: len(previews()) >= count + 2, 120, "two more preview events")
+    second = alice.get(preview)
+    assert second.status_code == 200 and second.content != first.content
+
+    reader.join(timeout=300)
+    assert not reader.is_alive(), "the job's event stream did not end"
+    assert seen[-1].event == "completed", [m.event for m in seen]
+
+    # Each preview event: the step, the steps, the link (new per step); in step order.
+    shown = [m.json for m in previews()]
+    steps = [p["step"] for p in shown]
+    assert steps == sorted(set(steps)) and 0 < steps[0] and steps[-1] <= JOB["num_inference_steps"]
+    assert all(p == {"step": p["step"], "total_steps": JOB["num_inference_steps"],
+                     "url": f"{preview}?step={p['step']}"} for p in shown), shown
+    # The phases, each once, in order, all before the final event.
+    phases = [m.json["phase"] for m in seen if m.event == "phase"]
+    assert phases == list(RUNNER_PHASES), phases
+    kinds = [m.event for m in seen]
+    assert kinds.index("phase") < kinds.index("progress")  # encoding_prompt comes first
+    assert max(i for i, k in enumerate(kinds) if k in ("phase", "preview")) < kinds.index("completed")
+
+    # Gone with the job: 404 (final), and the runner deleted both objects.
+    done = alice.get(f"/v1/jobs/{jid}").json()
+    assert done["status"] == "completed" and done["progress"]["phase"] == "finished"
+    for path in (preview, f"{preview}?still=true"):
+        resp = alice.get(path)
+        assert resp.status_code == 404 and resp.headers["content-type"].startswith("application/problem+json")
+    assert asyncio.run(_preview_objects(keyed.nats_url, jid)) == []
+
+    # On the job stream a preview is a small event: its size, never its bytes.
+    on_stream = [m for m in keyed.events(f"mochi.jobs.{jid}.preview")]
+    assert len(on_stream) == len(shown)
+    assert all(len(m.data) < 1024 and m.event.bytes > 0 for m in on_stream)
