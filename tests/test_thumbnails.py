@@ -16,6 +16,8 @@ import httpx
 import numpy as np
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import SMALL, System
@@ -169,6 +171,13 @@ def test_a_jobs_files_share_its_prefix_and_name_it() -> None:
     assert thumbnail_key(job_id).endswith(".jpg") and thumbnail_clip_key(job_id).endswith(".mp4")
     for stranger in ("videos/9f/other.txt", f"checkpoints/{job_id}.mp4", f"videos/9f/{job_id}", "videos/"):
         assert job_of_key(stranger) is None
+
+
+@given(st.text("0123456789abcdef", min_size=32, max_size=32), st.text(min_size=0, max_size=60))
+def test_every_jobs_keys_read_back_and_nothing_else_does(job_id: str, other: str) -> None:
+    assert [job_of_key(key) for key in job_keys(job_id)] == [job_id] * 3
+    found = job_of_key(other)
+    assert found is None or other in job_keys(found)
 
 
 def put_files(store: VideoStore, job_id: str, tmp: Path, which: tuple[str, ...]) -> None:
