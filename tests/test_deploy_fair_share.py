@@ -176,3 +176,12 @@ def test_fair_mode_runs_as_the_deployed_users(tmp_path: Path, tiny_model: Path,
             assert VIOLATION not in proc.log().lower(), f"{proc.name}: {proc.log()[-2000:]}"
     finally:
         system.stop()
+
+
+def test_the_secrets_script_creates_the_scheduler_password() -> None:
+    from test_deploy_secrets import created_by_script, mounted, referenced
+
+    missing = referenced(FAIR) - created_by_script()
+    assert not missing, f"{FAIR} reads secret keys the script never creates: {sorted(missing)}"
+    assert ("mochi-nats-users", "scheduler-password") in referenced(FAIR)
+    assert mounted(FAIR) <= {name for name, _ in created_by_script()}

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Creates the five Secrets the manifests read, with random passwords:
-#   mochi-nats-users  passwords of the NATS users (api, catalog, runner, admin, sys)
+#   mochi-nats-users  passwords of the NATS users (api, catalog, runner, webhooks, scheduler, admin, sys)
 #   mochi-minio       MinIO's root login and the services' bucket-only login
 #   mochi-hf-token    the Hugging Face token the weights Job downloads with
 #   mochi-api-keys    the API's keys file, with one admin key (printed once)
@@ -24,6 +24,7 @@ kubectl -n "$ns" create secret generic mochi-nats-users \
   --from-literal=catalog-password="$(pw)" \
   --from-literal=runner-password="$(pw)" \
   --from-literal=webhooks-password="$(pw)" \
+  --from-literal=scheduler-password="$(pw)" \
   --from-literal=admin-password="$(pw)" \
   --from-literal=sys-password="$(pw)"
 
