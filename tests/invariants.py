@@ -81,7 +81,7 @@ def check_invariants(system, catalog_db: Path | None = None, all_final: bool = T
         assert finals[job_id] <= 1, f"{job_id} has {finals[job_id]} final events"
         if all_final:
             assert finals[job_id] == 1, f"{job_id} never finished"
-    videos = Counter(p.stem for p in (system.root / "videos").rglob("*.mp4"))
+    videos = Counter(p.stem for p in (system.root / "videos").rglob("*.mp4") if "." not in p.stem)  # not <id>.clip.mp4
     assert all(n == 1 for n in videos.values())
     completed = {j for j, t in outcome.items() if t == "completed"}
     assert set(videos) == completed, (set(videos) ^ completed)
