@@ -17,7 +17,8 @@ FAST_REDELIVERY = {"MOCHI_ACK_WAIT_S": "3"}
 
 def stored_videos(system) -> list[Path]:
     root = system.root / "videos"
-    return [p for p in root.rglob("*.mp4")] if root.exists() else []
+    # <id>.mp4, not the thumbnail clip <id>.clip.mp4 beside it
+    return [p for p in root.rglob("*.mp4") if "." not in p.stem] if root.exists() else []
 
 
 def progress_of(system, job_id: str) -> int:
