@@ -44,17 +44,25 @@ KNOWN_SUBJECTS = {subjects.job_events(SAMPLE_ID), subjects.ALL_JOB_EVENTS, subje
 def test_recipes_name_streams_consumers_and_subjects_from_contracts():
     cmds = recipes()
     assert len(cmds) >= 10
-    stream_names = {streams.JOBS_STREAM, streams.DEAD_LETTER_STREAM}
+    stream_names = {streams.JOBS_STREAM, streams.DEAD_LETTER_STREAM, streams.RELEASE_STREAM,
+                    streams.RELEASE_DEAD_LETTER_STREAM}
+    buckets = {streams.SCHEDULER_LEASE_BUCKET: streams.SCHEDULER_LEASE_KEY,
+               streams.SCHEDULER_QUEUE_BUCKET: streams.SCHEDULER_QUEUE_KEY}
     for cmd in cmds:
         for tok in cmd:
             if re.fullmatch(r"MOCHI_[A-Z_]+", tok):
                 assert tok in stream_names, cmd
-            if tok.startswith("mochi.") and not tok.startswith(subjects.CATALOG_PREFIX):
+            if tok.startswith(subjects.SCHED_PREFIX + "."):
+                assert tok == subjects.released(SAMPLE_ID), (tok, cmd)
+            elif tok.startswith("mochi.") and not tok.startswith(subjects.CATALOG_PREFIX):
                 finals = [subjects.event_subject(SAMPLE_ID, t) for t in sorted(FINAL_TYPES)]
                 assert tok in KNOWN_SUBJECTS or any(matches(tok, f) for f in finals), (tok, cmd)
                 assert matches(subjects.ALL_JOB_EVENTS, tok.replace("*", "x").replace(">", "x")), tok
         if cmd[1:3] == ["consumer", "info"]:
-            assert cmd[3:5] == [streams.JOBS_STREAM, streams.RUNNERS_CONSUMER]
+            assert cmd[3:5] in ([streams.JOBS_STREAM, streams.RUNNERS_CONSUMER],
+                                [streams.RELEASE_STREAM, streams.RELEASED_CONSUMER]), cmd
+        if cmd[1] == "kv":
+            assert cmd[3] in buckets and cmd[4:] in ([], [buckets[cmd[3]]]), cmd
         if cmd[1:3] == ["micro", "info"]:
             assert cmd[3] == subjects.CATALOG_SERVICE
         if cmd[1] == "req":
