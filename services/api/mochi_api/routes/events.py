@@ -87,7 +87,8 @@ def _message(ctx: ApiContext, event: StreamEvent) -> ServerSentEventMessage:
             url = f"{job_links(ctx.settings.public_url, event.job_id).preview}?step={step}"
             data = _json({"step": step, "total_steps": total, "url": url})
         case JobPhase(phase=phase):
-            data = _json({"phase": phase})
+            # job_id: on /v1/events (every job's stream) the phase would name no job otherwise.
+            data = _json({"job_id": event.job_id, "phase": phase})
     return ServerSentEventMessage(data=data.decode(), event=event.type, id=str(event.seq))
 
 
