@@ -105,6 +105,8 @@ class QueueEstimates:
         except self.unavailable as err:
             # No catalog now: the last read stands (an empty one at first) until it answers.
             log.warning("api.estimates_without_catalog", error=repr(err))
+            # Not asked again for FRESH_S: the reads waiting on the lock must not each time out in turn.
+            self._lanes = Lanes(self._lanes.running, self._lanes.after_steps_pace, read_at=time.monotonic())
             return self._lanes
         self._lanes = Lanes(running=running.jobs, after_steps_pace=pace.after_steps_pace(done.jobs),
                             read_at=time.monotonic())
