@@ -27,7 +27,6 @@ or directly, with bench/run.sh's PYTHONPATH and nats-server on PATH:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import tempfile
 import time
@@ -35,20 +34,11 @@ from pathlib import Path
 
 import torch
 
-from common import DEFAULT, PROMPT, bench_model_dir, median, open_report
-
-
-class StopSteps(Exception):
-    pass
+from common import DEFAULT, PROMPT, StopSteps, bench_model_dir, bench_parser, median, open_report
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=Path("var/bench"))
-    parser.add_argument("--tiny", action="store_true", help="CPU dry run with the tiny model")
-    parser.add_argument("--width", type=int, default=DEFAULT["width"])
-    parser.add_argument("--height", type=int, default=DEFAULT["height"])
-    parser.add_argument("--frames", type=int, default=DEFAULT["num_frames"])
+    parser = bench_parser()
     parser.add_argument("--steps", type=int, default=6, help="steps per variant (the first untimed)")
     parser.add_argument("--compile", action="store_true", help="compiled blocks, as the h200x2 runner runs")
     args = parser.parse_args()

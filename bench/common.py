@@ -3,6 +3,7 @@ measured matmul ceiling, and a report that prints and also writes JSON."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -20,6 +21,34 @@ PROMPT = ("a cat walks on the grass in the morning sun a red car drives along a 
           "at night waves crash on rocks under a grey sky a person dances in a city street")
 
 DEFAULT = dict(width=848, height=480, num_frames=163, num_inference_steps=64, guidance_scale=4.5)
+
+
+def bench_parser(tiny_help: str = "CPU dry run with the tiny model") -> argparse.ArgumentParser:
+    """The options every model benchmark takes: where its report goes, the
+    tiny model's CPU dry run, and the video's size (Mochi's reference by default)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=Path("var/bench"))
+    parser.add_argument("--tiny", action="store_true", help=tiny_help)
+    parser.add_argument("--width", type=int, default=DEFAULT["width"])
+    parser.add_argument("--height", type=int, default=DEFAULT["height"])
+    parser.add_argument("--frames", type=int, default=DEFAULT["num_frames"])
+    return parser
+
+
+class StopSteps(Exception):
+    """Raised from a step hook once a benchmark has timed the steps it wanted."""
+
+
+def wall_seconds(fn, device: torch.device, reps: int) -> list[float]:
+    """Wall clock of `fn` followed by a sync, `reps` times: a step's pattern."""
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - started)
+    return times
 
 
 def sync(devices) -> None:

@@ -17,15 +17,14 @@ untimed: it holds compilation and cuDNN set-up); every step ends in a sync.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from common import (DEFAULT, PROMPT, bench_model_dir, matmul_peak_tflops, median, open_report, peaks_gib,
-                    reset_peaks, sync)
+from common import (DEFAULT, PROMPT, bench_model_dir, bench_parser, matmul_peak_tflops, median, open_report,
+                    peaks_gib, reset_peaks, sync)
 from flops import forward_flops, latent_shape
 
 
@@ -75,15 +74,10 @@ def compare(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=Path("var/bench"))
-    parser.add_argument("--tiny", action="store_true", help="CPU dry run with the tiny model")
+    parser = bench_parser()
     parser.add_argument("--devices", default="cuda:0,cuda:1")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant (one more untimed)")
     parser.add_argument("--stock-steps", type=int, default=2)
-    parser.add_argument("--width", type=int, default=DEFAULT["width"])
-    parser.add_argument("--height", type=int, default=DEFAULT["height"])
-    parser.add_argument("--frames", type=int, default=DEFAULT["num_frames"])
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
 

@@ -26,30 +26,13 @@ weights unless --tiny):
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import torch
 
-from common import DEFAULT, PROMPT, bench_model_dir, cuda_seconds, matmul_peak_tflops, median, open_report
+from common import (DEFAULT, PROMPT, StopSteps, bench_model_dir, bench_parser, cuda_seconds, matmul_peak_tflops,
+                    median, open_report, wall_seconds)
 from flops import branch_inputs, forward_flops
-
-
-class StopSteps(Exception):
-    pass
-
-
-def wall_seconds(fn, device: torch.device, reps: int) -> list[float]:
-    """Wall clock of `fn` followed by a sync, `reps` times: a step's pattern."""
-    times = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - started)
-    return times
 
 
 def capture(fn, device: torch.device) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
@@ -67,12 +50,7 @@ def capture(fn, device: torch.device) -> tuple[torch.cuda.CUDAGraph, torch.Tenso
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=Path("var/bench"))
-    parser.add_argument("--tiny", action="store_true", help="CPU dry run with the tiny model (no graphs)")
-    parser.add_argument("--width", type=int, default=DEFAULT["width"])
-    parser.add_argument("--height", type=int, default=DEFAULT["height"])
-    parser.add_argument("--frames", type=int, default=DEFAULT["num_frames"])
+    parser = bench_parser("CPU dry run with the tiny model (no graphs)")
     parser.add_argument("--steps", type=int, default=6, help="lane steps (the first untimed)")
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()

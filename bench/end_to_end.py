@@ -13,7 +13,6 @@ GPU utilisation is sampled through NVML every 0.2 s where it is available."""
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import threading
 import time
@@ -21,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from common import (DEFAULT, PROMPT, bench_model_dir, matmul_peak_tflops, median, open_report, peaks_gib,
-                    reset_peaks, sync)
+from common import (DEFAULT, PROMPT, bench_model_dir, bench_parser, matmul_peak_tflops, median, open_report,
+                    peaks_gib, reset_peaks, sync)
 from flops import forward_flops
 
 
@@ -63,13 +62,8 @@ class StopBench(Exception):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=Path("var/bench"))
-    parser.add_argument("--tiny", action="store_true", help="CPU dry run with the tiny model")
+    parser = bench_parser()
     parser.add_argument("--devices", default="cuda:0,cuda:1")
-    parser.add_argument("--width", type=int, default=DEFAULT["width"])
-    parser.add_argument("--height", type=int, default=DEFAULT["height"])
-    parser.add_argument("--frames", type=int, default=DEFAULT["num_frames"])
     parser.add_argument("--steps", type=int, default=DEFAULT["num_inference_steps"])
     parser.add_argument("--stock-steps", type=int, default=2, help="timed stock steps (one more untimed)")
     parser.add_argument("--no-compile", action="store_true")

@@ -8,23 +8,16 @@ The guided path is also run for 2 steps, to check it after the lanes were added.
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
-from pathlib import Path
 
 
-from common import DEFAULT, PROMPT, bench_model_dir, median, open_report, peaks_gib, reset_peaks, sync
+from common import DEFAULT, PROMPT, bench_model_dir, bench_parser, median, open_report, peaks_gib, reset_peaks, sync
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=Path("var/bench"))
-    parser.add_argument("--tiny", action="store_true")
+    parser = bench_parser()
     parser.add_argument("--devices", default="cuda:0,cuda:1")
-    parser.add_argument("--width", type=int, default=DEFAULT["width"])
-    parser.add_argument("--height", type=int, default=DEFAULT["height"])
-    parser.add_argument("--frames", type=int, default=DEFAULT["num_frames"])
     parser.add_argument("--steps", type=int, default=3, help="timed steps (one more untimed)")
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()

@@ -26,38 +26,16 @@ transformer, the sync-free processor, compiled blocks):
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import torch
 
-from common import DEFAULT, PROMPT, bench_model_dir, median, open_report
+from common import DEFAULT, PROMPT, StopSteps, bench_model_dir, bench_parser, median, open_report, wall_seconds
 from flops import branch_inputs, forward_flops
 
 
-class StopSteps(Exception):
-    pass
-
-
-def wall_seconds(fn, device: torch.device, reps: int) -> list[float]:
-    times = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - started)
-    return times
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=Path("var/bench"))
-    parser.add_argument("--tiny", action="store_true", help="CPU dry run with the tiny model")
-    parser.add_argument("--width", type=int, default=DEFAULT["width"])
-    parser.add_argument("--height", type=int, default=DEFAULT["height"])
-    parser.add_argument("--frames", type=int, default=DEFAULT["num_frames"])
+    parser = bench_parser()
     parser.add_argument("--steps", type=int, default=6, help="guided steps of the runner (the first compiles)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--no-batch2", action="store_true", help="skip the batch-2 forward (it compiles anew)")

@@ -18,7 +18,6 @@ shown to finish once on another runner (bench/runner_handover.py)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from common import DEFAULT, PROMPT, Report
+from common import DEFAULT, PROMPT, Report, bench_parser
 from job_stream import job_events
 from runner_handover import RunnerProcess, hand_over
 
@@ -163,14 +162,9 @@ def measure_stock(report: Report, args, encode_and_store_s: float, first_job_s: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, default=Path("var/bench"))
+    parser = bench_parser()
     parser.add_argument("--runners", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=4)
-    parser.add_argument("--tiny", action="store_true", help="CPU dry run with the tiny model")
-    parser.add_argument("--width", type=int, default=DEFAULT["width"])
-    parser.add_argument("--height", type=int, default=DEFAULT["height"])
-    parser.add_argument("--frames", type=int, default=DEFAULT["num_frames"])
     parser.add_argument("--steps", type=int, default=DEFAULT["num_inference_steps"])
     parser.add_argument("--stock-steps", type=int, default=0,
                         help="after the run, time this many stock one-GPU steps (one more untimed)")
