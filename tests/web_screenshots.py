@@ -1,5 +1,6 @@
 """Screenshots of the web app's main screens for the README, desktop and
-phone, from a real stack with the tiny model and Debian's Chromium:
+phone (the gallery with posters and a live preview, a job rendering, a job
+completed), from a real stack with the tiny model and Debian's Chromium:
 
     .venv/bin/python tests/web_screenshots.py        # writes docs/screenshots/*.png
 """
@@ -30,11 +31,16 @@ def wait(check, what: str, timeout: float = 300.0):  # type: ignore[no-untyped-d
 
 
 def jobs(system: System) -> dict[str, str]:
-    """One job of each kind the list shows: completed, running, queued, cancelled."""
+    """A gallery of each kind of tile: completed (posters), running (its live
+    preview), queued and cancelled."""
     client = system.client()
     done = client.submit("a paper boat drifting down a stream", **TINY, num_inference_steps=8, seed=7)
+    for prompt, seed in (("autumn leaves falling in a park", 11), ("a hummingbird at a red flower", 12)):
+        client.submit(prompt, **TINY, num_inference_steps=8, seed=seed)
     client.wait(done.id, timeout=300)
-    running = client.submit("waves rolling onto a beach at sunset", **TINY, num_inference_steps=200)
+    # Long enough to still be rendering through every screenshot.
+    running = client.submit("waves rolling onto a beach at sunset", **{**TINY, "width": 192, "height": 192,
+                            "num_frames": 49}, num_inference_steps=200)
     queued = client.submit("a red fox walking through fresh snow", **TINY, num_inference_steps=8)
     cancelled = client.submit("city lights at night, timelapse", **TINY, num_inference_steps=8)
     client.cancel(cancelled.id)
@@ -42,12 +48,15 @@ def jobs(system: System) -> dict[str, str]:
     return {"done": done.id, "running": running.id, "queued": queued.id}
 
 
-def shoot(browser, url: str, name: str, viewport: dict, ready: str, full_page: bool = True) -> None:  # type: ignore[no-untyped-def]
+def shoot(browser, url: str, name: str, viewport: dict, ready: str, full_page: bool = True,  # type: ignore[no-untyped-def]
+          then: str | None = None) -> None:
     context = browser.new_context(viewport=viewport, is_mobile=viewport is PHONE, device_scale_factor=1)
     page = context.new_page()
     page.goto(url)
     page.wait_for_selector('#live-state[data-state="open"]')
     page.wait_for_function(ready)
+    if then:
+        page.evaluate(then)
     page.screenshot(path=str(OUT / f"{name}.png"), full_page=full_page)
     context.close()
     print(f"wrote {OUT / name}.png")
@@ -68,15 +77,25 @@ def main() -> None:
             system.start_api()
             ids = jobs(system)
             base = system.api_url
-            listed = "document.querySelectorAll('#job-list li').length >= 4 && !!document.querySelector('#job-list progress')"
+            # Posters loaded, and the running tile's live preview on screen.
+            tiles = "document.querySelectorAll('#job-list li').length >= 6"
+            listed = (f"{tiles} && !!document.querySelector('#job-list img.tile-preview') && [...document"
+                      ".querySelectorAll('#job-list img.tile-poster')].filter(i => i.naturalWidth).length >= 3")
             video = "(v => v && v.readyState >= 2)(document.querySelector('#job-video video'))"
-            running = "!!document.querySelector('#job-progress progress') && document.querySelector('#timeline').children.length >= 3"
+            running = ("(i => i && i.naturalWidth > 0)(document.querySelector('#job-preview img.preview-image'))"
+                       " && document.querySelector('#timeline').children.length >= 3")
             with sync_playwright() as pw:
                 browser = launch(pw)
-                shoot(browser, f"{base}/#/", "home-desktop", DESKTOP, listed, full_page=False)
+                # The running job's first, while it still renders.
                 shoot(browser, f"{base}/#/jobs/{ids['running']}", "job-running-desktop", DESKTOP, running)
+                shoot(browser, f"{base}/#/jobs/{ids['running']}", "job-running-phone", PHONE, running, full_page=False)
+                shoot(browser, f"{base}/#/", "home-desktop", DESKTOP, listed, full_page=False)
+                # One column: the posters further down load as they scroll near (loading=lazy).
+                shoot(browser, f"{base}/#/", "gallery-phone", PHONE,
+                      f"{tiles} && !!document.querySelector('#job-list img.tile-preview')", full_page=False,
+                      then="document.querySelector('#jobs-title').scrollIntoView()")
+                shoot(browser, f"{base}/#/", "home-phone", PHONE, tiles, full_page=False)
                 shoot(browser, f"{base}/#/jobs/{ids['done']}", "job-completed-desktop", DESKTOP, video)
-                shoot(browser, f"{base}/#/", "home-phone", PHONE, listed, full_page=False)
                 shoot(browser, f"{base}/#/jobs/{ids['done']}", "job-completed-phone", PHONE, video, full_page=False)
                 browser.close()
         finally:
