@@ -37,7 +37,7 @@ import numpy as np
 import structlog
 import torch
 
-from mochi_contracts.jobs import MAX_SIDE, JobRequest
+from mochi_contracts.jobs import JobRequest
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiTransformer3DModel
@@ -86,7 +86,8 @@ class EngineConfig:
     compile_cache_dir: str = ""
     # FOR BENCHMARKS ONLY: full-size Mochi with random weights, model_dir unused.
     random_weights: bool = False
-    # The warm-up render's size (and, compiled, one more width: see warm_up).
+    # The warm-up render's size. Compiled blocks take any size after it
+    # (parallel/prefix_attention.mark_sequence_dynamic).
     warmup_size: tuple[int, int, int] = (64, 64, 7)  # width, height, frames
 
 
@@ -317,16 +318,6 @@ class MochiEngine:
         width, height, frames = self.config.warmup_size
         self.render(JobRequest(prompt="warm up", width=width, height=height, num_frames=frames,
                                num_inference_steps=2, seed=0), lambda step, total: None)
-        if self.config.compile_blocks:
-            # A second token count makes dynamo recompile every block once with
-            # the sequence length dynamic (automatic dynamic shapes); that graph
-            # then serves every later size. Paid here, and kept in the compile
-            # cache, it is not paid by the first job of a new size (issue 22:
-            # about 30 s of blocked GPUs otherwise). Denoising only: the VAE
-            # is not compiled.
-            other = width + 32 if width + 32 <= MAX_SIDE else width - 32
-            self.denoise(JobRequest(prompt="warm up", width=other, height=height, num_frames=frames,
-                                    num_inference_steps=2, seed=0), lambda step, total: None)
         seconds = time.perf_counter() - started
         log.info("engine.warm", seconds=round(seconds, 2))
         return seconds

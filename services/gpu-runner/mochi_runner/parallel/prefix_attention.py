@@ -124,11 +124,25 @@ def length_carrier(mask: torch.Tensor, device: torch.device | None = None) -> to
         raise NotAPrefixMask(f"prompts of one batch have different lengths {lengths}")
     if not bool(mask[:, :valid].all()) or bool(mask[:, valid:].any()):
         raise NotAPrefixMask("the prompt's valid tokens are not a prefix of the mask")
-    carrier = mask[:, :valid].to(device or mask.device)
+    # A fresh tensor of those ones rather than a view of the mask: a view of a
+    # batch's second row has a storage offset, which dynamo guards on, and the
+    # guided and guidance-free paths would each compile their own graphs.
+    carrier = torch.ones((mask.shape[0], valid), dtype=mask.dtype, device=device or mask.device)
     # One compiled graph for every prompt length instead of one per length.
     # (Marked after the move: the mark belongs to the tensor object.)
     torch._dynamo.maybe_mark_dynamic(carrier, 1)
     return carrier
+
+
+def mark_sequence_dynamic(hidden_states: torch.Tensor, image_rotary_emb: tuple[torch.Tensor, ...]) -> None:
+    """The visual token count (width x height x frames) dynamic from a block's
+    first compile: one graph per block kind serves every video size, so a job
+    of a size not seen before compiles nothing (issue 22), and a warm restart
+    traces one graph per block kind instead of a static one and then a dynamic
+    one. (Marked per block: each block's input is a new tensor.)"""
+    torch._dynamo.maybe_mark_dynamic(hidden_states, 1)
+    for part in image_rotary_emb:
+        torch._dynamo.maybe_mark_dynamic(part, 0)
 
 
 def use_prefix_attention(transformer: MochiTransformer3DModel, kernel: AttentionKernel = "sdpa") -> None:
@@ -160,6 +174,7 @@ def prefix_forward(transformer, hidden_states: torch.Tensor, encoder_hidden_stat
         device=hidden_states.device, dtype=torch.float32)
 
     for block in transformer.transformer_blocks:
+        mark_sequence_dynamic(hidden_states, image_rotary_emb)
         hidden_states, encoder_hidden_states = block(
             hidden_states=hidden_states, encoder_hidden_states=encoder_hidden_states, temb=temb,
             encoder_attention_mask=carrier, image_rotary_emb=image_rotary_emb)
