@@ -191,7 +191,8 @@ def test_the_only_grant_is_patching_nodes_for_the_weights_label(overlay: str) ->
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": role["metadata"]["name"]}
     ds = one(overlay, "DaemonSet", "mochi-weights")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": ds["spec"]["template"]["spec"]["serviceAccountName"],
+    account = ds["spec"]["template"]["spec"]["serviceAccountName"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account,
                                     "namespace": ds["metadata"]["namespace"]}]
     mounts = _token_mounts(ds["spec"]["template"]["spec"])
     assert {c for c, tokens in mounts.items() if tokens} == {"label"}, "only the labeller holds the token"

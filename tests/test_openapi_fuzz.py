@@ -5,6 +5,8 @@ stream seeded first with what a hostile or broken publisher writes."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from conftest import SMALL, System
-from mochi_contracts import subjects
 from mochi_contracts.events import JobStarted
 from mochi_contracts.storage import video_key
 from test_api_streams_hardening import _completed, hostile_events, publish, publish_raw, take
@@ -89,20 +90,25 @@ def test_no_input_makes_a_server_error(live_api, seeded):
     streams = [op for op in operations if op.path.endswith("events")]
     assert len(streams) == 2
     for operation in operations:
-        is_stream = operation in streams
+        _fuzzed(operation, operation in streams, live_api.api_url)()
 
-        @given(case=operation.as_strategy())
-        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def check(case) -> None:
-            if not is_stream:
-                case.call_and_validate(checks=[not_a_server_error], timeout=10)
-                return
-            # An event stream stays open by design: only its status is checked.
-            kwargs = case.as_transport_kwargs(base_url=live_api.api_url)
-            with requests.request(**kwargs, stream=True, timeout=10) as resp:
-                assert resp.status_code < 500, (kwargs, resp.status_code, resp.content[:500])
 
-        check()
+def _fuzzed(operation: Any, is_stream: bool, api_url: str) -> Callable[[], None]:
+    """One operation's hypothesis test (a function per operation, so each
+    closes over its own operation rather than the loop's last one)."""
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def check(case) -> None:
+        if not is_stream:
+            case.call_and_validate(checks=[not_a_server_error], timeout=10)
+            return
+        # An event stream stays open by design: only its status is checked.
+        kwargs = case.as_transport_kwargs(base_url=api_url)
+        with requests.request(**kwargs, stream=True, timeout=10) as resp:
+            assert resp.status_code < 500, (kwargs, resp.status_code, resp.content[:500])
+
+    return check
 
 
 def test_the_victims_stream_and_every_resume_stay_whole(live_api, seeded):

@@ -33,7 +33,7 @@ def test_block_compiles_without_graph_breaks_and_matches_eager():
         eager = block(hidden, text, temb, carrier, rope)
         compiled = torch.compile(block, fullgraph=True, backend="eager")(hidden, text, temb, carrier, rope)
         stock = transformer.transformer_blocks[0](hidden, text, temb, mask, rope)
-        for a, b, c in zip(eager, compiled, stock):
+        for a, b, c in zip(eager, compiled, stock, strict=True):
             assert torch.equal(a, c), (a - c).abs().max()
             assert torch.equal(a, b), (a - b).abs().max()
         ours = torch._dynamo.explain(block)(hidden, text, temb, carrier, rope)

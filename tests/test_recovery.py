@@ -122,7 +122,7 @@ def test_job_killing_its_runner_every_time_is_failed_from_the_dead_letters(syste
     job = client.submit("a cat walks on the grass", **SLOW)
     for attempt, name in enumerate(["runner-a", "runner-b"], start=1):
         runner = system.start_runner(name)
-        wait_until(lambda: sum(1 for m in system.events(f"mochi.jobs.{job.id}.started")) == attempt,
+        wait_until(lambda attempt=attempt: sum(1 for m in system.events(f"mochi.jobs.{job.id}.started")) == attempt,
                    timeout=60, what=f"delivery {attempt}")
         runner.kill()
     system.start_runner("runner-c")

@@ -236,7 +236,7 @@ def test_sigkill_resumes_at_the_last_checkpoint_and_the_frames_equal_an_uninterr
     resumed = decoded_frames(system.root / "videos" / video_key(job.id))
     plain = decoded_frames(system.root / "videos" / video_key(again.id))
     assert len(resumed) == len(plain) == SLOW["num_frames"]
-    assert all((a == b).all() for a, b in zip(resumed, plain))
+    assert all((a == b).all() for a, b in zip(resumed, plain, strict=True))
 
     no_checkpoint_left(system, job.id)
     no_checkpoint_left(system, again.id)

@@ -127,7 +127,7 @@ def test_dispatcher_refuses_non_global_targets_before_a_try(system):
     for job_id, reason in [(cgnat.id, "refused: 100.64.0.1 is a private address"),
                            (foreign_id, "refused: 198.18.0.1 is not a globally routable address")]:
         assert client.wait(job_id, timeout=120).status == "completed"
-        records = wait_until(lambda: attempts_of(system, job_id), timeout=60, what=f"{job_id}'s attempt")
+        records = wait_until(lambda job_id=job_id: attempts_of(system, job_id), timeout=60, what=f"{job_id}'s attempt")
         assert [(a.outcome, a.status_code, a.error, a.duration_ms) for a in records] == [
             ("failed", None, reason, 0)]
 
