@@ -90,7 +90,7 @@ def check_invariants(system, catalog_db: Path | None = None, all_final: bool = T
         # events after this read: compare once the stream and the catalog stand still.
         for _ in range(20):
             last = messages[-1].seq if messages else 0
-            wait_until(lambda: applied_seq(catalog_db) >= last, timeout=60, what="catalog caught up")
+            wait_until(lambda last=last: applied_seq(catalog_db) >= last, timeout=60, what="catalog caught up")
             again = system.events()
             if (again[-1].seq if again else 0) == last and applied_seq(catalog_db) == last:
                 break

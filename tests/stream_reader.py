@@ -25,6 +25,13 @@ class StreamMessage:
     def event(self) -> JobEvent:
         return decode_event(self.data, self.headers, self.subject)
 
+    def readable(self) -> bool:
+        try:
+            decode_event(self.data, self.headers, self.subject)
+        except UnreadableEvent:
+            return False
+        return True
+
     @property
     def type(self) -> str:
         return self.headers.get("Mochi-Event-Type", "")
@@ -54,11 +61,4 @@ async def read_events(url: str, subject: str = "mochi.jobs.>") -> list[StreamMes
 
 
 def decodable(messages: list[StreamMessage]) -> list[StreamMessage]:
-    ok = []
-    for m in messages:
-        try:
-            m.event
-        except UnreadableEvent:
-            continue
-        ok.append(m)
-    return ok
+    return [m for m in messages if m.readable()]

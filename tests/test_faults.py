@@ -55,9 +55,10 @@ def submit_all(system: System, n: int, **params) -> list[str]:
     for i in range(n):
         body = {"prompt": f"a cat walks on the grass {i}", **params}
         key = {"Idempotency-Key": f"{time.time_ns()}-{i}"}
-        resp = wait_until(lambda: (r := httpx.post(f"{system.api_url}/v1/jobs", json=body, headers=key,
-                                                   timeout=30)).status_code != 503 and r,
-                          timeout=60, every=1.0, what="a submit past the election")
+        resp = wait_until(
+            lambda body=body, key=key: (r := httpx.post(f"{system.api_url}/v1/jobs", json=body, headers=key,
+                                                        timeout=30)).status_code != 503 and r,
+            timeout=60, every=1.0, what="a submit past the election")
         assert resp.status_code == 202, resp.text
         ids.append(resp.json()["id"])
     return ids
