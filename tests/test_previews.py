@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -18,7 +21,9 @@ from nats.js.errors import ObjectNotFoundError
 from PIL import Image
 
 from mochi_api.api_keys import new_key
-from mochi_contracts.phases import RUNNER_PHASES
+from mochi_cli.client import ApiError, MochiClient
+from mochi_cli.main import PHASE_WORDS
+from mochi_contracts.phases import PHASES, RUNNER_PHASES
 from mochi_contracts.streams import PREVIEW_BUCKET, preview_object
 from sse_client import Sse, read_sse
 
@@ -115,6 +120,9 @@ def test_a_live_preview_appears_changes_and_goes_with_the_job(keyed):
     assert Image.open(io.BytesIO(still.content)).size == image.size
     running = alice.get(f"/v1/jobs/{jid}").json()
     assert running["status"] == "running" and running["progress"]["phase"] == "denoising"
+    # The Python client reads the same.
+    client = MochiClient(keyed.api_url, api_key=ALICE)
+    assert client.preview(jid).startswith(b"RIFF") and client.preview(jid, still=True).startswith(b"\x89PNG")
 
     # Two previews later the model's estimate has moved on: other bytes.
     count = len(previews())
@@ -146,8 +154,30 @@ def test_a_live_preview_appears_changes_and_goes_with_the_job(keyed):
         resp = alice.get(path)
         assert resp.status_code == 404 and resp.headers["content-type"].startswith("application/problem+json")
     assert asyncio.run(_preview_objects(keyed.nats_url, jid)) == []
+    with pytest.raises(ApiError) as gone:
+        client.preview(jid)
+    assert gone.value.status == 404
+    # The client's events name the phases and the previews, as the stream has them.
+    replayed = list(client.events(jid))
+    assert [e.phase for e in replayed if e.phase] == phases
+    assert [e.preview.step for e in replayed if e.preview] == steps
+    assert all(e.preview.url == f"{preview}?step={e.preview.step}" for e in replayed if e.preview)
 
     # On the job stream a preview is a small event: its size, never its bytes.
     on_stream = [m for m in keyed.events(f"mochi.jobs.{jid}.preview")]
     assert len(on_stream) == len(shown)
     assert all(len(m.data) < 1024 and m.event.bytes > 0 for m in on_stream)
+
+
+def test_mochi_submit_shows_the_phase(keyed):
+    assert set(PHASE_WORDS) == set(PHASES)
+    keyed.start_runner(MOCHI_PREVIEW_EVERY_S=str(EVERY_S))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mochi_cli.main", "submit", "a cat on a wall", "--api", keyed.api_url,
+         "--api-key", ALICE, "--width", "64", "--height", "64", "--frames", "7", "--steps", "40",
+         "--guidance", "1.0", "--wait"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout.split("\r")
+    assert any("denoising" in line for line in shown), done.stdout[-2000:]
+    assert "finished" in shown[-1] and "completed" in shown[-1], shown[-1]

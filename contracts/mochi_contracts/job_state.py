@@ -112,8 +112,6 @@ def apply(state: JobState, event: JobEvent, seq: int) -> JobState:
             return msgspec.structs.replace(state, webhook_deliveries=_delivery(state, event))
         case JobLog():
             return state
-        case JobPreview():
-            return state  # the image is in the previews bucket; the API reads it there
     if state.status in FINAL_STATUSES:
         return state
     match event:
@@ -131,6 +129,11 @@ def apply(state: JobState, event: JobEvent, seq: int) -> JobState:
                 last_step_at=event.time, phase="denoising")
         case JobPhase(phase=phase, runner=runner):
             return msgspec.structs.replace(state, status="running", phase=phase, runner=runner)
+        case JobPreview(runner=runner):
+            # Previews are made while the job denoises (the image is in the
+            # previews bucket): as the newest event laid over a lagging
+            # catalog row, it still says the job runs.
+            return msgspec.structs.replace(state, status="running", phase="denoising", runner=runner)
         case JobCancelRequested():
             return msgspec.structs.replace(state, cancel_requested=True)
         case JobCompleted(video=video, runner=runner, attempt=attempt):

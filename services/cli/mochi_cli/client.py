@@ -6,8 +6,12 @@ typed objects with attributes, times as datetimes.
 
     with MochiClient("http://127.0.0.1:8000") as mochi:
         job = mochi.submit("a cat walks on the grass", width=256, height=144, num_frames=13)
-        done = mochi.wait(job.id, on_update=lambda j: print(j.status, j.progress.step))
+        done = mochi.wait(job.id, on_update=lambda j: print(j.status, j.progress.phase, j.progress.step))
         mochi.download(done.id, "cat.mp4")
+
+While it renders, `mochi.events(job.id)` yields its events: `event.phase` names
+each new phase, `event.preview` each new live preview, whose bytes
+`mochi.preview(job.id)` (an animated WebP; `still=True`: a PNG) fetches.
 """
 
 from __future__ import annotations
@@ -32,12 +36,35 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class Preview:
+    """A live preview the job's stream told of: after `step` of `total_steps`,
+    at `url` (links.preview with ?step=, relative unless the API has a public URL)."""
+
+    step: int
+    total_steps: int
+    url: str
+
+
+@dataclass(frozen=True)
 class Event:
     """One server-sent event of a job's stream: `id` is its stream sequence."""
 
     id: int
     type: str
     data: dict[str, Any]
+
+    @property
+    def phase(self) -> str | None:
+        """The phase a `phase` event says the job began (mochi_contracts.phases), else None."""
+        return str(self.data["phase"]) if self.type == "phase" else None
+
+    @property
+    def preview(self) -> Preview | None:
+        """What a `preview` event tells of, else None."""
+        if self.type != "preview":
+            return None
+        return Preview(step=int(self.data["step"]), total_steps=int(self.data["total_steps"]),
+                       url=str(self.data["url"]))
 
 
 class ApiError(Exception):
@@ -177,6 +204,13 @@ class MochiClient:
                 if failures > reconnects:
                     raise
                 time.sleep(min(0.5 * 2 ** failures, 10.0))
+
+    def preview(self, job_id: str, still: bool = False) -> bytes:
+        """The running job's newest live preview: an animated WebP, or with
+        `still` a PNG. ApiError 409 before its first, 404 once it is final."""
+        resp = self.http.get(f"/v1/jobs/{job_id}/preview", params={"still": "true"} if still else None)
+        self._check(resp)
+        return resp.content
 
     def download(self, job_id: str, dest: Path | str) -> Path:
         """Save the MP4 (follows the redirect to a presigned URL); ApiError 410 once it expired."""

@@ -7,6 +7,12 @@ import sys
 from pathlib import Path
 
 
+# How `mochi submit --wait` says each phase (mochi_contracts.phases).
+PHASE_WORDS = {"queued": "queued", "encoding_prompt": "encoding the prompt", "denoising": "denoising",
+               "decoding": "decoding", "encoding_video": "encoding the video", "storing": "storing",
+               "finished": "finished"}
+
+
 def _submit(args: argparse.Namespace) -> int:
     from mochi_cli.client import ApiError, MochiClient
     from mochi_contracts.resources import Job
@@ -34,8 +40,9 @@ def _submit(args: argparse.Namespace) -> int:
             width = 30
             done = int(width * p.fraction)
             where = f"queue position {j.queue_position}" if j.status == "queued" and j.queue_position else ""
+            doing = PHASE_WORDS.get(p.phase, p.phase)
             print(f"\r{j.status:<10} [{'#' * done}{'.' * (width - done)}] "
-                  f"step {p.step}/{p.total_steps} {where:<20}", end="", flush=True)
+                  f"step {p.step}/{p.total_steps} {doing:<19} {where:<20}", end="", flush=True)
 
         job = client.wait(job.id, on_update=show)
         print()
