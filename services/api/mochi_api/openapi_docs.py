@@ -28,13 +28,16 @@ _REQUEST = {"prompt": "Waves crashing on black volcanic rocks", "negative_prompt
             "height": 480, "num_frames": 163, "num_inference_steps": 64, "guidance_scale": 4.5,
             "seed": 42, "fps": 30}
 _LINKS = {"self": f"/v1/jobs/{_ID}", "events": f"/v1/jobs/{_ID}/events",
-          "video": f"/v1/jobs/{_ID}/video", "cancel": f"/v1/jobs/{_ID}/cancel", "logs": f"/v1/jobs/{_ID}/logs"}
+          "video": f"/v1/jobs/{_ID}/video", "cancel": f"/v1/jobs/{_ID}/cancel", "logs": f"/v1/jobs/{_ID}/logs",
+          "preview": f"/v1/jobs/{_ID}/preview", "thumbnail": f"/v1/jobs/{_ID}/thumbnail",
+          "thumbnail_clip": f"/v1/jobs/{_ID}/thumbnail/clip"}
 
 
 def _job(**over: Any) -> dict[str, Any]:
     job = {"id": _ID, "status": "queued", "final": False, "request": _REQUEST, "created_at": "2026-11-23T08:00:00Z",
            "started_at": None, "finished_at": None,
-           "progress": {"step": 0, "total_steps": 64, "fraction": 0.0, "seconds_per_step": None},
+           "progress": {"step": 0, "total_steps": 64, "fraction": 0.0, "seconds_per_step": None,
+                        "phase": "queued"},
            "queue_position": 2, "estimated_start_at": "2026-11-23T08:03:10Z", "estimated_finish_at": None,
            "attempts": 0, "attempt_starts": [], "runner": None, "cancel_requested": False, "error": None,
            "video": None,
@@ -52,11 +55,13 @@ RUNNING = _job(status="running", started_at="2026-11-23T08:03:02Z", queue_positi
                                 "from_step": 0},
                                {"attempt": 2, "runner": "gpu-runner-7d9f-0", "started_at": "2026-11-23T08:03:02Z",
                                 "from_step": 12}],
-               progress={"step": 17, "total_steps": 64, "fraction": 0.2656, "seconds_per_step": 2.71},
+               progress={"step": 17, "total_steps": 64, "fraction": 0.2656, "seconds_per_step": 2.71,
+                         "phase": "denoising"},
                estimated_finish_at="2026-11-23T08:06:05Z")
 COMPLETED = _job(status="completed", final=True, started_at="2026-11-23T08:03:02Z", finished_at="2026-11-23T08:06:12Z",
                  queue_position=None, estimated_start_at=None, attempts=1, runner="gpu-runner-7d9f-0",
-                 progress={"step": 64, "total_steps": 64, "fraction": 1.0, "seconds_per_step": None},
+                 progress={"step": 64, "total_steps": 64, "fraction": 1.0, "seconds_per_step": None,
+                           "phase": "finished"},
                  video={"key": f"videos/3f/{_ID}.mp4", "size_bytes": 4812731, "content_type": "video/mp4",
                         "width": 848, "height": 480, "num_frames": 163, "fps": 30},
                  expires_at="2026-11-30T08:06:12Z",
