@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime, timedelta
 import time
 import uuid
 from collections import Counter
@@ -273,3 +274,32 @@ def test_mochi_up_in_fair_mode_starts_the_scheduler(tmp_path: Path, tiny_model: 
         if code != 0:
             print(up.log()[-4000:])
     assert code == 0
+
+
+def test_a_queued_jobs_start_is_the_running_jobs_own_finish(system: System) -> None:
+    """One lane, alice's long job on it: bob's job, next in line, starts when
+    alice's finishes (its own estimate), not after an average of recent jobs
+    (none has completed here, so an average would give no estimate at all)."""
+    system.start_catalog()
+    system.start_api(**FAIR)
+    start_scheduler(system)
+    start_runners(system, 1)
+    client = system.client()
+    long = client.submit("alice's long job", seed=1, **{**SMALL, "num_inference_steps": 200})
+    wait_until(lambda: client.get(long.id).progress.step >= 3, timeout=120, what="alice's job under way")
+    bob = submit(system, "bob", 1)[0]
+
+    def agree():  # noqa: ANN202
+        # The API reads the running jobs from the catalog at most once a second,
+        # and the catalog lags the stream by a moment: wait for both to see alice running.
+        queued, running = client.get(bob), client.get(long.id)
+        start, finish = queued.estimated_start_at, running.estimated_finish_at
+        if start and finish and abs((start - finish).total_seconds()) <= 3.0:
+            return queued, running
+        return None
+
+    queued, running = wait_until(agree, timeout=30, what="bob's start at alice's finish")
+    assert queued.status == "queued" and queued.queue_position == 1
+    assert running.status == "running" and running.progress.step < 200
+    # Alice has steps left: bob's start is ahead, not now.
+    assert queued.estimated_start_at > datetime.now(UTC) + timedelta(seconds=2), queued.estimated_start_at
