@@ -10,6 +10,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -236,7 +237,7 @@ def test_queue_positions_follow_the_schedulers_order(system: System) -> None:
     sixth as the submit order counts; the API reads the leader's plan."""
     system.start_catalog()
     system.start_api(**FAIR)
-    start_scheduler(system)
+    scheduler = start_scheduler(system)
     alice = submit(system, "alice", 5)
     bob = submit(system, "bob", 1)
     client = system.client()
@@ -248,6 +249,18 @@ def test_queue_positions_follow_the_schedulers_order(system: System) -> None:
     bob_job = client.get(bob[0])
     assert bob_job.status == "queued" and bob_job.estimated_start_at is None
     assert client.get(alice[0]).estimated_start_at is not None  # next, on an idle lane: now
+    # The per-owner gauges (no keys file: the owners seen are the labels).
+    wait_until(lambda: 'mochi_scheduler_queued_jobs{owner="alice"} 5.0' in scraped(scheduler), timeout=10,
+               what="alice's queued gauge")
+    metrics = scraped(scheduler)
+    assert 'mochi_scheduler_queued_jobs{owner="bob"} 1.0' in metrics
+    assert 'mochi_scheduler_running_jobs{owner="alice"} 0.0' in metrics
+    assert 'mochi_scheduler_out_jobs{owner="bob"} 0.0' in metrics
+
+
+def scraped(proc: Proc) -> str:
+    with urllib.request.urlopen(f"{proc.health_url}/metrics", timeout=5) as resp:
+        return resp.read().decode()
 
 
 def test_mochi_up_in_fair_mode_starts_the_scheduler(tmp_path: Path, tiny_model: Path) -> None:
