@@ -28,9 +28,7 @@ export function updateRow(li, job) {
   const r = job.request;
   li.job = job;
   li.dataset.status = job.status;
-  const media = li.querySelector(".tile-media");
-  media.style.aspectRatio = `${r.width} / ${r.height}`;
-  renderTileMedia(media, job);
+  renderTileMedia(li.querySelector(".tile-media"), job);
   const badge = li.querySelector(".badge");
   badge.textContent = job.status;
   badge.className = `badge status-${job.status}`;
