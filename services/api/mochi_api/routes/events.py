@@ -139,7 +139,7 @@ async def _follow(ctx: ApiContext, listener: Listener, after: int, close_on_fina
                  "A comment every 15 s keeps the connection open; the comment `: replayed` marks the end of "
                  "the history (a client that wants only the past may close there); the stream ends after "
                  "the final event. "
-                 "While the job runs, `event: phase` carries `{\"phase\"}` when its phase changes "
+                 "While the job runs, `event: phase` carries `{\"job_id\", \"phase\"}` when its phase changes "
                  "(encoding_prompt, denoising, decoding, encoding_video, storing), and `event: preview` "
                  "carries `{\"step\", \"total_steps\", \"url\"}` each time a new live preview is stored "
                  "(`url` is links.preview with `?step=`). "
