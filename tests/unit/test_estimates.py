@@ -80,3 +80,11 @@ def test_a_later_place_in_line_never_starts_earlier(position, mean_s, busy_s, la
     assert here is not None and behind is not None and T0 <= here <= behind
     # Never before the earliest lane frees (clamped to now).
     assert here >= min([max(b, T0) for b in busy] + ([T0] if lanes > len(busy) or not busy else []))
+
+
+def test_before_its_first_step_a_lane_frees_after_the_jobs_own_work_when_known():
+    now = s(4)
+    assert lane_free_at([running(0, 2.0)], None, 10.0, now, lambda state: 30.0) == [s(30)]
+    assert lane_free_at([running(0, 2.0)], None, 10.0, now, lambda state: None) == [s(10)]  # the mean, then
+    # A job with steps has its own finish; its work is not asked.
+    assert lane_free_at([running(2, 2.0)], None, 10.0, now, lambda state: 1e9) == [s(16)]

@@ -19,6 +19,7 @@ from mochi_contracts.job_state import JobState, apply, new_state
 from mochi_contracts.scheduling import QueueOrder, encode_queue_order
 
 from .events import STEPS, T0, submitted
+from .test_pace_after_steps import rendered
 
 QUEUED = "a" * 32
 RUNNING = "b" * 32
@@ -58,15 +59,16 @@ def running_job() -> JobState:
 
 
 class Catalog:
-    def __init__(self, running: list[JobState], down: bool = False):
-        self.running = running
+    def __init__(self, running: list[JobState], down: bool = False, completed: list[JobState] | None = None,
+                 queued: list[JobState] | None = None):
+        self.by_status = {"running": running, "completed": completed or [], "queued": queued or []}
         self.down = down
 
     async def __call__(self, query: catalog.ListJobs) -> catalog.JobPage:
         if self.down:
             raise NoRespondersError
-        jobs = self.running if query.status == ["running"] else []
-        return catalog.JobPage(jobs=jobs, next_before_seq=None, applied_seq=10)
+        assert query.status is not None and len(query.status) == 1
+        return catalog.JobPage(jobs=self.by_status[query.status[0]], next_before_seq=None, applied_seq=10)
 
 
 def ask(estimates: QueueEstimates, position: int | None = 5, mean_s: float | None = 10.0):  # noqa: ANN201
@@ -99,3 +101,11 @@ def test_without_the_catalog_the_estimate_still_answers_from_what_it_last_read()
     position, start = ask(estimates, position=1)
     assert position == 1 and start == T0  # nothing known running: the next job starts now
     assert ask(estimates, position=None) == (None, None)  # not queued
+
+
+def test_the_jobs_ahead_take_their_work_at_the_measured_pace_not_the_catalogs_mean():
+    done = rendered(0.0, "d" * 32)  # 8 steps of 1 s, nothing after the last: 8 s of work at this size
+    queued = [new_state(submitted(job_id), 4) for job_id in ("e" * 32, QUEUED)]
+    estimates = QueueEstimates(JetStream(None), Catalog([], completed=[done], queued=queued), "fifo")
+    # Second in line on an idle lane: behind one job of 8 s, whatever the catalog's mean (here 100 s).
+    assert ask(estimates, position=2, mean_s=100.0) == (2, T0 + timedelta(seconds=8))

@@ -10,7 +10,7 @@ starts on the lane that frees next. An average of recent jobs alone said
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from mochi_contracts import pace
@@ -18,15 +18,19 @@ from mochi_contracts.job_state import JobState
 
 
 def lane_free_at(running: Iterable[JobState], after_steps_pace: float | None, mean_job_s: float | None,
-                 now: datetime) -> list[datetime]:
+                 now: datetime, work_s: Callable[[JobState], float | None] | None = None) -> list[datetime]:
     """When each running job's lane frees, never before now: its own finish
-    estimate, or before its first step its start plus the measured run time
-    (now when nothing was measured)."""
+    estimate, or before its first step its start plus its work at the measured
+    pace (`work_s`, e.g. mochi_contracts.job_cost.work_seconds), else plus the
+    measured run time (now when nothing was measured)."""
     free = []
     for state in running:
         finish = pace.estimated_finish(state, after_steps_pace)
-        if finish is None and state.started_at is not None and mean_job_s is not None:
-            finish = state.started_at + timedelta(seconds=mean_job_s)
+        if finish is None and state.started_at is not None:
+            own = work_s(state) if work_s is not None else None
+            run_s = own if own is not None else mean_job_s
+            if run_s is not None:
+                finish = state.started_at + timedelta(seconds=run_s)
         free.append(max(finish or now, now))
     return free
 

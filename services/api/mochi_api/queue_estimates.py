@@ -9,7 +9,10 @@ leader last wrote, or no leader for a TTL) keeps the catalog's count.
 
 The start: estimates.estimated_start on the running jobs' own finishes
 (phases after the last step included, at the pace measured over recent
-completed jobs), read from the catalog at most once a second."""
+completed jobs), each job ahead taking the mean work of the queued jobs at
+that pace scaled by their size (mochi_contracts.job_cost, as POST
+/v1/estimates counts them, so the estimate before submitting and the
+queued job's agree), read from the catalog at most once a second."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 from nats.js.errors import BucketNotFoundError, KeyDeletedError, KeyNotFoundError, NotFoundError
 
 from mochi_api import estimates
-from mochi_contracts import catalog, pace
+from mochi_contracts import catalog, job_cost, pace
 from mochi_contracts.events import utcnow
 from mochi_contracts.job_state import JobState
 from mochi_contracts.scheduling import QueueOrder, Scheduling, decode_queue_order
@@ -39,15 +42,22 @@ log = structlog.get_logger()
 FRESH_S = 1.0
 # The running jobs asked for (more than any deployment's lanes).
 RUNNING_PAGE = catalog.MAX_PAGE
-# Completed jobs the after-steps pace is measured over.
-RECENT_COMPLETED = 20
+# Completed jobs the pace is measured over, and queued jobs the work ahead is averaged over.
+RECENT_COMPLETED = catalog.MAX_PAGE
+QUEUED_PAGE = catalog.MAX_PAGE
 
 
 @dataclass
 class Lanes:
     running: list[JobState] = field(default_factory=list)
     after_steps_pace: float | None = None
+    measured: list[job_cost.Measured] = field(default_factory=list)
+    # The mean work of a queued job here (None before anything completed).
+    queued_work_s: float | None = None
     read_at: float = -FRESH_S
+
+    def work_s(self, state: JobState) -> float | None:
+        return job_cost.work_seconds(state.request, self.measured, self.after_steps_pace)
 
 
 @dataclass
@@ -85,8 +95,9 @@ class QueueEstimates:
             position = plan.positions.get(job.id, catalog_position)
             out = plan.out
         lanes = await self.lanes()
-        busy = estimates.lane_free_at(lanes.running, lanes.after_steps_pace, mean_job_s, now)
-        return position, estimates.estimated_start(position, busy, max(len(busy), out), mean_job_s, now)
+        per_job_s = lanes.queued_work_s if lanes.queued_work_s is not None else mean_job_s
+        busy = estimates.lane_free_at(lanes.running, lanes.after_steps_pace, per_job_s, now, lanes.work_s)
+        return position, estimates.estimated_start(position, busy, max(len(busy), out), per_job_s, now)
 
     async def after_steps_pace(self) -> float | None:
         """Seconds after the last step per pixel-frame, for a running job's finish."""
@@ -102,14 +113,19 @@ class QueueEstimates:
         try:
             running = await self.list_jobs(catalog.ListJobs(status=["running"], limit=RUNNING_PAGE))
             done = await self.list_jobs(catalog.ListJobs(status=["completed"], limit=RECENT_COMPLETED))
+            queued = await self.list_jobs(catalog.ListJobs(status=["queued"], limit=QUEUED_PAGE))
         except self.unavailable as err:
             # No catalog now: the last read stands (an empty one at first) until it answers.
             log.warning("api.estimates_without_catalog", error=repr(err))
             # Not asked again for FRESH_S: the reads waiting on the lock must not each time out in turn.
-            self._lanes = Lanes(self._lanes.running, self._lanes.after_steps_pace, read_at=time.monotonic())
+            self._lanes = Lanes(self._lanes.running, self._lanes.after_steps_pace, self._lanes.measured,
+                                self._lanes.queued_work_s, read_at=time.monotonic())
             return self._lanes
-        self._lanes = Lanes(running=running.jobs, after_steps_pace=pace.after_steps_pace(done.jobs),
-                            read_at=time.monotonic())
+        after = pace.after_steps_pace(done.jobs)
+        measured = job_cost.measured(done.jobs)
+        work = [w for w in (job_cost.work_seconds(j.request, measured, after) for j in queued.jobs) if w is not None]
+        self._lanes = Lanes(running=running.jobs, after_steps_pace=after, measured=measured,
+                            queued_work_s=sum(work) / len(work) if work else None, read_at=time.monotonic())
         return self._lanes
 
     async def plan(self) -> Plan:
