@@ -156,7 +156,7 @@ def nats_cluster(root: Path, overlay: str = "h100x8") -> Iterator[list[dict[str,
                 [nats_server_binary(), "-c", str(home / "nats.conf")],
                 env={**os.environ, "SERVER_NAME": f"nats-{i}", **nats_passwords(overlay)},
                 stdout=log, stderr=subprocess.STDOUT))
-        for p, proc in zip(ports, procs):
+        for p, proc in zip(ports, procs, strict=True):
             wait_for_port(p["client"], proc=proc)
         # As the StatefulSet's startup probe does: JetStream has its meta
         # leader, so the services' stream set-up will not time out.

@@ -11,10 +11,6 @@ from web_browser import browser, fill_form, needs_chromium, open_app, page, web_
 pytestmark = needs_chromium
 
 
-def row(page, job_id: str):  # type: ignore[no-untyped-def]
-    return page.locator(f"#job-{job_id}")
-
-
 def test_submit_watch_progress_play_and_download(page, web_stack) -> None:  # noqa: F811
     open_app(page, web_stack.api_url)
     # Bounds come from the API's schema and show before anything is submitted.
@@ -131,6 +127,7 @@ def test_status_filter_and_load_more(page, web_stack) -> None:  # noqa: F811
     assert page.is_hidden("#load-more")
 
     page.get_by_label("completed").check()
-    page.wait_for_function("[...document.querySelectorAll('#job-list li')].every(li => li.dataset.status === 'completed')")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#job-list li')].every(li => li.dataset.status === 'completed')")
     completed = len(list(client.iter_jobs(status=["completed"])))
     assert page.locator("#job-list li").count() == completed >= 1

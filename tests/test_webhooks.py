@@ -4,6 +4,7 @@ a dispatcher killed mid-delivery; private targets refused at submit."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import httpx
@@ -51,7 +52,7 @@ def test_webhook_retried_then_delivered_signed_with_one_id(stack, receiver):
     assert body["type"] == "job.completed" and body["data"]["job_id"] == job.id
     assert body["data"]["status"] == "completed" and body["data"]["event"]["video"]["size_bytes"] > 0
     # Spaced by exponential backoff with jitter (half fixed, half random): 0.4 s, then 0.8 s.
-    gaps = [b.at - a.at for a, b in zip(got, got[1:])]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(got)]
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4, gaps
 
     # Every attempt is recorded on the job's stream; exactly one success.
@@ -94,7 +95,7 @@ def test_filter_and_progress_throttle(stack):
         times = sorted(p["time"] for p in progress)
         from datetime import datetime
         stamps = [datetime.fromisoformat(t) for t in times]
-        assert all((b - a).total_seconds() >= 1.0 for a, b in zip(stamps, stamps[1:])), times
+        assert all((b - a).total_seconds() >= 1.0 for a, b in itertools.pairwise(stamps)), times
         # 40 steps, far fewer progress webhooks than steps.
         assert len(progress) < 40
     finally:
