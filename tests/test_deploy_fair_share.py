@@ -17,7 +17,7 @@ from mochi_cli.client import MochiClient
 from mochi_cli.processes import free_port, nats_server_binary, wait_for_port
 from mochi_contracts import streams, subjects
 from test_deploy_nats_permissions import ANY_JOB, _any_job, owns_stream, reads_ordered, uses_kv, works_durable
-from test_deploy_support import OVERLAYS, nats_config, nats_passwords, nats_users, objects, one, selects
+from test_deploy_support import KUSTOMIZE, OVERLAYS, nats_config, nats_passwords, nats_users, objects, one, selects
 
 FAIR = "fair-share"
 API = "$JS.API"
@@ -53,6 +53,18 @@ def runner_fair_needs() -> set[str]:
 
 def _allowed(user: dict, kind: str) -> set[str]:
     return set(user["permissions"][kind]["allow"])
+
+
+def test_the_components_accounts_conf_is_made_from_the_bases() -> None:
+    import importlib.util
+
+    script = KUSTOMIZE / "components" / "fair-share" / "config" / "make_accounts.py"
+    spec = importlib.util.spec_from_file_location("make_accounts", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.TARGET.read_text() == module.fair_accounts(module.BASE.read_text()), (
+        f"the base's accounts.conf changed: run python {script.relative_to(KUSTOMIZE.parents[1])}")
 
 
 def test_the_fair_users_are_the_bases_plus_the_scheduler_and_the_runners_releases() -> None:
