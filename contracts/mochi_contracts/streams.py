@@ -197,28 +197,27 @@ def jobs_stream(cfg: JetStreamSettings) -> StreamConfig:
                         subjects.ALL_JOB_EVENTS, cfg.max_age_days * 86400.0, 256 * 1024)
 
 
+def _object_bucket(cfg: JetStreamSettings, bucket: str, description: str, max_age_s: float) -> ObjectStoreConfig:
+    # On file and replicated like the job stream.
+    return ObjectStoreConfig(bucket=bucket, description=description, ttl=max_age_s, storage=StorageType.FILE,
+                             replicas=cfg.replicas)
+
+
 def checkpoint_bucket(cfg: JetStreamSettings) -> ObjectStoreConfig:
-    # Replicated like the job stream: a checkpoint must outlive the node of
-    # the runner that wrote it, which is when it is needed.
-    return ObjectStoreConfig(
-        bucket=CHECKPOINT_BUCKET,
-        description="Mochi Serve renders in progress: latents after the last saved step, one object per job",
-        ttl=CHECKPOINT_MAX_AGE_S,
-        storage=StorageType.FILE,
-        replicas=cfg.replicas,
-    )
+    # Replicated: a checkpoint must outlive the node of the runner that wrote
+    # it, which is when it is needed.
+    return _object_bucket(
+        cfg, CHECKPOINT_BUCKET,
+        "Mochi Serve renders in progress: latents after the last saved step, one object per job",
+        CHECKPOINT_MAX_AGE_S)
 
 
 def preview_bucket(cfg: JetStreamSettings) -> ObjectStoreConfig:
-    # Replicated like the job stream, so the API reads a preview whichever
-    # node the runner's writes landed on, and a node lost loses no preview.
-    return ObjectStoreConfig(
-        bucket=PREVIEW_BUCKET,
-        description="Mochi Serve live previews: the newest WebP and PNG of each job rendering",
-        ttl=PREVIEW_MAX_AGE_S,
-        storage=StorageType.FILE,
-        replicas=cfg.replicas,
-    )
+    # Replicated, so the API reads a preview whichever node the runner's writes
+    # landed on, and a node lost loses no preview.
+    return _object_bucket(cfg, PREVIEW_BUCKET,
+                          "Mochi Serve live previews: the newest WebP and PNG of each job rendering",
+                          PREVIEW_MAX_AGE_S)
 
 
 def preview_object(job_id: str, still: bool = False) -> str:
