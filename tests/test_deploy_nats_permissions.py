@@ -134,6 +134,11 @@ def needs(service: str) -> dict[str, object]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in ("CATALOG_GET", "CATALOG_LIST"):
                 catalog_subjects.add(getattr(subjects, node.attr))
+            if isinstance(node, ast.ClassDef) and any(ast.unparse(b) == "DeadLetterHandler" for b in node.bases):
+                # mochi_common.dead_letters reads the exhausted message of its `stream` by a direct get.
+                for item in node.body:
+                    if isinstance(item, ast.Assign) and [ast.unparse(t) for t in item.targets] == ["stream"]:
+                        pub |= direct_get_seq(_stream_name(item.value))
             if not isinstance(node, ast.Call):
                 continue
             name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
