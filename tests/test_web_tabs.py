@@ -10,6 +10,7 @@ import time
 import httpx
 
 from conftest import SMALL
+from mochi_contracts.phases import RUNNER_PHASES
 from web_browser import browser, needs_chromium, open_app, web_stack  # noqa: F401
 
 pytestmark = needs_chromium
@@ -106,13 +107,17 @@ def test_a_job_page_opened_again_shows_each_event_once(browser, web_stack) -> No
             page.wait_for_selector("#timeline li")
         page.wait_for_selector('#job-status:text("completed")', timeout=180_000)
         page.wait_for_selector("#timeline .event-completed")
-        counts = page.evaluate("""() => Object.fromEntries(['submitted', 'started', 'progress', 'completed']
+        counts = page.evaluate("""() => Object.fromEntries(['submitted', 'started', 'progress', 'phase', 'completed']
             .map(t => [t, document.querySelectorAll('#timeline .event-' + t).length]))""")
-        assert counts == {"submitted": 1, "started": 1, "progress": 1, "completed": 1}, counts
+        # Each phase the runner went through once (encoding the prompt ... storing).
+        assert counts == {"submitted": 1, "started": 1, "progress": 1, "phase": len(RUNNER_PHASES),
+                          "completed": 1}, counts
+        phases = page.locator("#timeline .event-phase .detail").all_inner_texts()
+        assert phases == ["encoding the prompt", "denoising", "decoding", "encoding the video", "storing"], phases
         lines = len(client.logs(job.id))
         page.wait_for_function(f"document.querySelectorAll('#job-log li').length >= {lines}")
         time.sleep(1)  # a duplicate would arrive about now
         assert page.locator("#job-log li").count() == lines
-        assert page.locator("#timeline li").count() == 4
+        assert page.locator("#timeline li").count() == 4 + len(RUNNER_PHASES)
     finally:
         context.close()
