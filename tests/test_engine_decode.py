@@ -7,19 +7,16 @@ import numpy as np
 import pytest
 import torch
 
+from engines import ONE_DEVICE, STOCK, cpu_engine, cpu_engines
 from mochi_contracts.jobs import JobRequest
-from mochi_runner.engine import EngineConfig, MochiEngine
-from mochi_runner.tiny_model import save_tiny_model
 from mochi_runner.video_encode import to_uint8
 
 
 @pytest.mark.parametrize("prefix_attention", [True, False], ids=["one-device-prefix", "stock"])
-def test_render_equals_the_pipelines_own_output(tmp_path, prefix_attention):
-    engine = MochiEngine(EngineConfig(model_dir=save_tiny_model(tmp_path / "tiny"), device="cpu",
-                                      prefix_attention=prefix_attention))
+def test_render_equals_the_pipelines_own_output(tiny_model, prefix_attention):
     req = JobRequest(prompt="waves crash on rocks", width=96, height=64, num_frames=7,
                      num_inference_steps=3, guidance_scale=4.5, seed=9)
-    try:
+    with cpu_engine(tiny_model, prefix_attention=prefix_attention) as engine:
         frames = engine.render(req, lambda step, total: None)
         with torch.inference_mode():
             out = engine.pipe(prompt=req.prompt, width=req.width, height=req.height, num_frames=req.num_frames,
@@ -29,24 +26,16 @@ def test_render_equals_the_pipelines_own_output(tmp_path, prefix_attention):
         assert frames.shape == reference.shape == (7, 64, 96, 3)
         assert np.array_equal(frames, reference)
         assert (engine.parallel is not None) == prefix_attention
-    finally:
-        engine.close()
 
 
-def test_one_device_frames_equal_stock_diffusers_up_to_rounding(tmp_path):
+def test_one_device_frames_equal_stock_diffusers_up_to_rounding(tiny_model):
     """The one-device path's decoded frames against diffusers' stock pipeline
     (its own processor, one batch-2 forward per step), fp32: at most one
     level of 255 apart where a value sits on a rounding edge."""
-    model = save_tiny_model(tmp_path / "tiny")
-    one = MochiEngine(EngineConfig(model_dir=model, device="cpu"))
-    stock = MochiEngine(EngineConfig(model_dir=model, device="cpu", prefix_attention=False))
     req = JobRequest(prompt="waves crash on rocks", width=96, height=64, num_frames=7,
                      num_inference_steps=3, guidance_scale=4.5, seed=9)
-    try:
+    with cpu_engines(tiny_model, ONE_DEVICE, STOCK) as (one, stock):
         ours, reference = one.denoise(req, lambda s, t: None), stock.denoise(req, lambda s, t: None)
         assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-5), (ours - reference).abs().max()
         frames, stock_frames = one.decode(ours), stock.decode(reference)
         assert np.abs(frames.astype(np.int16) - stock_frames.astype(np.int16)).max() <= 1
-    finally:
-        one.close()
-        stock.close()

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from mochi_contracts.jobs import JobRequest
-from mochi_runner.engine import EngineConfig, MochiEngine, Resume
+from engines import ONE_DEVICE, STOCK, cpu_config, cpu_engines, interrupted_at
+from mochi_runner.engine import MochiEngine, Resume
 from mochi_runner.parallel.prefix_attention import PrefixMochiAttnProcessor
-from mochi_runner.tiny_model import save_tiny_model
 
 GUIDED = JobRequest(prompt="a cat walks on the grass", negative_prompt="", width=160, height=96, num_frames=13,
                     num_inference_steps=4, guidance_scale=4.5, seed=7)
@@ -28,22 +28,10 @@ FREE = JobRequest(prompt="a bird over a forest", width=96, height=64, num_frames
                   guidance_scale=1.0, seed=4)
 
 
-class Interrupted(Exception):
-    pass
-
-
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-mochi"))
-
-
-@pytest.fixture(scope="module")
-def engines(tiny_dir):
-    one = MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu"))
-    stock = MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu", prefix_attention=False))
-    yield one, stock
-    one.close()
-    stock.close()
+def engines(tiny_model):
+    with cpu_engines(tiny_model, ONE_DEVICE, STOCK) as (one, stock):
+        yield one, stock
 
 
 def test_one_device_runs_the_wrapper_over_its_only_transformer(engines):
@@ -85,26 +73,18 @@ def test_one_device_latents_equal_the_stock_pipeline(engines, req):
 def test_one_device_resumes_bit_for_bit(engines, k):
     one, _ = engines
     uninterrupted = one.denoise(GUIDED, lambda s, t: None)
-    kept: dict[int, torch.Tensor] = {}
-
-    def stop(step: int, total: int) -> None:
-        if step == k:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        one.denoise(GUIDED, stop, on_latents=lambda step, latents: kept.__setitem__(step, latents.clone()))
-    assert sorted(kept) == list(range(1, k + 1))
+    saved = interrupted_at(one, GUIDED, k)
     steps: list[int] = []
-    resumed = one.denoise(GUIDED, lambda step, total: steps.append(step), resume=Resume(step=k, latents=kept[k]))
+    resumed = one.denoise(GUIDED, lambda step, total: steps.append(step), resume=Resume(step=k, latents=saved))
     assert steps == list(range(k + 1, GUIDED.num_inference_steps + 1))
     assert torch.equal(resumed, uninterrupted)
 
 
-def test_fa4_on_one_device_fails_at_start_up_where_it_cannot_run(tiny_dir):
+def test_fa4_on_one_device_fails_at_start_up_where_it_cannot_run(tiny_model):
     with pytest.raises(RuntimeError, match="FlashAttention-4|Hopper"):
-        MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu", attention_kernel="fa4"))
+        MochiEngine(cpu_config(tiny_model, **ONE_DEVICE, attention_kernel="fa4"))
     with pytest.raises(ValueError, match="prefix"):
-        MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu", prefix_attention=False, attention_kernel="fa4"))
+        MochiEngine(cpu_config(tiny_model, **STOCK, attention_kernel="fa4"))
 
 
 _COMPILE = textwrap.dedent("""

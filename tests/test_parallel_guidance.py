@@ -10,19 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from engines import GUIDANCE_PARALLEL, ONE_DEVICE, STOCK, cpu_config, cpu_engine, cpu_engines, interrupted_at
 from mochi_contracts.jobs import JobRequest
-from mochi_runner.engine import EngineConfig, MochiEngine
+from mochi_runner.engine import MochiEngine
 from mochi_runner.parallel.guidance_parallel import GuidanceParallelTransformer
 from mochi_runner.parallel.prefix_attention import length_carrier, prefix_forward, use_prefix_attention
 from mochi_runner.parallel.replicate import replicate
-from mochi_runner.tiny_model import build_tiny_pipeline, save_tiny_model
+from mochi_runner.tiny_model import build_tiny_pipeline
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-mochi"))
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +87,10 @@ def test_one_replica_runs_both_branches_each_bitwise_that_branch_alone(transform
         single.close()
 
 
-def test_parallel_pipeline_matches_single_process_pipeline(tiny_dir):
+def test_parallel_pipeline_matches_single_process_pipeline(tiny_model):
     req = JobRequest(prompt="a cat walks on the grass", negative_prompt="", width=160, height=96,
                      num_frames=13, num_inference_steps=4, guidance_scale=4.5, seed=7)
-    single = MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu", prefix_attention=False))  # stock
-    parallel = MochiEngine(EngineConfig(model_dir=tiny_dir, devices=("cpu", "cpu")))
-    one = MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu"))
-    try:
+    with cpu_engines(tiny_model, STOCK, GUIDANCE_PARALLEL, ONE_DEVICE) as (single, parallel, one):
         steps: list[int] = []
         reference = single.denoise(req, lambda step, total: None)
         latents = parallel.denoise(req, lambda step, total: steps.append(step))
@@ -112,43 +105,25 @@ def test_parallel_pipeline_matches_single_process_pipeline(tiny_dir):
         # one replica are the branches side by side on two, bit for bit.
         assert one.parallel is not None and len(one.parallel.replicas) == 1
         assert torch.equal(one.denoise(req, lambda step, total: None), latents)
-    finally:
-        one.close()
-        parallel.close()
-        single.close()
 
 
-def test_cancel_by_raising_from_the_step_hook(tiny_dir):
-    engine = MochiEngine(EngineConfig(model_dir=tiny_dir, devices=("cpu", "cpu")))
-
-    class Stop(Exception):
-        pass
-
-    def hook(step: int, total: int) -> None:
-        if step == 2:
-            raise Stop
-
-    try:
-        with pytest.raises(Stop):
-            engine.denoise(JobRequest(prompt="waves", width=64, height=64, num_frames=7,
-                                      num_inference_steps=5, seed=1), hook)
+def test_cancel_by_raising_from_the_step_hook(tiny_model):
+    with cpu_engine(tiny_model, **GUIDANCE_PARALLEL) as engine:
+        interrupted_at(engine, JobRequest(prompt="waves", width=64, height=64, num_frames=7,
+                                          num_inference_steps=5, seed=1), 2)
         # The workers are still usable after a cancelled job.
         engine.denoise(JobRequest(prompt="waves", width=64, height=64, num_frames=7,
                                   num_inference_steps=2, seed=1), lambda s, t: None)
-    finally:
-        engine.close()
 
 
-def test_two_guidance_free_jobs_at_once_one_per_lane(tiny_dir):
+def test_two_guidance_free_jobs_at_once_one_per_lane(tiny_model):
     """Guidance <= 1 leaves the second GPU idle in a guided engine; two such
     jobs instead run at once, one per device lane, each exactly as alone."""
     import threading
 
     reqs = [JobRequest(prompt="a bird flying over a forest", width=96, height=64, num_frames=7,
                        num_inference_steps=3, guidance_scale=1.0, seed=s) for s in (3, 4)]
-    single = MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu"))
-    engine = MochiEngine(EngineConfig(model_dir=tiny_dir, devices=("cpu", "cpu")))
-    try:
+    with cpu_engines(tiny_model, ONE_DEVICE, GUIDANCE_PARALLEL) as (single, engine):
         reference = [single.denoise(r, lambda s, t: None) for r in reqs]
         results: dict[int, torch.Tensor] = {}
         errors: list[BaseException] = []
@@ -170,9 +145,6 @@ def test_two_guidance_free_jobs_at_once_one_per_lane(tiny_dir):
         with pytest.raises(ValueError):
             engine.denoise(JobRequest(prompt="a bird", width=64, height=64, num_frames=7,
                                       num_inference_steps=2, guidance_scale=4.5), lambda s, t: None, lane=1)
-    finally:
-        engine.close()
-        single.close()
 
 
 def test_tokens_major_kernel_path_equals_the_sdpa_path(transformer):
@@ -197,10 +169,10 @@ def test_tokens_major_kernel_path_equals_the_sdpa_path(transformer):
             assert torch.allclose(got, want, rtol=1e-5, atol=1e-6), (got - want).abs().max()
 
 
-def test_fa4_kernel_fails_at_start_up_where_it_cannot_run(tiny_dir):
+def test_fa4_kernel_fails_at_start_up_where_it_cannot_run(tiny_model):
     """No FlashAttention-4 (or no Hopper GPU) here: the engine refuses at load,
     with the reason, rather than failing the first job."""
     with pytest.raises(RuntimeError, match="FlashAttention-4|Hopper"):
-        MochiEngine(EngineConfig(model_dir=tiny_dir, devices=("cpu", "cpu"), attention_kernel="fa4"))
+        MochiEngine(cpu_config(tiny_model, **GUIDANCE_PARALLEL, attention_kernel="fa4"))
     with pytest.raises(ValueError, match="prefix"):
-        MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu", prefix_attention=False, attention_kernel="fa4"))
+        MochiEngine(cpu_config(tiny_model, **STOCK, attention_kernel="fa4"))

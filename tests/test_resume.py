@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engines import GUIDANCE_PARALLEL, ONE_DEVICE, STOCK, cpu_engine, cpu_engines, interrupted_at
 from mochi_contracts.jobs import JobRequest
-from mochi_runner.engine import EngineConfig, MochiEngine, Resume
+from mochi_runner.engine import Resume
 from mochi_runner.tiny_model import save_tiny_model
 
 GUIDED = JobRequest(prompt="a cat walks on the grass", negative_prompt="", width=64, height=64, num_frames=13,
@@ -19,49 +20,19 @@ FREE = JobRequest(prompt="a bird over a forest", width=64, height=48, num_frames
                   guidance_scale=1.0, seed=4)
 
 
-class Interrupted(Exception):
-    pass
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny-mochi"))
-
-
-ENGINES = {
-    "stock": dict(device="cpu", prefix_attention=False),  # diffusers' own MochiPipeline
-    "one-device": dict(device="cpu"),  # the runner's default: the sync-free path on one device
-    "guidance-parallel": dict(devices=("cpu", "cpu")),
-}
+ENGINES = {"stock": STOCK, "one-device": ONE_DEVICE, "guidance-parallel": GUIDANCE_PARALLEL}
 
 
 @pytest.fixture(scope="module", params=list(ENGINES))
-def engine(request, tiny_dir):
-    config = EngineConfig(model_dir=tiny_dir, **ENGINES[request.param])
-    engine = MochiEngine(config)
-    yield engine
-    engine.close()
-
-
-def _interrupted_at(engine: MochiEngine, req: JobRequest, k: int, lane: int | None = None) -> torch.Tensor:
-    """The latents a checkpoint keeps: a render stopped (by raising, as a
-    cancel or shutdown does) right after step k."""
-    kept: dict[int, torch.Tensor] = {}
-
-    def stop(step: int, total: int) -> None:
-        if step == k:
-            raise Interrupted
-
-    with pytest.raises(Interrupted):
-        engine.denoise(req, stop, lane=lane, on_latents=lambda step, latents: kept.__setitem__(step, latents.clone()))
-    assert sorted(kept) == list(range(1, k + 1))
-    return kept[k]
+def engine(request, tiny_model):
+    with cpu_engine(tiny_model, **ENGINES[request.param]) as engine:
+        yield engine
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_interrupted_and_resumed_equals_uninterrupted(engine, k):
     uninterrupted = engine.denoise(GUIDED, lambda s, t: None)
-    saved = _interrupted_at(engine, GUIDED, k)
+    saved = interrupted_at(engine, GUIDED, k)
     steps: list[int] = []
     resumed = engine.denoise(GUIDED, lambda step, total: steps.append(step), resume=Resume(step=k, latents=saved))
     assert steps == list(range(k + 1, GUIDED.num_inference_steps + 1))  # numbered as uninterrupted
@@ -81,35 +52,27 @@ def test_resumed_after_the_last_step_renders_no_step(engine):
 
 def test_the_stock_scheduler_is_back_after_a_resume(engine):
     stock = engine.pipe.scheduler
-    saved = _interrupted_at(engine, GUIDED, 2)
+    saved = interrupted_at(engine, GUIDED, 2)
     engine.denoise(GUIDED, lambda s, t: None, resume=Resume(step=2, latents=saved))
     assert engine.pipe.scheduler is stock
     assert type(stock).__name__ == "FlowMatchEulerDiscreteScheduler"
 
 
-def test_a_lane_resumes_exactly_too(tiny_dir):
-    engine = MochiEngine(EngineConfig(model_dir=tiny_dir, devices=("cpu", "cpu")))
-    try:
+def test_a_lane_resumes_exactly_too(tiny_model):
+    with cpu_engine(tiny_model, **GUIDANCE_PARALLEL) as engine:
         uninterrupted = engine.denoise(FREE, lambda s, t: None, lane=1)
-        saved = _interrupted_at(engine, FREE, 2, lane=1)
+        saved = interrupted_at(engine, FREE, 2, lane=1)
         resumed = engine.denoise(FREE, lambda s, t: None, lane=1, resume=Resume(step=2, latents=saved))
         assert torch.equal(resumed, uninterrupted)
         assert engine.render_config(1)["path"] == "lane" and engine.render_config(None)["path"] != "lane"
-    finally:
-        engine.close()
 
 
-def test_model_digest_tells_models_apart(tiny_dir, tmp_path):
-    one = MochiEngine(EngineConfig(model_dir=tiny_dir, device="cpu"))
+def test_model_digest_tells_models_apart(tiny_model, tmp_path):
     save_tiny_model(tmp_path / "other", seed=1)  # the same config, other weights
-    other = MochiEngine(EngineConfig(model_dir=tmp_path / "other", device="cpu"))
-    same = MochiEngine(EngineConfig(model_dir=tiny_dir, devices=("cpu", "cpu")))
-    try:
+    with (cpu_engines(tiny_model, ONE_DEVICE, GUIDANCE_PARALLEL) as (one, same),
+          cpu_engine(tmp_path / "other") as other):
         assert one.model_digest() == same.model_digest() != other.model_digest()
         assert one.latent_shape(GUIDED) == (1, 12, 3, 8, 8)
-    finally:
-        for e in (one, other, same):
-            e.close()
 
 
 # ---- real processes: runners killed, stopped, failing; the bucket away ------------------
