@@ -181,3 +181,36 @@ def test_mochi_submit_shows_the_phase(keyed):
     shown = done.stdout.split("\r")
     assert any("denoising" in line for line in shown), done.stdout[-2000:]
     assert "finished" in shown[-1] and "completed" in shown[-1], shown[-1]
+
+
+async def _delete_previews_bucket(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().delete_object_store(PREVIEW_BUCKET)
+    finally:
+        await nc.close()
+
+
+def test_the_previews_bucket_deleted_mid_job_costs_no_job(keyed):
+    alice = as_(ALICE, keyed)
+    keyed.start_runner(MOCHI_PREVIEW_EVERY_S=str(EVERY_S))
+    jid = alice.post("/v1/jobs", json=JOB).json()["id"]
+    seen: list[Sse] = []
+
+    def follow() -> None:
+        for message in read_sse(f"{keyed.api_url}/v1/jobs/{jid}/events",
+                                {"Authorization": f"Bearer {ALICE}"}, timeout=300):
+            seen.append(message)
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    wait_until(lambda: any(m.event == "preview" for m in seen), 240, "a preview event")
+    asyncio.run(_delete_previews_bucket(keyed.nats_url))
+    deleted_at = len(seen)
+    reader.join(timeout=300)
+    assert seen[-1].event == "completed", [m.event for m in seen]
+    # The runner warned, made the bucket again at its next preview, and went on.
+    runner_log = keyed.procs[-1].log()
+    assert "preview.store_unavailable" in runner_log, runner_log[-3000:]
+    assert any(m.event == "preview" for m in seen[deleted_at:]), [m.event for m in seen[deleted_at:]]
+    assert asyncio.run(_preview_objects(keyed.nats_url, jid)) == []
