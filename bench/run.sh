@@ -9,7 +9,7 @@
 #   bash bench/run.sh graphs       # one GPU: CUDA graph vs compiled forward (~3 min; not in "all")
 #   bash bench/run.sh checkpoints  # one GPU: what a render checkpoint costs, redelivery to first resumed step (not in "all")
 #   bash bench/run.sh onegpu       # one GPU: the one-GPU runner's guided step vs its compiled forward and stock diffusers (~5 min; not in "all")
-#   bash bench/run.sh preview      # one GPU: a live preview's GPU part per step and its share of a step (~3 min; not in "all")
+#   bash bench/run.sh preview      # one GPU: a live preview's GPU part per step and its share of a step (~2 min; not in "all")
 #   BENCH_ARGS="--part load" bash bench/run.sh startup     # one GPU: full-size weights from disk vs the disk's read speed (~5 min; not in "all")
 #   BENCH_ARGS="--part restart" bash bench/run.sh startup  # one GPU: cold and warm start, first job of each form size (~6 min; not in "all")
 #   BENCH_ARGS="--attention-kernel fa4" bash bench/run.sh onegpu  # the same with FlashAttention-4 (bench/fa4_wheels.sh)
