@@ -43,6 +43,8 @@ class QueueOrder(msgspec.Struct, frozen=True, kw_only=True):
     jobs: list[JobId]
     # Jobs released and not final (running or about to), a floor for the lanes.
     out: int = 0
+    # Every job in the scheduler's queues: more than len(jobs) when the plan is cut short.
+    queued: int = 0
     scheduler: Name
     time: Time = msgspec.field(default_factory=utcnow)
 

@@ -84,7 +84,8 @@ def test_fair_mode_takes_the_plans_place_and_builds_on_the_running_job():
 
 
 def test_a_job_the_plan_does_not_list_keeps_the_catalogs_count():
-    plan = QueueOrder(jobs=["c" * 32], out=0, scheduler="s")
+    # Written before the job was submitted (T0+1 s): the leader had not seen it.
+    plan = QueueOrder(jobs=["c" * 32], out=0, queued=1, scheduler="s", time=T0)
     assert ask(QueueEstimates(JetStream(Bucket(plan)), Catalog([]), "fair"))[0] == 5
     assert ask(QueueEstimates(JetStream(Bucket(None)), Catalog([]), "fair"))[0] == 5  # no plan written
     assert ask(QueueEstimates(JetStream(None), Catalog([]), "fair"))[0] == 5  # no scheduler ever led
@@ -109,3 +110,15 @@ def test_the_jobs_ahead_take_their_work_at_the_measured_pace_not_the_catalogs_me
     estimates = QueueEstimates(JetStream(None), Catalog([], completed=[done], queued=queued), "fifo")
     # Second in line on an idle lane: behind one job of 8 s, whatever the catalog's mean (here 100 s).
     assert ask(estimates, position=2, mean_s=100.0) == (2, T0 + timedelta(seconds=8))
+
+
+def test_a_job_out_of_a_complete_plan_written_after_it_was_submitted_is_released_and_next():
+    # The job was submitted at T0+1 s (events.submitted); the plan lists only another job.
+    later = QueueOrder(jobs=["c" * 32], queued=1, scheduler="s", time=T0 + timedelta(seconds=10))
+    assert ask(QueueEstimates(JetStream(Bucket(later)), Catalog([]), "fair")) == (1, T0)
+    # Written too soon after the submission to be sure the leader saw it: the catalog's count.
+    soon = QueueOrder(jobs=["c" * 32], queued=1, scheduler="s", time=T0 + timedelta(seconds=2))
+    assert ask(QueueEstimates(JetStream(Bucket(soon)), Catalog([]), "fair"))[0] == 5
+    # A plan cut short (1 of 2000 queued jobs listed) says nothing of the others.
+    cut = QueueOrder(jobs=["c" * 32], queued=2000, scheduler="s", time=T0 + timedelta(seconds=10))
+    assert ask(QueueEstimates(JetStream(Bucket(cut)), Catalog([]), "fair"))[0] == 5

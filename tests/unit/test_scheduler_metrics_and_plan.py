@@ -69,7 +69,7 @@ def test_the_plan_is_the_release_order_and_round_trips():
     model.submitted(_job(40), "erin", "normal", seq=40)
     model.submitted(_job(41), "erin", "normal", seq=41)
     plan = decode_queue_order(encode_queue_order(planned(model, "scheduler-a")))
-    assert plan.scheduler == "scheduler-a" and plan.out == 0
+    assert plan.scheduler == "scheduler-a" and plan.out == 0 and plan.queued == 6 == len(plan.jobs)
     released = []
     while (job := model.next()) is not None:
         model.released(job.job_id)

@@ -5,7 +5,9 @@ it; in fair mode (MOCHI_SCHEDULING=fair) its index in the scheduler leader's
 planned order (mochi_contracts.scheduling.QueueOrder in the KV bucket
 SCHEDULER_QUEUE_BUCKET), so the API never re-derives the scheduler's choice
 and never imports it. A job the plan does not list yet (submitted since the
-leader last wrote, or no leader for a TTL) keeps the catalog's count.
+leader last wrote, or no leader for a TTL) keeps the catalog's count; one
+submitted well before the plan was written and not in it has been released
+to a free lane (the scheduler releases only into free lanes): it is next, now.
 
 The start: estimates.estimated_start on the running jobs' own finishes
 (phases after the last step included, at the pace measured over recent
@@ -20,7 +22,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -60,11 +62,23 @@ class Lanes:
         return job_cost.work_seconds(state.request, self.measured, self.after_steps_pace)
 
 
+# A job submitted this long before the plan was written has been seen by the
+# leader (its view follows the job stream within milliseconds; clocks may differ).
+SEEN_BY_PLAN_S = 2.0
+
+
 @dataclass
 class Plan:
     positions: dict[str, int] = field(default_factory=dict)
     out: int = 0
+    written_at: datetime | None = None
+    complete: bool = False  # the plan lists every queued job (not cut short)
     read_at: float = -FRESH_S
+
+    def released(self, job: JobState) -> bool:
+        """Queued in the catalog, but out of the scheduler's queue: released."""
+        return (self.complete and self.written_at is not None and job.id not in self.positions
+                and job.created_at < self.written_at - timedelta(seconds=SEEN_BY_PLAN_S))
 
 
 class QueueEstimates:
@@ -92,6 +106,8 @@ class QueueEstimates:
         position, out = catalog_position, 0
         if self.scheduling == "fair":
             plan = await self.plan()
+            if plan.released(job):
+                return 1, now
             position = plan.positions.get(job.id, catalog_position)
             out = plan.out
         lanes = await self.lanes()
@@ -134,7 +150,9 @@ class QueueEstimates:
                 return self._plan
             order = await self._read_plan()
             self._plan = Plan(positions={job_id: i for i, job_id in enumerate(order.jobs, 1)} if order else {},
-                              out=order.out if order else 0, read_at=time.monotonic())
+                              out=order.out if order else 0, written_at=order.time if order else None,
+                              complete=order is not None and len(order.jobs) >= order.queued,
+                              read_at=time.monotonic())
             return self._plan
 
     async def _read_plan(self) -> QueueOrder | None:

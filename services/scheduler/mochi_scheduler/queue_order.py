@@ -37,7 +37,7 @@ async def queue_bucket(js: Any, replicas: int) -> Any:
 
 def planned(model: FairShare, scheduler_id: str) -> QueueOrder:
     return QueueOrder(jobs=[job.job_id for job in model.order(PLANNED_JOBS)], out=len(model.out),
-                      scheduler=scheduler_id)
+                      queued=len(model.queued), scheduler=scheduler_id)
 
 
 class OrderPublisher:
@@ -46,7 +46,7 @@ class OrderPublisher:
         self.model = model
         self.scheduler_id = scheduler_id
         self.interval_s = interval_s
-        self._last: tuple[list[str], int] | None = None
+        self._last: tuple[list[str], int, int] | None = None
         self._looked_at = 0.0
         self._written_at = 0.0
 
@@ -59,10 +59,10 @@ class OrderPublisher:
         self._looked_at = now
         order = planned(self.model, self.scheduler_id)
         fresh = now - self._written_at < SCHEDULER_QUEUE_TTL_S / 3
-        if fresh and self._last == (order.jobs, order.out):
+        if fresh and self._last == (order.jobs, order.out, order.queued):
             return False
         await self.kv.put(SCHEDULER_QUEUE_KEY, encode_queue_order(order))
-        self._last, self._written_at = (order.jobs, order.out), now
+        self._last, self._written_at = (order.jobs, order.out, order.queued), now
         return True
 
     def forget(self) -> None:
