@@ -231,6 +231,29 @@ def test_sigterm_hands_over_and_the_next_runner_resumes_at_exactly_that_step(sys
     check_invariants(system)
 
 
+def test_a_runner_of_another_configuration_resumes_and_says_so(system):
+    """Across configurations a resume is allowed (the latents are the same
+    model's) and logged as not bit for bit: here a one-device runner hands
+    over to a guidance-parallel one."""
+    first, client = the_stack(system, {"MOCHI_ACK_WAIT_S": "120", "MOCHI_CHECKPOINT_EVERY_STEPS": "0"})
+    job = client.submit("a cat walks on the grass", **SLOW)
+    wait_until(lambda: progress_of(system, job.id) >= 5, timeout=60, what="runner-a mid-job")
+    assert first.stop(timeout=30) == 0
+    stopped_at = progress_of(system, job.id)
+
+    second = system.start_runner("runner-b", wait=True, MOCHI_DEVICES="cpu,cpu")
+    done = client.wait(job.id, timeout=240)
+    assert done.status == "completed" and done.runner == "runner-b", done
+    assert starts(system, job.id) == [("runner-a", 0), ("runner-b", stopped_at)]
+    log = " ".join(line.message for line in client.logs(job.id))
+    assert f"resuming at step {stopped_at + 1} of 150" in log
+    assert "another engine configuration (" in log and "not bit for bit" in log, log
+    assert "path: guidance-parallel x1 -> guidance-parallel x2" in log, log
+    assert metric(second, 'mochi_runner_resumes_total{configuration="other"}') == 1
+    no_checkpoint_left(system, job.id)
+    check_invariants(system)
+
+
 def test_a_failed_decode_is_retried_without_denoising_again(system):
     # Fault injection (settings.fault_injection_decode_oom): the first decode
     # raises torch.OutOfMemoryError, as a VAE decode past the GPU's memory does.
