@@ -143,6 +143,8 @@ def test_a_live_preview_appears_changes_and_goes_with_the_job(keyed):
     # The phases, each once, in order, all before the final event.
     phases = [m.json["phase"] for m in seen if m.event == "phase"]
     assert phases == list(RUNNER_PHASES), phases
+    # The job's id too: on /v1/events, every job's stream, it says whose phase it is.
+    assert all(m.json == {"job_id": jid, "phase": m.json["phase"]} for m in seen if m.event == "phase")
     kinds = [m.event for m in seen]
     assert kinds.index("phase") < kinds.index("progress")  # encoding_prompt comes first
     assert max(i for i, k in enumerate(kinds) if k in ("phase", "preview")) < kinds.index("completed")
