@@ -31,8 +31,8 @@ from mochi_contracts.scheduling import Scheduling
 log = structlog.get_logger()
 _encode = msgspec.json.Encoder().encode
 
-# The subjects that hold what a job's status is made of (besides the final one).
-_STATE_TYPES = ("started", "progress", "cancel_requested")
+# The subjects that hold what a job's status and phase are made of (besides the final one).
+_STATE_TYPES = ("started", "progress", "phase", "cancel_requested")
 # How long a client should wait after the catalog answered with an error.
 CATALOG_RETRY_AFTER_S = 5
 
