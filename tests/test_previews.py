@@ -147,6 +147,9 @@ def test_a_live_preview_appears_changes_and_goes_with_the_job(keyed):
     assert all(m.json == {"job_id": jid, "phase": m.json["phase"]} for m in seen if m.event == "phase")
     kinds = [m.event for m in seen]
     assert kinds.index("phase") < kinds.index("progress")  # encoding_prompt comes first
+    # The runner's engine encodes the prompt itself: denoising is told before the first step ends.
+    told = next(i for i, m in enumerate(seen) if m.event == "phase" and m.json["phase"] == "denoising")
+    assert told < kinds.index("progress")
     assert max(i for i, k in enumerate(kinds) if k in ("phase", "preview")) < kinds.index("completed")
 
     # Gone with the job: 404 (final), and the runner deleted both objects.

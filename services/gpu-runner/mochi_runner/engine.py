@@ -327,7 +327,8 @@ class MochiEngine:
         return self.decode(self.denoise(req, on_step))
 
     def denoise(self, req: JobRequest, on_step: StepHook, lane: int | None = None,
-                resume: Resume | None = None, on_latents: LatentsHook | None = None) -> torch.Tensor:
+                resume: Resume | None = None, on_latents: LatentsHook | None = None,
+                on_prompt_encoded: Callable[[], None] | None = None) -> torch.Tensor:
         """Text to final latents (still scaled).
 
         lane=None: the whole engine (both GPUs on a guided job). lane=i: the
@@ -337,7 +338,10 @@ class MochiEngine:
         resume: start after `resume.step` finished steps from their latents;
         with the same engine configuration the result is bitwise the
         uninterrupted render's (ResumedScheduler says why). on_latents gets
-        the latents after every step, numbered as in an uninterrupted render."""
+        the latents after every step, numbered as in an uninterrupted render.
+        on_prompt_encoded is called once T5 is done, where the engine runs it
+        itself (the multi-device path, one device included); the stock
+        pipeline encodes inside its call, which gives no such moment."""
         steps = req.num_inference_steps
         done = resume.step if resume is not None else 0
         if not 0 <= done <= steps:
@@ -375,8 +379,12 @@ class MochiEngine:
             object.__setattr__(pipe, "scheduler", resumed_scheduler(stock, done))
         try:
             with torch.inference_mode():
+                inputs = self._prompt_inputs(req, device)
+                # Only where the engine ran T5 itself: the stock pipeline encodes inside its call.
+                if on_prompt_encoded is not None and self.parallel is not None:
+                    on_prompt_encoded()
                 out = pipe(
-                    **self._prompt_inputs(req, device), width=req.width, height=req.height,
+                    **inputs, width=req.width, height=req.height,
                     num_frames=req.num_frames, num_inference_steps=steps, guidance_scale=req.guidance_scale,
                     generator=generator, output_type="latent", callback_on_step_end=step_end, **extra)
         finally:

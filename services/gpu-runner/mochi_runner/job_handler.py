@@ -25,9 +25,9 @@ finished, it only decodes, encodes and stores). `_end` deletes the job's
 checkpoint: the job is final there.
 
 Phases and previews (issue 24): the render reports what it is doing as phase
-events (encoding_prompt from the start until the first step ends, since the
-pipeline has no hook between the prompt's encoding and the first step;
-denoising; decoding; encoding_video; storing), and while it denoises a live
+events (encoding_prompt; denoising once the engine has encoded the prompt, or
+with the stock pipeline, which encodes inside its call, once the first step
+ends; decoding; encoding_video; storing), and while it denoises a live
 preview at most every `preview_every_s` seconds (previews.py), stored in the
 previews bucket and told of by a preview event. The render's events go out in
 order through one publisher task; `_end` deletes the job's previews."""
@@ -302,7 +302,7 @@ class JobHandler:
         previews = None if denoised else self._job_previews(attempt, loop, progress)
         every = self.settings.checkpoint_every_steps
         latest: list[torch.Tensor] = []  # the latents of the step that just ended
-        stepped: list[int] = []  # the steps this attempt rendered (the first one says "denoising")
+        denoising: list[bool] = []  # told: at the prompt's end, else at the first step's
 
         def on_latents(step: int, latents: torch.Tensor) -> None:  # the render thread, before on_step
             latest[:] = [latents]
@@ -314,12 +314,15 @@ class JobHandler:
                     attempt.log.error("preview.failed", step=step, exc_info=err, effect="no more previews")
                     previews = None
 
+        def denoising_began() -> None:  # the render thread
+            if not denoising:
+                denoising.append(True)
+                loop.call_soon_threadsafe(progress.put_nowait, self._phase(attempt, "denoising"))
+
         def on_step(step: int, total: int) -> None:  # runs in the render thread
             attempt.moved_at = time.monotonic()
             metrics.STEPS_RENDERED.inc()
-            if not stepped:
-                loop.call_soon_threadsafe(progress.put_nowait, self._phase(attempt, "denoising"))
-            stepped[:] = [step]
+            denoising_began()
             loop.call_soon_threadsafe(progress.put_nowait, JobProgress(
                 job_id=job_id, step=step, total_steps=total, runner=self.runner_id))
             clock.tick()
@@ -339,7 +342,8 @@ class JobHandler:
                 idle = time.perf_counter() - ticket.idle_since
                 metrics.GPU_IDLE_SECONDS.observe(idle)
                 attempt.log.info("job.gpu_idle_before", seconds=round(idle, 3), lanes=list(ticket.lanes))
-            latents = self.engine.denoise(req, on_step, lane=ticket.lane, resume=resume, on_latents=on_latents)
+            latents = self.engine.denoise(req, on_step, lane=ticket.lane, resume=resume, on_latents=on_latents,
+                                          on_prompt_encoded=denoising_began)
             attempt.moved_at = time.monotonic()  # the decode makes no steps
             if not denoised:
                 loop.call_soon_threadsafe(progress.put_nowait, self._phase(attempt, "decoding"))
