@@ -121,6 +121,18 @@ def test_cancelled_while_queued_is_never_released() -> None:
     assert model.next().job_id == a[1]
 
 
+def test_the_finished_ids_kept_are_bounded_and_a_late_release_of_a_kept_one_is_ignored() -> None:
+    model = FairShare(lambda owner: Policy(), finished_kept=3)
+    ids = _submit(model, "a", 5)
+    for job_id in ids:
+        assert model.released(model.next().job_id)
+        model.final(job_id)
+    assert list(model.finished) == ids[2:]
+    # A release read after its job's final (the two streams are read apart).
+    assert not model.released(ids[-1]) and ids[-1] not in model.out
+    assert model.owners["a"].out == set()
+
+
 def test_a_release_seen_before_its_submission_counts_once() -> None:
     model = _model()
     model.released("f" * 32)

@@ -18,6 +18,7 @@ over holds the same queues and nearly the same passes."""
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -50,13 +51,21 @@ class Policy:
     allowed: frozenset[str] = frozenset(RANK)
 
 
+# How many final job ids a copy remembers. The job stream is read in order, so
+# a job's submission and start never come after its final; only a release,
+# read from the other stream, can arrive late, and never by this many finals.
+# Bounded so a scheduler that runs for months holds a fixed set, not every job.
+FINISHED_KEPT = 100_000
+
+
 class FairShare:
-    def __init__(self, policy_of: Callable[[str], Policy]):
+    def __init__(self, policy_of: Callable[[str], Policy], finished_kept: int = FINISHED_KEPT):
         self.policy_of = policy_of
         self.owners: dict[str, Owner] = {}
         self.queued: dict[str, QueuedJob] = {}  # job id -> its place in a queue
         self.out: dict[str, str] = {}  # job id -> owner, released and not final
-        self.finished: set[str] = set()
+        self.finished: OrderedDict[str, None] = OrderedDict()  # the latest finals, oldest first
+        self.finished_kept = finished_kept
         # Released before this copy saw their submission (two streams, read apart).
         self.released_early: set[str] = set()
         self.clock = 0.0
@@ -109,7 +118,9 @@ class FairShare:
 
     def final(self, job_id: str) -> None:
         """Completed, failed, cancelled (also while queued) or expired."""
-        self.finished.add(job_id)
+        self.finished[job_id] = None
+        if len(self.finished) > self.finished_kept:
+            self.finished.popitem(last=False)
         self.released_early.discard(job_id)
         job = self.queued.pop(job_id, None)
         if job is not None:
