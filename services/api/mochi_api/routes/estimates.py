@@ -54,7 +54,9 @@ async def estimate_job(data: Annotated[JobRequest, Body(examples=docs.SUBMIT_EXA
     # The jobs ahead each take about their own work; before anything was measured, nothing is known.
     ahead = [w for w in (job_cost.work_seconds(j.request, measured, after) for j in queued) if w is not None]
     mean_ahead = sum(ahead) / len(ahead) if ahead else pace.mean_run_seconds(done)
-    busy = estimates.lane_free_at(running, after, mean_ahead, now)
+    # A running job before its first step frees its lane after its own work, as in a queued job's estimate.
+    busy = estimates.lane_free_at(running, after, mean_ahead, now,
+                                  lambda state: job_cost.work_seconds(state.request, measured, after))
     start = estimates.estimated_start(len(queued) + 1, busy, len(busy), mean_ahead, now)
     ratio = job_cost.times_largest(data, measured)
     return JobEstimate(
