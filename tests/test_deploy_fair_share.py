@@ -6,7 +6,6 @@ the catalog and the API as those users on a live nats-server."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +13,9 @@ import pytest
 
 from conftest import SMALL, System
 from mochi_cli.client import MochiClient
-from mochi_cli.processes import free_port, nats_server_binary, wait_for_port
 from mochi_contracts import streams, subjects
 from test_deploy_nats_permissions import ANY_JOB, _any_job, owns_stream, reads_ordered, uses_kv, works_durable
-from test_deploy_support import KUSTOMIZE, OVERLAYS, nats_config, nats_passwords, nats_users, objects, one, selects
+from test_deploy_support import KUSTOMIZE, OVERLAYS, nats_users, nats_with_users, objects, one, selects
 
 FAIR = "fair-share"
 API = "$JS.API"
@@ -136,23 +134,8 @@ def test_fair_mode_only_where_the_component_is(overlay: str) -> None:
 @pytest.fixture
 def fair_nats(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """A nats-server with the fair overlay's accounts.conf, unchanged."""
-    root = tmp_path / "nats-users"
-    root.mkdir()
-    (root / "accounts.conf").write_text(nats_config(FAIR, "accounts.conf"))
-    secrets = nats_passwords(FAIR)
-    port = free_port()
-    (root / "server.conf").write_text(
-        f'listen: 127.0.0.1:{port}\njetstream {{ store_dir: "{root / "js"}" }}\ninclude ./accounts.conf\n')
-    log = (root / "nats.log").open("w")
-    proc = subprocess.Popen([nats_server_binary(), "-c", str(root / "server.conf")],
-                            env=secrets, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc=proc)
-        yield port, {v.removesuffix("_PASSWORD").lower(): pw for v, pw in secrets.items()}
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    with nats_with_users(tmp_path / "nats-users", FAIR) as server:
+        yield server
 
 
 def test_fair_mode_runs_as_the_deployed_users(tmp_path: Path, tiny_model: Path,

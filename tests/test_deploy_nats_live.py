@@ -9,7 +9,6 @@ must not do are refused."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,7 +24,6 @@ from mochi_api.job_reader import JobReader
 from mochi_catalog import metrics as catalog_metrics
 from mochi_catalog.service import Catalog
 from mochi_catalog.settings import CatalogSettings
-from mochi_cli.processes import free_port, nats_server_binary, wait_for_port
 from mochi_common.nats_conn import last_event, publish_event, publish_final
 from mochi_contracts import catalog as catalog_api
 from mochi_contracts import subjects
@@ -42,7 +40,7 @@ from mochi_common.jetstream_setup import (
 from mochi_common.consumer import DurableConsumer
 from mochi_common.nats_conn import PatientJetStream
 from mochi_runner.dead_letters import DeadLetters
-from test_deploy_support import nats_config, nats_passwords
+from test_deploy_support import nats_with_users
 
 pytestmark = pytest.mark.timeout(120)
 VIOLATION = "permissions violation"
@@ -50,24 +48,8 @@ VIOLATION = "permissions violation"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[str, str]]]:
-    root = tmp_path_factory.mktemp("nats-users")
-    accounts = nats_config("h100x8", "accounts.conf")
-    (root / "accounts.conf").write_text(accounts)
-    secrets = nats_passwords("h100x8")
-    port = free_port()
-    (root / "server.conf").write_text(
-        f'listen: 127.0.0.1:{port}\njetstream {{ store_dir: "{root / "js"}" }}\ninclude ./accounts.conf\n')
-    log = (root / "nats.log").open("w")
-    proc = subprocess.Popen([nats_server_binary(), "-c", str(root / "server.conf")],
-                            env=secrets, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc=proc)
-        passwords = {v.removesuffix("_PASSWORD").lower(): pw for v, pw in secrets.items()}
-        yield port, passwords
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    with nats_with_users(tmp_path_factory.mktemp("nats-users"), "h100x8") as server:
+        yield server
 
 
 class Session:

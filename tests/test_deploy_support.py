@@ -114,6 +114,31 @@ def nats_passwords(overlay: str) -> dict[str, str]:
     return {v: f"pw-{v.lower()}" for v in set(re.findall(r":\s*\$([A-Z_][A-Z0-9_]*)", accounts))}
 
 
+@contextlib.contextmanager
+def nats_with_users(root: Path, overlay: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """One nats-server (no cluster) with the overlay's rendered accounts.conf,
+    unchanged, and a test password per user. Yields its port and the
+    passwords by user name."""
+    from mochi_cli.processes import free_port, nats_server_binary, wait_for_port
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "accounts.conf").write_text(nats_config(overlay, "accounts.conf"))
+    secrets = nats_passwords(overlay)
+    port = free_port()
+    (root / "server.conf").write_text(
+        f'listen: 127.0.0.1:{port}\njetstream {{ store_dir: "{root / "js"}" }}\ninclude ./accounts.conf\n')
+    log = (root / "nats.log").open("w")
+    proc = subprocess.Popen([nats_server_binary(), "-c", str(root / "server.conf")],
+                            env=secrets, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc=proc)
+        yield port, {v.removesuffix("_PASSWORD").lower(): pw for v, pw in secrets.items()}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
 def _sub_once(text: str, pattern: str, replacement: str) -> str:
     new, count = re.subn(pattern, replacement, text)
     assert count == 1, f"nats.conf: expected one match of {pattern!r}, found {count}"
