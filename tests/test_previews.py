@@ -77,6 +77,21 @@ def keyed(system):
     return system
 
 
+def follow_events(system, job_id: str) -> tuple[list[Sse], threading.Thread]:
+    """The job's SSE messages as alice reads them, appended as they come by
+    the thread returned (it ends with the stream)."""
+    seen: list[Sse] = []
+
+    def follow() -> None:
+        for message in read_sse(f"{system.api_url}/v1/jobs/{job_id}/events",
+                                {"Authorization": f"Bearer {ALICE}"}, timeout=300):
+            seen.append(message)
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    return seen, reader
+
+
 def test_a_live_preview_appears_changes_and_goes_with_the_job(keyed):
     alice, bob = as_(ALICE, keyed), as_(BOB, keyed)
     job = alice.post("/v1/jobs", json=JOB).json()
@@ -92,15 +107,7 @@ def test_a_live_preview_appears_changes_and_goes_with_the_job(keyed):
     for path in (preview, f"{preview}?still=true", f"/v1/jobs/{jid}/events"):
         assert bob.get(path).status_code == 404, path
 
-    seen: list[Sse] = []
-
-    def follow() -> None:
-        for message in read_sse(f"{keyed.api_url}/v1/jobs/{jid}/events",
-                                {"Authorization": f"Bearer {ALICE}"}, timeout=300):
-            seen.append(message)
-
-    reader = threading.Thread(target=follow, daemon=True)
-    reader.start()
+    seen, reader = follow_events(keyed, jid)
     keyed.start_runner(MOCHI_PREVIEW_EVERY_S=str(EVERY_S))
 
     def previews() -> list[Sse]:
@@ -200,15 +207,7 @@ def test_the_previews_bucket_deleted_mid_job_costs_no_job(keyed):
     alice = as_(ALICE, keyed)
     keyed.start_runner(MOCHI_PREVIEW_EVERY_S=str(EVERY_S))
     jid = alice.post("/v1/jobs", json=JOB).json()["id"]
-    seen: list[Sse] = []
-
-    def follow() -> None:
-        for message in read_sse(f"{keyed.api_url}/v1/jobs/{jid}/events",
-                                {"Authorization": f"Bearer {ALICE}"}, timeout=300):
-            seen.append(message)
-
-    reader = threading.Thread(target=follow, daemon=True)
-    reader.start()
+    seen, reader = follow_events(keyed, jid)
     wait_until(lambda: any(m.event == "preview" for m in seen), 240, "a preview event")
     asyncio.run(_delete_previews_bucket(keyed.nats_url))
     deleted_at = len(seen)
