@@ -24,7 +24,7 @@ from mochi_api.context import ApiContext, Caller
 from mochi_api.event_hub import HubClosing, Listener, StreamEvent, TooManyStreams
 from mochi_api.event_replay import ReplayCutShort, replay
 from mochi_api.problems import invalid_fields, problem, unavailable
-from mochi_api.routes.jobs import _load
+from mochi_api.job_access import visible_job
 from mochi_common.nats_conn import last_event, newest_seq
 from mochi_contracts import subjects
 from mochi_contracts.events import FINAL_TYPES, JobPhase, JobPreview
@@ -156,7 +156,7 @@ async def job_events(
 ) -> ServerSentEvent:
     ctx: ApiContext = state.ctx
     start = _resume_from(last_event_id, last_event_id_query) or 1
-    await _load(ctx, caller, job_id)  # 404 unless the caller may see it
+    await visible_job(ctx, caller, job_id)  # 404 unless the caller may see it
     listener = _listen(ctx, caller, job_id)
 
     async def stream() -> AsyncIterator[ServerSentEventMessage]:

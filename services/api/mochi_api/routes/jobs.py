@@ -16,6 +16,7 @@ from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.response import Redirect
 
 from mochi_api.context import ApiContext, Caller
+from mochi_api.job_access import api_context, visible_job
 from mochi_api.job_reader import JobRead
 from mochi_api.job_resource import to_resource, video_expires_at
 from mochi_api.event_replay import replay
@@ -23,7 +24,7 @@ from mochi_api import idempotency, submission
 from mochi_api.bounds import (MAX_CANCEL_AFTER_CHARS, MAX_CURSOR_CHARS, MAX_IDEMPOTENCY_KEY_CHARS,
                               MAX_STATUS_VALUES, ascii_int)
 from mochi_api import openapi_docs as docs
-from mochi_api.problems import invalid_fields, not_found, problem
+from mochi_api.problems import invalid_fields, problem
 from mochi_api.video_response import video_response
 from mochi_common.nats_conn import publish_event, publish_final
 from mochi_contracts import catalog, subjects
@@ -32,10 +33,6 @@ from mochi_contracts.job_state import FINAL_STATUSES, STATUSES, new_state
 from mochi_contracts.jobs import FieldError, JobRequest, semantic_errors
 from mochi_contracts.resources import Job, JobList, LogLine, LogList
 from mochi_contracts.storage import video_key
-
-
-def _ctx(state: State) -> ApiContext:
-    return state.ctx
 
 
 def _base(ctx: ApiContext) -> str:
@@ -81,14 +78,6 @@ async def _check_queue_cap(ctx: ApiContext, caller: Caller) -> None:
         raise exc
 
 
-async def _load(ctx: ApiContext, caller: Caller, job_id: str) -> JobRead:
-    # Someone else's job is indistinguishable from a missing one.
-    found = await ctx.reader.get(job_id, caller.owner_filter) if subjects.is_job_id(job_id) else None
-    if found is None:
-        raise not_found(f"no job {job_id}")
-    return found
-
-
 def _resource(ctx: ApiContext, read: JobRead) -> Job:
     return to_resource(read.state, read.queue_position, _base(ctx), read.estimated_start,
                        ctx.settings.video_lifetime_s, read.after_steps_pace)
@@ -113,7 +102,7 @@ class JobsController(Controller):
             header="Cancel-After", max_length=MAX_CANCEL_AFTER_CHARS, required=False,
             description="Sets `deadline` this long from now: 90s, 5m, 1h30m")] = None,
     ) -> Response[Job]:
-        ctx = _ctx(state)
+        ctx = api_context(state)
         errors = (submission.strict_errors(await request.body()) or semantic_errors(data)
                   or ctx.keys.priority_errors(caller, data))
         if errors:
@@ -149,8 +138,8 @@ class JobsController(Controller):
 
     @get("/{job_id:str}", summary="Get a job", responses=docs.GET_RESPONSES)
     async def get_job(self, job_id: str, state: State, caller: Caller) -> Job:
-        ctx = _ctx(state)
-        return _resource(ctx, await _load(ctx, caller, job_id))
+        ctx = api_context(state)
+        return _resource(ctx, await visible_job(ctx, caller, job_id))
 
     @get("/", summary="List jobs, newest first", responses=docs.LIST_RESPONSES)
     async def list_jobs(
@@ -161,7 +150,7 @@ class JobsController(Controller):
         cursor: Annotated[str | None, Parameter(description="next_cursor of the previous page",
                                                 max_length=MAX_CURSOR_CHARS)] = None,
     ) -> JobList:
-        ctx = _ctx(state)
+        ctx = api_context(state)
         if status is not None and len(status) > MAX_STATUS_VALUES:
             raise invalid_fields([FieldError("status", f"at most {MAX_STATUS_VALUES} values")])
         bad = [s for s in status or [] if s not in STATUSES]
@@ -181,8 +170,8 @@ class JobsController(Controller):
          description="Supports Range requests for seeking; with an S3 store, redirects to a presigned URL.",
          responses=docs.VIDEO_RESPONSES)
     async def video(self, job_id: str, state: State, request: Request, caller: Caller) -> Response:
-        ctx = _ctx(state)
-        job = (await _load(ctx, caller, job_id)).state
+        ctx = api_context(state)
+        job = (await visible_job(ctx, caller, job_id)).state
         if job.status != "completed" or job.video is None:
             raise problem(409, "video-not-ready", "No video yet",
                           f"job {job_id} is {job.status}; its video exists once it is completed")
@@ -205,8 +194,8 @@ class JobsController(Controller):
           description="A queued job never starts; a running one stops within one step. 409 once finished.",
           responses=docs.CANCEL_RESPONSES)
     async def cancel(self, job_id: str, state: State, caller: Caller) -> Job:
-        ctx = _ctx(state)
-        job = (await _load(ctx, caller, job_id)).state
+        ctx = api_context(state)
+        job = (await visible_job(ctx, caller, job_id)).state
         if job.status in FINAL_STATUSES:
             raise problem(409, "job-finished", "Job already finished", f"job {job_id} is {job.status}")
         await publish_event(ctx.js, JobCancelRequested(job_id=job_id, requested_by=caller.owner))
@@ -214,7 +203,7 @@ class JobsController(Controller):
             # Final at once; a runner that pulls it later acks it without work,
             # and one that started it meanwhile stops on this very event.
             await publish_final(ctx.js, JobCancelled(job_id=job_id, reason="cancelled while queued"))
-        return _resource(ctx, await _load(ctx, caller, job_id))
+        return _resource(ctx, await visible_job(ctx, caller, job_id))
 
     @get("/{job_id:str}/logs", summary="The job's log lines",
          description="What the runner wrote about this job (warm-up state, warnings, the summary of an "
@@ -223,8 +212,8 @@ class JobsController(Controller):
                      "as a `warning` line saying why (never what it carried).",
          responses=docs.LOGS_RESPONSES)
     async def logs(self, job_id: str, state: State, caller: Caller) -> LogList:
-        ctx = _ctx(state)
-        await _load(ctx, caller, job_id)  # 404 unless the caller may see it
+        ctx = api_context(state)
+        await visible_job(ctx, caller, job_id)  # 404 unless the caller may see it
         lines: list[LogLine] = []
         # Every subject of the job, decoded at the boundary: its log lines, and its refusals.
         async for raw in replay(ctx.js, subjects.job_events(job_id), 1):

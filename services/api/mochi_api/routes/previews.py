@@ -22,7 +22,7 @@ from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
 from mochi_api import openapi_docs as docs
 from mochi_api.context import Caller
 from mochi_api.problems import not_found, problem, unavailable
-from mochi_api.routes.jobs import _ctx, _load
+from mochi_api.job_access import api_context, visible_job
 from mochi_common.jetstream_setup import open_preview_bucket
 from mochi_contracts.job_state import FINAL_STATUSES
 from mochi_contracts.streams import PREVIEW_CONTENT_TYPE, PREVIEW_STILL_CONTENT_TYPE, preview_object
@@ -59,8 +59,8 @@ class PreviewsController(Controller):
         step: Annotated[int | None, Parameter(query="step", ge=0, le=1000, required=False,
                                               description="Ignored: makes each preview's URL new")] = None,
     ) -> Response:
-        ctx = _ctx(state)
-        job = (await _load(ctx, caller, job_id)).state
+        ctx = api_context(state)
+        job = (await visible_job(ctx, caller, job_id)).state
         if job.status in FINAL_STATUSES:
             raise not_found(f"job {job_id} is {job.status}; live previews are deleted when a job ends")
         not_yet = problem(409, "preview-not-ready", "No preview yet",

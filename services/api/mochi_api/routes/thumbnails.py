@@ -23,7 +23,7 @@ from mochi_api import openapi_docs as docs
 from mochi_api.context import Caller
 from mochi_api.job_resource import video_expires_at
 from mochi_api.problems import not_found, unavailable
-from mochi_api.routes.jobs import _ctx, _load
+from mochi_api.job_access import api_context, visible_job
 from mochi_api.video_response import video_response
 from mochi_common.storage import TransientStoreError
 from mochi_contracts.events import utcnow
@@ -57,8 +57,8 @@ def cache_control(expires_at: datetime | None, now: datetime) -> str:
 
 async def _stored(state: State, caller: Caller, request: Request, job_id: str, key: str, what: str,
                   media_type: str) -> Response:
-    ctx = _ctx(state)
-    job = (await _load(ctx, caller, job_id)).state
+    ctx = api_context(state)
+    job = (await visible_job(ctx, caller, job_id)).state
     if job.status != "completed" or job.video is None:
         raise not_found(f"job {job_id} is {job.status}; its {what} exists once it is completed")
     now = utcnow()
