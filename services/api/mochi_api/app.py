@@ -80,7 +80,8 @@ def create_app(settings: ApiSettings) -> Litestar:
     if settings.allow_anonymous:
         guards.append(KnownHostsOnly(allowed_host_names(settings.host, settings.allowed_hosts)))
     guards.append(JsonBodiesOnly())
-    handlers: dict = {400: problems.on_bad_request, 429: problems.on_too_many, Exception: problems.on_unexpected}
+    handlers: dict = {400: problems.on_bad_request, 429: problems.on_too_many, Exception: problems.on_unexpected,
+                      **{status: problems.on_router_error for status in problems.ROUTER_KINDS}}
     handlers.update({err: problems.on_nats_down for err in problems.NATS_DOWN_ERRORS})
     return Litestar(
         route_handlers=[JobsController, ThumbnailsController, PreviewsController, estimate_job, job_events,

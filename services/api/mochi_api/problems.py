@@ -82,6 +82,21 @@ def on_too_many(request: Request, exc: HTTPException) -> Response:
     return response
 
 
+# Litestar's own refusals before any route runs: no route (404, also for a
+# path that decodes to more segments), another method (405), a body past
+# request_max_body_size (413). Their bodies otherwise have no problem type.
+ROUTER_KINDS = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}
+
+
+def on_router_error(request: Request, exc: HTTPException) -> Response:
+    if isinstance(exc, ProblemDetailsException):
+        return exc.to_response(request)  # ours, already complete
+    kind = ROUTER_KINDS.get(exc.status_code, "http-error")
+    response = problem(exc.status_code, kind, exc.detail, exc.detail).to_response(request)
+    response.headers.update(dict(exc.headers or {}))  # 405's Allow
+    return response
+
+
 def on_nats_down(request: Request, exc: Exception) -> Response:
     log.warning("api.nats_unavailable", error=repr(exc), path=request.url.path)
     return unavailable("the job system is not reachable right now; retry shortly").to_response(request)
