@@ -213,7 +213,11 @@ class JobPreviews:
         self.indices = frame_indices(latent_frames)
         self.log = log.bind(job_id=job_id)
         self._before: tuple[int, torch.Tensor] | None = None  # the preview frames after the last step
-        self._last = time.monotonic()  # no preview of the first seconds' noise
+        # The first preview as soon as two steps give a velocity, then at most
+        # one every `every_s`: a render whose denoising takes less than the
+        # interval (a draft on the embedded stack takes about a second) still
+        # shows one. It is the model's clean estimate, blurry early, not noise.
+        self._last = time.monotonic() - every_s
         self._idle = threading.Event()
         self._idle.set()
         self._closed = False
