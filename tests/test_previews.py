@@ -145,7 +145,7 @@ def test_a_live_preview_appears_changes_and_goes_with_the_job(keyed):
     shown = [m.json for m in previews()]
     steps = [p["step"] for p in shown]
     assert steps == sorted(set(steps)) and 0 < steps[0] and steps[-1] <= JOB["num_inference_steps"]
-    assert all(p == {"step": p["step"], "total_steps": JOB["num_inference_steps"],
+    assert all(p == {"job_id": jid, "step": p["step"], "total_steps": JOB["num_inference_steps"],
                      "url": f"{preview}?step={p['step']}"} for p in shown), shown
     # The phases, each once, in order, all before the final event.
     phases = [m.json["phase"] for m in seen if m.event == "phase"]

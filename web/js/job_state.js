@@ -6,7 +6,7 @@
 // progress.seconds_per_step, mochi_contracts/pace.py), which withPace() takes
 // from a fresh resource. A job's phase (progress.phase, mochi_contracts/phases.py)
 // follows the runner's `phase` events; its newest live preview (`preview`
-// events: {step, total_steps, url}) is kept as job.preview until it ends.
+// events: {job_id, step, total_steps, url}) is kept as job.preview until it ends.
 
 import { laterPhase } from "./phase.js";
 

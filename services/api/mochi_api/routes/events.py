@@ -83,9 +83,10 @@ def _message(ctx: ApiContext, event: StreamEvent) -> ServerSentEventMessage:
     match event.event:
         case JobPreview(step=step, total_steps=total):
             # What a client needs to show it: the link, new per preview (the
-            # runner's byte count and name stay on the job stream).
+            # runner's byte count and name stay on the job stream), and whose
+            # it is, as every event's data says.
             url = f"{job_links(ctx.settings.public_url, event.job_id).preview}?step={step}"
-            data = _json({"step": step, "total_steps": total, "url": url})
+            data = _json({"job_id": event.job_id, "step": step, "total_steps": total, "url": url})
         case JobPhase(phase=phase):
             # job_id: on /v1/events (every job's stream) the phase would name no job otherwise.
             data = _json({"job_id": event.job_id, "phase": phase})
