@@ -310,6 +310,47 @@ def test_weights_pod_downloads_then_checks_then_labels() -> None:
     assert not objects("dev", "DaemonSet")
 
 
+# ---- a fresh node's directories -------------------------------------------------
+
+def _unmountable(spec: dict, existing: set[str]) -> list[str]:
+    """The hostPath volumes the kubelet refuses on a node holding `existing`
+    paths. It mounts every volume before the first init container runs, so a
+    `Directory` volume must exist before the pod starts, whatever its init
+    containers would create."""
+    return [v["hostPath"]["path"] for v in spec.get("volumes", [])
+            if "hostPath" in v and v["hostPath"].get("type") == "Directory" and v["hostPath"]["path"] not in existing]
+
+
+def _made_by_host_dirs(spec: dict) -> set[str]:
+    """The node paths the weights pod's host-dirs container creates (its
+    `install -d` arguments, under the mount of the `host` volume)."""
+    (c,) = [c for c in spec["initContainers"] if c["name"] == "host-dirs"]
+    assert c["command"][:2] == ["install", "-d"], c["command"]
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "host"]
+    (host,) = [v["hostPath"]["path"] for v in spec["volumes"] if v["name"] == "host"]
+    made = {host}
+    for arg in c["command"][2:]:
+        if arg.startswith(mount["mountPath"] + "/"):
+            made.add(host + arg.removeprefix(mount["mountPath"]))
+    return made
+
+
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS)
+def test_a_fresh_gpu_node_gets_its_directories_then_runners(overlay: str) -> None:
+    weights = one(overlay, "DaemonSet", "mochi-weights")["spec"]["template"]["spec"]
+    # A new node has no /var/lib/mochi: the weights pod must still start.
+    assert _unmountable(weights, set()) == []
+    made = _made_by_host_dirs(weights)
+    assert {"/var/lib/mochi/models", "/var/lib/mochi/compile-cache"} <= made
+    # A runner only lands on a labelled node, where that pod has run.
+    runner = one(overlay, "Deployment", "mochi-runner")["spec"]["template"]["spec"]
+    assert _unmountable(runner, made) == []
+    # The model sees the failure it guards against: a Directory volume on a fresh node.
+    strict = {**weights, "volumes": [{**v, "hostPath": {**v["hostPath"], "type": "Directory"}}
+                                     if "hostPath" in v else v for v in weights["volumes"]]}
+    assert "/var/lib/mochi/models" in _unmountable(strict, set())
+
+
 # ---- drains -----------------------------------------------------------------
 
 def _budget(pdb: dict, expected: int) -> int:
