@@ -44,52 +44,55 @@ REQ = JobRequest(prompt="a cat walks on the grass", width=64, height=64, num_fra
                  num_inference_steps=2, guidance_scale=4.5, seed=3)
 
 # `hf download REPO --revision R --local-dir D --include P ... --exclude P ...`
-# served from a local folder. The patterns go through huggingface_hub's own
-# filter_repo_objects (fnmatch on the repository path, `*` crossing `/`, a
-# trailing `/` meaning the folder), as `hf download` passes them to
-# snapshot_download. Like the real client it keeps its bookkeeping under
-# <local-dir>/.cache/huggingface and skips files already downloaded, and
-# FAKE_HF_FAIL_AFTER / FAKE_HF_SLEEP make it die part-way or hang.
+# served from a local folder. The command line is huggingface_hub's own `hf`
+# (its click app and its `download` command: how it reads repeated --include,
+# and that a bare word after a flag is a file name, not a second pattern, with
+# the patterns then ignored); only snapshot_download's network part is
+# replaced. That part filters with huggingface_hub's own filter_repo_objects
+# (fnmatch on the repository path, `*` crossing `/`, a trailing `/` meaning the
+# folder), as snapshot_download does. Like the real client it keeps its
+# bookkeeping under <local-dir>/.cache/huggingface and skips files already
+# downloaded, and FAKE_HF_FAIL_AFTER / FAKE_HF_SLEEP make it die part-way or hang.
 FAKE_HF = """#!{python}
 import os, shutil, sys, time
 from pathlib import Path
+
+import huggingface_hub.cli.download as cli_download
+from huggingface_hub.cli.hf import app
 from huggingface_hub.utils import filter_repo_objects
 
-args = sys.argv[1:]
 with open({log!r}, "a") as log:
-    log.write(" ".join(args) + "\\n")
-assert args[0] == "download", args
-repo, rest = args[1], args[2:]
-opts = {{"--include": [], "--exclude": []}}
-local_dir = revision = None
-while rest:
-    flag, value, rest = rest[0], rest[1], rest[2:]
-    if flag == "--local-dir":
-        local_dir = Path(value)
-    elif flag == "--revision":
-        revision = value
-    else:
-        opts[flag].append(value)
-assert repo == {repo!r} and revision and local_dir, args
-source = Path({source!r})
-paths = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
-wanted = list(filter_repo_objects(paths, allow_patterns=opts["--include"] or None,
-                                  ignore_patterns=opts["--exclude"] or None))
-time.sleep(float(os.environ.get("FAKE_HF_SLEEP", "0")))
-fail_after = int(os.environ.get("FAKE_HF_FAIL_AFTER", "-1"))
-for done, path in enumerate(wanted):
-    if done == fail_after:
-        sys.exit("connection reset (FAKE_HF_FAIL_AFTER)")
-    target, meta = local_dir / path, local_dir / ".cache" / "huggingface" / "download" / (path + ".metadata")
-    if meta.exists() and target.exists():
-        continue
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source / path, target)
-    meta.parent.mkdir(parents=True, exist_ok=True)
-    meta.write_text(revision)
-    with open({log!r}, "a") as log:
-        log.write("copied " + path + "\\n")
-print(local_dir)
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+
+
+def snapshot_download(*, repo_id, revision, allow_patterns, ignore_patterns, local_dir, **_):
+    assert repo_id == {repo!r} and revision and local_dir, (repo_id, revision, local_dir)
+    local_dir, source = Path(local_dir), Path({source!r})
+    paths = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file())
+    wanted = list(filter_repo_objects(paths, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns))
+    time.sleep(float(os.environ.get("FAKE_HF_SLEEP", "0")))
+    fail_after = int(os.environ.get("FAKE_HF_FAIL_AFTER", "-1"))
+    for done, path in enumerate(wanted):
+        if done == fail_after:
+            sys.exit("connection reset (FAKE_HF_FAIL_AFTER)")
+        target, meta = local_dir / path, local_dir / ".cache" / "huggingface" / "download" / (path + ".metadata")
+        if meta.exists() and target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / path, target)
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(revision)
+        with open({log!r}, "a") as log:
+            log.write("copied " + path + "\\n")
+    return str(local_dir)
+
+
+def hf_hub_download(**kwargs):
+    sys.exit(f"hf took a single file, not patterns: {{kwargs.get('filename')!r}}")
+
+
+cli_download.snapshot_download, cli_download.hf_hub_download = snapshot_download, hf_hub_download
+app(args=sys.argv[1:], prog_name="hf", windows_expand_args=False)
 """
 
 
