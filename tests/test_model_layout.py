@@ -274,3 +274,28 @@ def test_the_check_summarises_what_loads(twin: Path) -> None:
     assert rows["vae"][2:4] == ["bf16", "BF16"]
     assert rows["text_encoder"][2:4] == ["plain", "F32"]
     assert set(rows) == {"transformer", "vae", "text_encoder", "tokenizer", "scheduler"}
+
+
+@pytest.mark.parametrize("damage", ["component", "bf16 shard", "dtype"])
+def test_the_check_names_a_missing_component_a_missing_bf16_shard_and_a_wrong_dtype(
+        twin: Path, tmp_path: Path, damage: str) -> None:
+    """The issue's other checks, each one line: every component model_index.json
+    names is there, the bf16 index (the one diffusers reads for variant="bf16")
+    names only shards that exist, and the stored dtype is the config's."""
+    broken = tmp_path / "model"
+    shutil.copytree(twin, broken)
+    if damage == "component":
+        shutil.rmtree(broken / "vae")
+        line = "vae/: missing (model_index.json names AutoencoderKLMochi)"
+    elif damage == "bf16 shard":
+        (broken / "transformer" / "diffusion_pytorch_model.bf16-00002-of-00003.safetensors").unlink()
+        line = ("transformer/diffusion_pytorch_model.safetensors.index.bf16.json: refers to "
+                "transformer/diffusion_pytorch_model.bf16-00002-of-00003.safetensors, which is missing")
+    else:
+        config = json.loads((broken / "text_encoder" / "config.json").read_text())
+        config.pop("torch_dtype", None)
+        (broken / "text_encoder" / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
+        line = "text_encoder (plain files): weights are F32, text_encoder/config.json says BF16"
+    checked = _check(broken)
+    assert checked.returncode == 1
+    assert checked.stderr.splitlines() == [line]
