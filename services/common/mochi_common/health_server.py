@@ -18,7 +18,8 @@ _REASONS = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}
 async def serve_health(host: str, port: int, ready: Callable[[], bool],
                        alive: Callable[[], list[str]] | None = None) -> asyncio.Server:
     """/healthz: the process answers and `alive()` names nothing wrong.
-    /readyz: `ready()` holds (and the process is alive). /metrics: Prometheus."""
+    /readyz: `ready()` holds (and the process is alive); a 503 lists what
+    `alive()` names. /metrics: Prometheus."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -32,8 +33,11 @@ async def serve_health(host: str, port: int, ready: Callable[[], bool],
             if path == "/healthz":
                 status, body = (503, ("\n".join(wrong) + "\n").encode()) if wrong else (200, b"ok\n")
             elif path == "/readyz":
+                # A 503 names what is wrong (a supervised loop waiting to restart, a
+                # stalled render), so an operator reading the probe sees the part.
                 is_ready = ready() and not wrong
-                status, body = (200, b"ready\n") if is_ready else (503, b"not ready\n")
+                status, body = (200, b"ready\n") if is_ready else (
+                    503, "".join(f"{line}\n" for line in ["not ready", *wrong]).encode())
             elif path == "/metrics":
                 status, body, content_type = 200, generate_latest(), CONTENT_TYPE_LATEST
             else:
