@@ -126,7 +126,10 @@ def node_affinity_ok(spec: dict, node: Node) -> bool:
 
 
 def tolerates(spec: dict, node: Node) -> bool:
-    for taint in node.taints:
+    # A cordoned node carries the unschedulable taint (the node lifecycle
+    # controller sets it), which is what nodeTaintsPolicy: Honor sees.
+    cordon = [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}] if node.unschedulable else []
+    for taint in [*node.taints, *cordon]:
         if taint["effect"] not in ("NoSchedule", "NoExecute"):
             continue
         ok = False
@@ -173,8 +176,13 @@ class Cluster:
                 continue
             assert c["topologyKey"] == "kubernetes.io/hostname", c
             # Domains: the nodes the pod's node affinity admits (nodeAffinityPolicy
-            # Honor, the default); taints are not considered (nodeTaintsPolicy Ignore).
-            domains = [n for n in self.nodes.values() if node_affinity_ok(pod.spec, n)]
+            # Honor, the default) and, with nodeTaintsPolicy Honor, whose taints
+            # it tolerates (a cordoned node drops out); Ignore, the default, counts
+            # every node the affinity admits.
+            assert c.get("nodeAffinityPolicy", "Honor") == "Honor", c
+            honor_taints = c.get("nodeTaintsPolicy", "Ignore") == "Honor"
+            domains = [n for n in self.nodes.values() if node_affinity_ok(pod.spec, n)
+                       and (not honor_taints or tolerates(pod.spec, n))]
             counts = {n.name: sum(selects(c["labelSelector"], p.labels) for p in self.on(n.name))
                       for n in domains}
             if node.name in counts and counts[node.name] + 1 - min(counts.values()) > c["maxSkew"]:
@@ -428,6 +436,22 @@ def test_draining_a_full_gpu_node_finishes(overlay: str) -> None:
     cluster.apply(overlay, {"mochi-runner": 8})
     assert drain(cluster, "gpu-a", objects(overlay, "PodDisruptionBudget")) == []
     assert cluster.where("mochi-runner") == {"gpu-b": 4, None: 4}
+
+
+@pytest.mark.parametrize("overlay", MULTI_NODE_OVERLAYS)
+def test_a_drained_nodes_runners_restart_where_there_is_room(overlay: str) -> None:
+    # Three labelled GPU nodes, eight runners: 3, 3, 2. Draining one must not
+    # leave its runners Pending while the other two have six free GPUs: the
+    # cordoned node drops out of the spreading's domains (nodeTaintsPolicy:
+    # Honor), or its zero runners would cap every other node at one.
+    nodes = [gpu_node(name, _revision(overlay)) for name in ("gpu-a", "gpu-b", "gpu-c")]
+    cluster = Cluster([*nodes, *(cpu_node(f"cpu-{i}") for i in range(3))])
+    cluster.apply(overlay, {"mochi-runner": 8})
+    assert sorted(cluster.where("mochi-runner").values()) == [2, 3, 3]
+    drained = max(("gpu-a", "gpu-b", "gpu-c"), key=lambda n: cluster.where("mochi-runner").get(n, 0))
+    assert drain(cluster, drained, objects(overlay, "PodDisruptionBudget")) == []
+    others = sorted({"gpu-a", "gpu-b", "gpu-c"} - {drained})
+    assert cluster.where("mochi-runner") == {others[0]: 4, others[1]: 4}
 
 
 @pytest.mark.parametrize("overlay", MULTI_NODE_OVERLAYS)
