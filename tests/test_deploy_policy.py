@@ -3,6 +3,7 @@ safe to run, and the shape the issue asks of each component."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -329,7 +330,22 @@ def test_clients_can_reach_what_they_use(overlay: str) -> None:
 
 # ---- KEDA (a custom resource: no core schema, so its fields are checked here) ---
 
-def test_keda_scales_runners_on_jobs_no_runner_started() -> None:
+def _keda_replicas(spec: dict, values: dict[str, float], formula: str | None = None) -> int:
+    """The HPA's answer to KEDA's composite metric (AverageValue: desired =
+    ceil(metric / target)), clamped to the ScaledObject's bounds. The formula
+    is a sum of trigger names, all these manifests use."""
+    modifiers = spec["advanced"]["scalingModifiers"]
+    assert modifiers["metricType"] == "AverageValue"
+    terms = [t.strip() for t in (formula or modifiers["formula"]).split("+")]
+    assert all(re.fullmatch(r"[a-z_]+", t) for t in terms), formula
+    metric = sum(values[t] for t in terms)
+    if metric <= float(modifiers["activationTarget"]):
+        return spec["minReplicaCount"]  # not active: KEDA leaves the minimum
+    desired = math.ceil(metric / float(modifiers["target"]))
+    return max(spec["minReplicaCount"], min(spec["maxReplicaCount"], desired))
+
+
+def test_keda_scales_runners_on_the_work_that_needs_them() -> None:
     (so,) = objects("keda", "ScaledObject")
     spec = so["spec"]
     assert spec["scaleTargetRef"]["name"] == "mochi-runner"
@@ -337,28 +353,39 @@ def test_keda_scales_runners_on_jobs_no_runner_started() -> None:
     assert spec["minReplicaCount"] >= 2 and spec["maxReplicaCount"] >= spec["minReplicaCount"]
     # cooldownPeriod only matters when scaling to zero; above zero it would mislead.
     assert "cooldownPeriod" not in spec or spec["minReplicaCount"] == 0
-    (trigger,) = spec["triggers"]
-    # Not nats-jetstream: it counts num_pending + num_ack_pending (jobs held for upload too).
-    assert trigger["type"] == "metrics-api"
-    meta = trigger["metadata"]
-    assert all(isinstance(v, str) for v in meta.values())  # KEDA metadata values are strings
-    assert meta["format"] == "prometheus"
-    assert meta["valueLocation"] == f'mochi_catalog_queue_depth{{consumer="{RUNNERS_CONSUMER}"}}'
-    assert int(meta["targetValue"]) == 1  # one waiting job per runner
-    # The metric is the catalog's, and means num_pending.
+    # Not nats-jetstream: metrics-api on the catalog's gauges, named for the formula.
+    triggers = {t["name"]: t for t in spec["triggers"]}
+    assert {t["type"] for t in triggers.values()} == {"metrics-api"}
     from mochi_catalog import metrics
-    assert "num_pending" in metrics.QUEUE_DEPTH._documentation
+    gauges = {"waiting": (metrics.QUEUE_DEPTH, "num_pending"),
+              "held": (metrics.CONSUMER_ACK_PENDING, "num_ack_pending")}
+    assert set(triggers) == set(gauges)
+    for name, (gauge, field) in gauges.items():
+        meta = triggers[name]["metadata"]
+        assert all(isinstance(v, str) for v in meta.values())  # KEDA metadata values are strings
+        assert meta["format"] == "prometheus"
+        assert meta["valueLocation"] == f'{gauge._name}{{consumer="{RUNNERS_CONSUMER}"}}'
+        assert field in gauge._documentation
+    # The fleet follows the work: eight renders and an empty queue keep eight
+    # runners; four renders and three waiting jobs ask for seven; nothing, the minimum.
+    assert _keda_replicas(spec, {"waiting": 0, "held": 8}) == 8
+    assert _keda_replicas(spec, {"waiting": 3, "held": 4}) == 7
+    assert _keda_replicas(spec, {"waiting": 0, "held": 0}) == spec["minReplicaCount"]
+    assert _keda_replicas(spec, {"waiting": 30, "held": 8}) == spec["maxReplicaCount"]
+    # The model can fail: on the waiting jobs alone a busy fleet would shrink to the minimum.
+    assert _keda_replicas(spec, {"waiting": 0, "held": 8}, formula="waiting") == spec["minReplicaCount"]
     # The URL reaches a catalog replica's health port through a Service.
-    host, port = meta["url"].removeprefix("http://").split("/", 1)[0].rsplit(":", 1)
-    name, namespace = host.split(".")[:2]
-    service = one("keda", "Service", name)
-    assert namespace == service["metadata"]["namespace"]
-    catalog = one("keda", "Deployment", "mochi-catalog")["spec"]["template"]
-    assert selects({"matchLabels": service["spec"]["selector"]}, catalog["metadata"]["labels"])
-    (svc_port,) = [p for p in service["spec"]["ports"] if p["port"] == int(port)]
-    (c,) = catalog["spec"]["containers"]
-    assert svc_port["targetPort"] in {p["name"] for p in c["ports"]} | {p["containerPort"] for p in c["ports"]}
-    assert _ingress_from("keda", "mochi-catalog", int(port), {}), "KEDA's operator cannot reach the catalog"
+    for meta in (t["metadata"] for t in triggers.values()):
+        host, port = meta["url"].removeprefix("http://").split("/", 1)[0].rsplit(":", 1)
+        name, namespace = host.split(".")[:2]
+        service = one("keda", "Service", name)
+        assert namespace == service["metadata"]["namespace"]
+        catalog = one("keda", "Deployment", "mochi-catalog")["spec"]["template"]
+        assert selects({"matchLabels": service["spec"]["selector"]}, catalog["metadata"]["labels"])
+        (svc_port,) = [p for p in service["spec"]["ports"] if p["port"] == int(port)]
+        (c,) = catalog["spec"]["containers"]
+        assert svc_port["targetPort"] in {p["name"] for p in c["ports"]} | {p["containerPort"] for p in c["ports"]}
+        assert _ingress_from("keda", "mochi-catalog", int(port), {}), "KEDA's operator cannot reach the catalog"
     # Scale-in: slow, and never faster than a runner can hand its job back.
     down = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
     assert down["stabilizationWindowSeconds"] >= 600
