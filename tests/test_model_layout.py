@@ -299,3 +299,24 @@ def test_the_check_names_a_missing_component_a_missing_bf16_shard_and_a_wrong_dt
     checked = _check(broken)
     assert checked.returncode == 1
     assert checked.stderr.splitlines() == [line]
+
+
+@pytest.mark.parametrize("folder", ["text_encoder", "tokenizer", "transformer"])
+def test_a_name_without_a_dot_that_breaks_diffusers_variant_lookup_is_named(
+        twin: Path, tmp_path: Path, folder: str) -> None:
+    """With variant="bf16", diffusers splits every name in every component folder at
+    its dots (_identify_model_variants) and a dotless one is an IndexError inside
+    from_pretrained; T5's and the tokenizer's folders, with no bf16 file, for certain."""
+    broken = tmp_path / "model"
+    shutil.copytree(twin, broken)
+    (broken / folder / "LICENSE").write_text("a file someone copied in\n")
+    from diffusers import MochiPipeline
+
+    if folder != "transformer":  # there a bf16 file listed first may end diffusers' scan early
+        with pytest.raises(IndexError):  # what the runner would die of without the check
+            MochiPipeline.from_pretrained(str(broken), variant="bf16")
+    checked = _check(broken)
+    assert checked.returncode == 1
+    assert checked.stderr.splitlines() == [
+        f"{folder}/LICENSE: a name without a dot breaks diffusers' variant lookup (IndexError in from_pretrained); "
+        "move it out"]

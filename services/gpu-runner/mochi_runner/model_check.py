@@ -287,11 +287,6 @@ def _check_component(root: Path, name: str, library: str, class_name: str, repor
     if library not in _WEIGHTS_BASE:
         report.problems.append(f"{name}/: model_index.json names library {library!r}, not diffusers or transformers")
         return cfg
-    dotless = [p.name for p in present if "." not in p.name]
-    if dotless and _has_variant(folder, PREFERRED_VARIANT):
-        # diffusers' variant lookup splits every name in the folder at its dots and fails on these.
-        report.problems.append(f"{name}/{dotless[0]}: a file without a dot in its name breaks "
-                               "diffusers' variant lookup")
     sets = _weight_sets(folder, library)
     for stray in folder.glob("*.safetensors.index*.json"):
         if stray not in {index for index, _ in sets.values()}:
@@ -340,6 +335,17 @@ def check_model(root: Path) -> ModelReport:
         cfg = _check_component(root, name, library, class_name, report)
         if cfg is not None:
             configs[name] = cfg
+    if report.variant is not None:
+        # With variant= set, diffusers' _identify_model_variants splits the name of every
+        # entry (file or folder) in every folder model_index.json names at its dots, and a
+        # name without one ends the load in an IndexError: in T5's folder, which has no bf16
+        # file to stop the scan early, for certain.
+        for name in model_index:
+            folder = root / name
+            if folder.is_dir():
+                report.problems.extend(f"{name}/{p.name}: a name without a dot breaks diffusers' variant lookup "
+                                       "(IndexError in from_pretrained); move it out"
+                                       for p in sorted(folder.iterdir()) if "." not in p.name)
     # The components must fit each other, not only their own configs.
     t, te, vae = configs.get("transformer", {}), configs.get("text_encoder", {}), configs.get("vae", {})
     if t and te and t.get("text_embed_dim") != te.get("d_model"):
