@@ -1,14 +1,23 @@
-"""A catalog replica whose SQLite file is damaged stops answering, rebuilds
-from the stream and answers again; meanwhile the API answers 503, never 500."""
+"""A catalog replica whose SQLite file is damaged stops answering and reports
+itself unready, rebuilds from the stream and answers again; meanwhile the API
+answers 503 problem+json, never 500."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
+import threading
+import time
 
 import httpx
+import nats
 
 from conftest import SMALL
+from mochi_contracts import subjects
+from mochi_contracts.event_codec import encode_event
+from mochi_contracts.events import JobLog
+from mochi_contracts.streams import JOBS_STREAM
 from waits import wait_until
 
 
@@ -36,14 +45,38 @@ def test_a_damaged_catalog_rebuilds_and_the_api_never_answers_500(system):
     wait_until(lambda: len(api.get("/v1/jobs?limit=50").json()["jobs"]) == 12, timeout=30,
                what="the catalog has the jobs")
 
+    # Enough events that a rebuild takes a moment to watch.
+    asyncio.run(_publish_log_lines(system.nats_url, ids[0], 3000))
+    wait_until(lambda: "log lines applied" if _applied(catalog) >= 3012 else None, timeout=60,
+               what="the log lines applied")
+    # The catalog's /readyz, watched from the damage until the end of the test.
+    ready: list[int] = []
+    watching = threading.Event()
+    watching.set()
+
+    def watch() -> None:
+        while watching.is_set():
+            # A probe waits while a batch is applied (SQLite runs on the event loop).
+            ready.append(httpx.get(f"{catalog.health_url}/readyz", timeout=30).status_code)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
     _damage(db)
+    watcher.start()
     # More events (the cancels) and reads find it.
-    statuses: list[int] = []
+    answers: list[httpx.Response] = []
     for i in range(40):
         if i < len(ids):
             assert api.post(f"/v1/jobs/{ids[i]}/cancel").status_code in (200, 202, 409, 503)
-        statuses.append(api.get("/v1/jobs?limit=50").status_code)
+        answers.append(api.get("/v1/jobs?limit=50"))
+    statuses = [r.status_code for r in answers]
     assert 500 not in statuses, statuses
+    # Meanwhile the API says the catalog is unavailable, as problem+json a client may retry.
+    for resp in answers:
+        if resp.status_code != 200:
+            assert resp.status_code == 503, resp.text
+            assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers
+            assert resp.headers.get("retry-after"), resp.headers
 
     # Back to a full, correct list once the rebuild from the stream is done.
     def rebuilt() -> bool:
@@ -57,6 +90,26 @@ def test_a_damaged_catalog_rebuilds_and_the_api_never_answers_500(system):
     rebuilds = [line for line in metrics.splitlines() if line.startswith("mochi_catalog_database_rebuilds_total")]
     assert rebuilds and float(rebuilds[0].split()[-1]) >= 1, rebuilds
     assert httpx.get(f"{catalog.health_url}/readyz", timeout=5).status_code == 200
+    watching.clear()
+    watcher.join(timeout=10)
+    # The replica reported itself unready while it rebuilt, and ready again after.
+    assert 503 in ready and ready[-1] == 200, ready
+    assert set(ready) <= {200, 503}, ready
+
+
+async def _publish_log_lines(nats_url: str, job_id: str, n: int) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    for i in range(n):
+        body, headers = encode_event(JobLog(job_id=job_id, level="info", message=f"line {i}"))
+        await js.publish(subjects.job_logs(job_id), body, headers=headers, stream=JOBS_STREAM)
+    await nc.close()
+
+
+def _applied(catalog) -> float:  # noqa: ANN001
+    text = httpx.get(f"{catalog.health_url}/metrics", timeout=5).text
+    found = [line for line in text.splitlines() if line.startswith("mochi_catalog_applied_sequence ")]
+    return float(found[0].split()[-1]) if found else 0.0
 
 
 def test_a_catalog_started_on_a_file_that_is_no_database_rebuilds_it(system):
