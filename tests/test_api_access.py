@@ -16,6 +16,7 @@ from mochi_api.api_keys import new_key
 from mochi_api.caller import SweptMemoryStore
 from mochi_cli.processes import spawn_service
 from sse_client import read_sse
+from test_bad_requests import assert_problem
 from test_metrics import Scrape
 
 ALICE, ALICE_LINE = new_key("alice")
@@ -162,6 +163,9 @@ def test_a_keyed_api_does_not_check_host(keyed):
     # Without the anonymous stack a page has no key to send: Host names any proxy in front.
     with as_(ALICE, keyed) as alice:
         assert alice.get("/v1/jobs", headers={"host": "mochi.example.com"}).status_code == 200
+        # A Host that is no authority is still a 400 problem, not a 500 from parsing its port.
+        for host in ("mochi.example.com:abc", "mochi.example.com:99999999999", "::1"):
+            assert_problem(alice.get("/v1/jobs", headers={"host": host}), 400)
 
 
 def test_a_key_submits_only_the_priorities_its_owner_may_use(system):

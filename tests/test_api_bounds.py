@@ -6,6 +6,7 @@ names. Each refusal is a 4xx application/problem+json, never a 5xx."""
 from __future__ import annotations
 
 import base64
+import socket
 
 import httpx
 import pytest
@@ -103,6 +104,12 @@ HOSTILE = [
     ("host-rebinding-web", "GET", "/", {"host": "evil.example"}, None, 421),
     ("host-rebinding-submit", "POST", "/v1/jobs", {**JSON, "host": "127.0.0.1.evil.example"}, JOB, 421),
     ("host-missing-name", "GET", "/healthz", {"host": ":8000"}, None, 421),
+    ("host-port-not-digits", "GET", "/v1/jobs", {"host": "localhost:abc"}, None, 400),
+    ("host-port-past-65535", "GET", "/v1/jobs", {"host": "localhost:" + "9" * 20}, None, 400),
+    ("host-port-arabic-digits", "GET", "/healthz", {"host": "localhost:٨٠".encode()}, None, 400),
+    ("host-bare-ipv6", "GET", "/v1/jobs", {"host": "::1"}, None, 400),
+    ("host-text-after-ipv6", "GET", "/", {"host": "[::1]evil.example"}, None, 400),
+    ("host-with-userinfo", "GET", "/v1/jobs", {"host": "me@localhost"}, None, 400),
 ]
 
 
@@ -207,6 +214,28 @@ def test_anonymous_stack_answers_to_its_own_names(api, system):
     finally:
         listed.stop()
         system.api_url = api
+
+
+def _raw_request(api: str, lines: list[bytes], body: bytes = b"") -> tuple[int, bytes]:
+    """Status and body of a request written byte for byte (httpx will not send
+    two Host lines)."""
+    host, port = api.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(b"\r\n".join([*lines, b"Content-Length: %d" % len(body), b"Connection: close", b"", body]))
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert b"application/problem+json" in head.lower() or head.split(b" ")[1] == b"202", head
+    return int(head.split(b" ")[1]), rest
+
+
+def test_two_host_lines_are_a_400(api):
+    port = api.rsplit(":", 1)[1].encode()
+    # RFC 9112 3.2: whichever of them is this API's.
+    for hosts in ([b"127.0.0.1:" + port, b"evil.example"], [b"evil.example", b"127.0.0.1:" + port]):
+        status, _ = _raw_request(api, [b"GET /v1/jobs HTTP/1.1", *(b"Host: " + h for h in hosts)])
+        assert status == 400, hosts
 
 
 def test_header_fields_are_named_in_refusals(api):

@@ -20,7 +20,8 @@ from mochi_api.context import ApiContext
 from mochi_api.idempotency import open_bucket
 from mochi_api.event_hub import EventHub
 from mochi_api.job_reader import JobReader
-from mochi_api.request_guards import BoundedHeaders, JsonBodiesOnly, KnownHostsOnly, allowed_host_names
+from mochi_api.request_guards import (BoundedHeaders, HostCheckedFirst, JsonBodiesOnly, KnownHostsOnly,
+                                      allowed_host_names)
 from mochi_api.retention import keep_videos
 from mochi_api.metrics import ApiMetricsPlugin
 from mochi_api.routes.estimates import estimate_job
@@ -75,7 +76,8 @@ def create_app(settings: ApiSettings) -> Litestar:
 
     keys = ApiKeys.load(settings.api_keys_file, settings.allow_anonymous)
     # Outermost first: oversized headers, an unknown Host, a body that is not JSON are
-    # refused before the limiter counts them or any route reads them.
+    # refused before the limiter counts them or any route reads them (a Host that is
+    # no authority even before that: HostCheckedFirst, outside the request metrics).
     guards: list = [BoundedHeaders()]
     if settings.allow_anonymous:
         guards.append(KnownHostsOnly(allowed_host_names(settings.host, settings.allowed_hosts)))
@@ -89,7 +91,7 @@ def create_app(settings: ApiSettings) -> Litestar:
                         *web_routes(settings.web_dir)],
         lifespan=[lifespan],
         plugins=[ProblemDetailsPlugin(ProblemDetailsConfig(enable_for_all_http_exceptions=True)),
-                 ApiMetricsPlugin()],
+                 ApiMetricsPlugin(), HostCheckedFirst()],
         exception_handlers=handlers,
         dependencies={"caller": Provide(caller_dependency(keys), sync_to_thread=False)},
         middleware=[*guards, submit_rate_limit(keys, settings.submits_per_minute).middleware],

@@ -1,14 +1,19 @@
-"""Checks every request passes before any route reads it: the size of its
-headers, that a body is JSON, and (on the anonymous stack) the Host it names.
+"""Checks every request passes before any route reads it: that its Host is
+one well-formed authority, the size of its headers, that a body is JSON, and
+(on the anonymous stack) the Host it names.
 
 Each refusal is raised as a problem, so it reaches the client as
 application/problem+json like every other error."""
 
 from __future__ import annotations
 
+import re
+
+from litestar.config.app import AppConfig
 from litestar.datastructures import Headers
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
+from litestar.plugins import InitPluginProtocol
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from mochi_api.bounds import MAX_HEADER_BYTES
@@ -19,6 +24,48 @@ _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 # Bind addresses, not names a client addresses the API by.
 _WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
+
+
+# RFC 3986's authority without userinfo: an IP literal or a registered name (or
+# IPv4 address), then an optional port of at most five ASCII digits.
+_AUTHORITY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]{0,5})?")
+
+
+def well_formed_host(host: bytes) -> bool:
+    try:
+        text = host.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    match = _AUTHORITY.fullmatch(text)
+    return match is not None and int((match.group(2) or ":")[1:] or 0) <= 65535
+
+
+class WellFormedHost(ASGIMiddleware):
+    """400 for a request with more than one Host line or a Host that is no
+    authority (`localhost:abc`, a port past 65535, a bare `::1`), as RFC 9112
+    3.2 asks. Litestar parses Host into `request.url` (the request metrics read
+    it first), and `urllib` raises on such a port: a 500 on every deployment."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        hosts = [value for name, value in scope["headers"] if name == b"host"]
+        if len(hosts) > 1 or (hosts and not well_formed_host(hosts[0])):
+            # Routed on a Host Litestar can read (the problem response reads the
+            # URL too); the one the client sent is not looked at again.
+            scope["headers"] = [(n, v) for n, v in scope["headers"] if n != b"host"]
+            raise problem(400, "bad-host", "Bad Host header",
+                          "a request has one Host header: a host name or address, and a port of ASCII digits")
+        await next_app(scope, receive, send)
+
+
+class HostCheckedFirst(InitPluginProtocol):
+    """Puts WellFormedHost outside every other middleware, the request metrics
+    included (ApiMetricsPlugin inserts those first; list this plugin after it)."""
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.middleware.insert(0, WellFormedHost())
+        return app_config
 
 
 class BoundedHeaders(ASGIMiddleware):
