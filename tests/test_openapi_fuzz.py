@@ -9,14 +9,18 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from conftest import SMALL, System
-from mochi_contracts.events import JobStarted
+from mochi_contracts import subjects
+from mochi_contracts.event_codec import encode_event
+from mochi_contracts.events import JobPhase, JobPreview, JobStarted
 from mochi_contracts.storage import video_key
 from test_api_streams_hardening import _completed, hostile_events, publish, publish_raw, take
 from waits import wait_until
@@ -50,11 +54,28 @@ def seeded(live_api):
     orphan = "0" * 32  # a job that was never submitted
     seqs = asyncio.run(publish_raw(live_api.nats_url, [
         *hostile_events(victim, other, final_too=True),
+        *runner_hostile_events(victim, other),
         *hostile_events(orphan, other, final_too=True),
         ("mochi.jobs.not-a-job.log", b"{}", {}),
         ("mochi.jobs." + victim + ".final.completed.extra", b"\x00" * 64, {}),
     ]))
     return victim, other, seqs
+
+
+def runner_hostile_events(victim: str, other: str) -> list[tuple[str, bytes, dict[str, str]]]:
+    """Bent phase and preview events (which the job's reads and its preview
+    route look at) on the victim's subjects."""
+    phase = msgspec.to_builtins(JobPhase(job_id=victim, phase="denoising", runner="r"))
+    preview = msgspec.to_builtins(JobPreview(job_id=victim, step=1, total_steps=4, bytes=10, runner="r"))
+    return [
+        (subjects.event_subject(victim, "phase"), msgspec.json.encode({**phase, "phase": "exploding"}), {}),
+        (subjects.event_subject(victim, "phase"),
+         encode_event(JobPhase(job_id=other, phase="storing", runner="r"))[0], {}),
+        (subjects.event_subject(victim, "preview"), msgspec.json.encode({**preview, "step": 9}), {}),
+        (subjects.event_subject(victim, "preview"), msgspec.json.encode({**preview, "bytes": 10**40}), {}),
+        (subjects.event_subject(victim, "preview"), msgspec.json.encode({**preview, "time": "2026-01-01T00:00:00"}),
+         {}),
+    ]
 
 
 def test_hostile_events_change_no_job(live_api, seeded):
@@ -89,17 +110,24 @@ def test_no_input_makes_a_server_error(live_api, seeded):
     assert len(operations) >= 9
     streams = [op for op in operations if op.path.endswith("events")]
     assert len(streams) == 2
+    victim, other, _ = seeded
+    by_job = [op for op in operations if "{job_id}" in op.path]
+    assert len(by_job) >= 6, [op.path for op in by_job]
     for operation in operations:
-        _fuzzed(operation, operation in streams, live_api.api_url)()
+        _fuzzed(operation, operation in streams, live_api.api_url, [victim, other, "0" * 32])()
 
 
-def _fuzzed(operation: Any, is_stream: bool, api_url: str) -> Callable[[], None]:
+def _fuzzed(operation: Any, is_stream: bool, api_url: str, seeded_ids: list[str]) -> Callable[[], None]:
     """One operation's hypothesis test (a function per operation, so each
-    closes over its own operation rather than the loop's last one)."""
+    closes over its own operation rather than the loop's last one). A path's
+    job id is now and then one of the seeded jobs, whose subjects hold the
+    hostile events: a made-up id would only ever meet a 404."""
 
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy(), seeded_id=st.none() | st.sampled_from(seeded_ids))
     @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    def check(case) -> None:
+    def check(case, seeded_id: str | None) -> None:
+        if seeded_id is not None and "job_id" in (case.path_parameters or {}):
+            case.path_parameters["job_id"] = seeded_id
         if not is_stream:
             case.call_and_validate(checks=[not_a_server_error], timeout=10)
             return
