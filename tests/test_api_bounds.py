@@ -238,6 +238,20 @@ def test_two_host_lines_are_a_400(api):
         assert status == 400, hosts
 
 
+def test_a_body_typed_twice_is_not_json(api, system):
+    host = b"Host: " + api.removeprefix("http://").encode()
+    before = len(system.events("mochi.jobs.*.submitted"))
+    body = httpx.Request("POST", "/", json=JOB).content
+    for types in ([b"application/json", b"text/plain"], [b"text/plain", b"application/json"],
+                  [b"application/json", b"application/json"]):
+        status, _ = _raw_request(api, [b"POST /v1/jobs HTTP/1.1", host, *(b"Content-Type: " + t for t in types)],
+                                 body)
+        assert status == 415, types
+    assert len(system.events("mochi.jobs.*.submitted")) == before
+    status, _ = _raw_request(api, [b"POST /v1/jobs HTTP/1.1", host, b"Content-Type: application/json"], body)
+    assert status == 202  # the same request typed once
+
+
 def test_header_fields_are_named_in_refusals(api):
     resp = httpx.post(f"{api}/v1/jobs", json=JOB, headers={"idempotency-key": "k" * 256})
     assert_problem(resp, 422, "Idempotency-Key")

@@ -100,7 +100,10 @@ class JsonBodiesOnly(ASGIMiddleware):
         if scope["type"] == ScopeType.HTTP and scope["method"] in _BODY_METHODS:
             headers = Headers.from_scope(scope)
             has_body = headers.get("content-length", "0").strip() != "0" or "transfer-encoding" in headers
-            if has_body and not is_json(headers.get("content-type", "")):
+            # Two Content-Type lines say nothing certain (this check would read
+            # the first, another reader the last): not JSON either.
+            types = headers.getall("content-type", [])
+            if has_body and not (len(types) == 1 and is_json(types[0])):
                 exc = problem(415, "unsupported-media-type", "Unsupported media type",
                               "request bodies must be JSON, sent with 'Content-Type: application/json'")
                 exc.headers = {"Accept-Post": "application/json"}
