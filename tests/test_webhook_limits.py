@@ -74,6 +74,33 @@ async def test_huge_answer_is_read_only_up_to_the_cap():
         flood.stop()
 
 
+async def _answer_once(head: bytes):  # noqa: ANN202
+    """A loopback server answering every request with `head` and no body."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head + b"content-length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(("retry_after", "seconds"), [
+    (b"7", 7.0), (b"\xb2", None), (b"\xd9\xa1", None), (b"9" * 5000, None), (b"1e3", None), (b"-5", None),
+    (b"Wed, 21 Oct 2015 07:28:00 GMT", None)])
+async def test_a_receivers_retry_after_is_read_as_ascii_seconds_or_ignored(retry_after, seconds):
+    # A hostile Retry-After must leave a retry with the dispatcher's own backoff, not raise out of the try.
+    server = await _answer_once(b"HTTP/1.1 503 Service Unavailable\r\nretry-after: " + retry_after + b"\r\n")
+    try:
+        port = server.sockets[0].getsockname()[1]
+        async with httpx.AsyncClient(timeout=5.0, trust_env=False) as http:
+            result = await try_once(http, Webhook(WEBHOOK_SECRET), _delivery(f"http://127.0.0.1:{port}/hook"),
+                                    ["127.0.0.1"], deadline_s=10, max_response_bytes=65536)
+    finally:
+        server.close()
+    assert (result.outcome, result.status_code, result.retry_after_s) == ("retry", 503, seconds), result
+
+
 def attempts_of(system, job_id: str) -> list:
     return [m.event for m in system.events(f"mochi.jobs.{job_id}.webhook.>")]
 

@@ -80,8 +80,11 @@ def signed_headers(signer: Webhook, delivery: Delivery, now: datetime) -> dict[s
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("retry-after", "")
-    return float(value) if value.isdigit() else None
+    """A receiver's Retry-After in seconds; an HTTP date or anything else is
+    ignored. ASCII digits only: str.isdigit() takes "²" (a byte 0xB2 read as
+    Latin-1), which float() refuses, and the try would raise instead of retry."""
+    value = resp.headers.get("retry-after", "").strip()
+    return float(value) if value.isascii() and value.isdigit() and len(value) <= 10 else None
 
 
 def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
