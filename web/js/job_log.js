@@ -19,4 +19,9 @@ export class JobLog {
       h("span", { class: "log-message" }, ev.message),
       ev.runner ? h("span", { class: "muted" }, ` (${ev.runner})`) : ""));
   }
+
+  // A refused event ({seq, subject, reason}: `event: rejected` on the job's stream).
+  refused(ev) {
+    this.add({ level: "warning", message: `event ${ev.seq} on ${ev.subject} refused: ${ev.reason}` });
+  }
 }

@@ -112,12 +112,15 @@ export class JobPage {
   }
 
   take(type, ev, id) {
-    if (!FEED_TYPES.includes(type)) return; // a refused event, or one this page does not show
+    if (!FEED_TYPES.includes(type) && type !== "rejected") return; // one this page does not show
     if (id) {
       if (this.seen.has(id)) return;
       this.seen.add(id);
     }
-    this.onEvent(type, ev);
+    // An event on this job's subjects that the API refused: a warning line in the job's log
+    // (what GET …/logs says too), never what it carried, and it changes nothing else.
+    if (type === "rejected") this.log.refused(ev);
+    else this.onEvent(type, ev);
   }
 
   close() {
