@@ -47,7 +47,9 @@ JOB_ID_PATTERN: Final = re.compile(r"^[0-9a-f]{32}$")
 
 
 def is_job_id(value: str) -> bool:
-    return bool(JOB_ID_PATTERN.match(value))
+    # fullmatch: with match, `$` also matches before a trailing newline, and an
+    # id with one went on into a NATS subject (an API 503 instead of a 404).
+    return JOB_ID_PATTERN.fullmatch(value) is not None
 
 
 def _checked(job_id: str) -> str:

@@ -61,7 +61,7 @@ def test_any_subject_parses_to_one_that_builds_it_back_or_to_none(subject):
 
 
 def test_building_a_subject_refuses_what_is_not_a_job_id():
-    for bad in ["", "x", J.upper(), J + "0", "0123456789abcdef.123456789abcdef", "*" * 32, ">" * 32]:
+    for bad in ["", "x", J.upper(), J + "0", J + "\n", "0123456789abcdef.123456789abcdef", "*" * 32, ">" * 32]:
         with pytest.raises(ValueError):
             subjects.event_subject(bad, "started")
 
