@@ -6,6 +6,7 @@ An advisory of another consumer is termed, not acted on."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import nats
@@ -17,10 +18,10 @@ from mochi_common.consumer import ACK, Term
 from mochi_common.jetstream_setup import ensure_runner_topology
 from mochi_common.nats_conn import last_event, publish_event
 from mochi_contracts import subjects
-from mochi_contracts.events import JobFailed, JobSubmitted
+from mochi_contracts.events import JobFailed, JobLog, JobSubmitted
 from mochi_contracts.jobs import JobRequest
 from mochi_contracts.streams import (
-    DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM, RELEASE_DEAD_LETTER_CONSUMER,
+    DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM, JOBS_STREAM, MAX_DELIVERIES_ADVISORY, RELEASE_DEAD_LETTER_CONSUMER,
     RELEASE_DEAD_LETTER_STREAM, RELEASE_STREAM, RELEASED_CONSUMER, RUNNERS_CONSUMER,
     JetStreamSettings)
 from mochi_runner.dead_letters import DeadLetters
@@ -112,6 +113,43 @@ def test_a_release_out_of_deliveries_fails_its_job_once(system) -> None:  # noqa
         assert await ReleaseDeadLetters(js).handle(advisory) == ACK
         # Counted once: the second publish met the job's final event.
         assert _dead(before) == 1
+        await nc.close()
+
+    asyncio.run(run())
+
+
+def test_a_bad_advisory_is_termed_and_fails_no_job(system) -> None:  # noqa: ANN001
+    """What a careless or hostile publisher puts on the advisory subject: bytes
+    that are no advisory, numbers out of bounds, a sequence that is gone or is
+    no submission. Each is termed with its reason; no job gets a final event."""
+    async def run() -> None:
+        nc = await nats.connect(system.nats_url)
+        js = nc.jetstream()
+        await ensure_runner_topology(js, CFG)
+        job = _submission()
+        await publish_event(js, job)
+        log_seq = await publish_event(js, JobLog(job_id=job.job_id, level="info", message="a line"))
+        junk_seq = (await js.publish(subjects.job_logs(job.job_id), b'{"level": "info"}', stream=JOBS_STREAM)).seq
+
+        def advisory(stream_seq: object, deliveries: object = 2) -> bytes:
+            return json.dumps({"stream": JOBS_STREAM, "consumer": RUNNERS_CONSUMER,
+                               "stream_seq": stream_seq, "deliveries": deliveries}).encode()
+
+        hostile = [(b"\xff not json", "unreadable advisory"), (b"{}", "unreadable advisory"),
+                   (advisory(2**63), "unreadable advisory"), (advisory(-1), "unreadable advisory"),
+                   (advisory(1, 2**40), "unreadable advisory"), (advisory("1"), "unreadable advisory"),
+                   (advisory(10**6), "is gone from"), (advisory(log_seq), "is not a submission"),
+                   (advisory(junk_seq), "is unreadable")]
+        for data, _ in hostile:
+            await nc.publish(MAX_DELIVERIES_ADVISORY, data)
+        await nc.flush()
+        sub = await js.pull_subscribe_bind(DEAD_LETTER_CONSUMER, DEAD_LETTER_STREAM)
+        msgs = await sub.fetch(len(hostile), timeout=10)
+        assert [m.data for m in msgs] == [data for data, _ in hostile]
+        for msg, (_, reason) in zip(msgs, hostile, strict=True):
+            outcome = await DeadLetters(js).handle(msg)
+            assert isinstance(outcome, Term) and reason in outcome.reason, (msg.data, outcome)
+        assert await last_event(js, subjects.job_final(job.job_id), consistent=True) is None
         await nc.close()
 
     asyncio.run(run())
