@@ -221,8 +221,17 @@ def _hostile_events(victim: str, other: str, stranger: str) -> list[tuple[str, b
         (f"mochi.jobs.{victim}.log", b'{"type":"log","job_id":"%s","level":"info","message":"%s"}'
          % (victim.encode(), b"x" * 10_000), {}),
         (f"mochi.jobs.{victim}.final.completed.extra", completed_of_other, {}),
+        # The runner's live kinds, which reads, the web app's phase and the preview route look at.
+        (f"mochi.jobs.{victim}.phase", b'{"type":"phase","job_id":"%s","phase":"exploding","runner":"x"}'
+         % victim.encode(), {}),
+        (f"mochi.jobs.{victim}.phase", b'{"type":"phase","job_id":"%s","phase":"storing","runner":"x"}'
+         % other.encode(), {}),
+        (f"mochi.jobs.{victim}.preview", b'{"type":"preview","job_id":"%s","step":9,"total_steps":4,"bytes":10,'
+         b'"runner":"x"}' % victim.encode(), {}),
+        (f"mochi.jobs.{victim}.preview", b'{"type":"preview","job_id":"%s","step":1,"total_steps":4,"bytes":%s,'
+         b'"runner":"x"}' % (victim.encode(), b"9" * 50), {}),
     ]
-    for kind in ("submitted", "started", "progress", "log", "final.completed", "final.failed"):
+    for kind in ("submitted", "started", "progress", "phase", "preview", "log", "final.completed", "final.failed"):
         out.append((f"mochi.jobs.{stranger}.{kind}", completed_of_other.replace(victim.encode(), stranger.encode()),
                     {}))
     return out
@@ -259,7 +268,7 @@ def test_a_foreign_publisher_breaks_no_read_stream_or_service(clustered):
     for job_id in ids:
         got = httpx.get(f"{clustered.api_url}/v1/jobs/{job_id}", timeout=10)
         assert got.status_code == 200 and got.json()["status"] == "completed", got.text
-        for path in ("logs", "video"):
+        for path in ("logs", "video", "preview", "thumbnail", "thumbnail/clip"):
             resp = httpx.get(f"{clustered.api_url}/v1/jobs/{job_id}/{path}", timeout=10)
             assert resp.status_code < 500, (path, resp.status_code, resp.text[:200])
     assert httpx.get(f"{clustered.api_url}/v1/jobs?limit=100", timeout=10).status_code == 200
