@@ -119,7 +119,7 @@ def test_the_scheduler_runs_two_replicas_spread_with_a_pdb_and_only_nats_egress(
     assert egress["ports"] == [{"protocol": "TCP", "port": 4222}]
 
 
-@pytest.mark.parametrize("overlay", [FAIR, *OVERLAYS])
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_fair_mode_only_where_the_component_is(overlay: str) -> None:
     def mode(name: str, container: str) -> str | None:
         spec = one(overlay, "Deployment", name)["spec"]["template"]["spec"]

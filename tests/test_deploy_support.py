@@ -18,8 +18,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 KUSTOMIZE = REPO / "deploy" / "kustomize"
-OVERLAYS = ("h100x8", "dev", "keda", "multi-node")
-GPU_OVERLAYS = ("h100x8", "keda", "multi-node")
+OVERLAYS = ("h100x8", "dev", "keda", "multi-node", "fair-share")
+GPU_OVERLAYS = ("h100x8", "keda", "multi-node", "fair-share")
 # Overlays for a single node: a drain there takes every pod (no PDBs).
 ONE_NODE_OVERLAYS = ("h100x8",)
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
