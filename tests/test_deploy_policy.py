@@ -3,6 +3,7 @@ safe to run, and the shape the issue asks of each component."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -406,6 +407,25 @@ def test_video_ingress_routes_only_the_bucket(overlay: str) -> None:
     bucket = next(e["value"] for e in bucket_job["env"] if e["name"] == "BUCKET")
     paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
     assert [(p["path"], p["pathType"]) for p in paths] == [(f"/{bucket}/", "Prefix")]
+
+
+def test_the_video_bucket_is_private_so_the_ingress_passes_only_signed_requests() -> None:
+    # An Ingress cannot match methods (ingress-nginx only through snippet
+    # annotations, off by default). What holds GET/HEAD is MinIO: the bucket
+    # has no anonymous policy, so every request through the Ingress needs a
+    # SigV4 signature, which covers the method, and the API presigns GET only.
+    (cm,) = [c for c in objects("h100x8", "ConfigMap") if c["metadata"]["name"].startswith("minio-bucket")]
+    script = "\n".join(line for line in cm["data"]["create-bucket.sh"].splitlines()
+                       if not line.lstrip().startswith("#"))
+    assert "mc mb" in script and "anonymous" not in script and "public" not in script
+    policy = json.loads(cm["data"]["videos-policy.json"])
+    # An identity policy for the app user (no Principal), not a bucket policy for anyone.
+    assert all("Principal" not in st and st["Effect"] == "Allow" for st in policy["Statement"])
+    ingress = one("h100x8", "Ingress", "minio-videos")
+    assert not any(k.endswith(("-snippet", "auth-url")) for k in ingress["metadata"].get("annotations", {}))
+    from mochi_common.storage import s3
+    source = Path(s3.__file__).read_text()
+    assert "presigned_get_object" in source and not re.search(r"presigned_(put|post)|get_presigned_url", source)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
