@@ -51,14 +51,15 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from mochi_common.consumer import ACK, Heartbeat, Nak, Outcome, Term
+from mochi_common.event_intake import read_event
 from mochi_common.nats_conn import PatientJetStream, last_event, publish_event, publish_final
 from mochi_common.storage import TransientStoreError, VideoStore
 from mochi_common.storage.retry import RetryPolicy, call_with_retries
 from mochi_contracts import subjects
 from mochi_contracts.event_codec import UnreadableEvent, decode_event
 from mochi_contracts.events import (
-    JobCancelled, JobCompleted, JobEvent, JobExpired, JobFailed, JobLog, JobPhase, JobPreview, JobProgress,
-    JobStarted, JobSubmitted, RunnerPhase, VideoInfo, clip, event_type, utcnow)
+    JobCancelled, JobCancelRequested, JobCompleted, JobEvent, JobExpired, JobFailed, JobLog, JobPhase, JobPreview,
+    JobProgress, JobStarted, JobSubmitted, RunnerPhase, VideoInfo, clip, event_type, utcnow)
 from mochi_contracts.storage import VIDEO_CONTENT_TYPE, video_key
 from mochi_runner import metrics
 from mochi_runner.checkpoints import CheckpointStore, JobCheckpoints, RejectedCheckpoint, verify
@@ -195,11 +196,16 @@ class JobHandler:
     async def _attempt(self, attempt: Attempt, ticket: Ticket) -> Outcome:
         control, job_id = attempt.control, attempt.job_id
 
-        async def on_cancel(_msg: Msg) -> None:
-            control.stop(JobControl.CANCELLED)
+        # What is heard about the job is read at the one boundary too: bytes on its
+        # cancel or final subjects that are no such event of this job stop nothing
+        # (refused, counted and logged by read_event).
+        async def on_cancel(msg: Msg) -> None:
+            if isinstance(read_event("runner-cancel", msg.subject, msg.data, msg.headers), JobCancelRequested):
+                control.stop(JobControl.CANCELLED)
 
-        async def on_final(_msg: Msg) -> None:
-            control.stop(JobControl.FINISHED_ELSEWHERE)
+        async def on_final(msg: Msg) -> None:
+            if read_event("runner-final", msg.subject, msg.data, msg.headers) is not None:
+                control.stop(JobControl.FINISHED_ELSEWHERE)
 
         subs = [await self.nc.subscribe(subjects.event_subject(job_id, "cancel_requested"), cb=on_cancel),
                 await self.nc.subscribe(subjects.job_final(job_id), cb=on_final)]
