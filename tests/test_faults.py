@@ -221,6 +221,10 @@ def _hostile_events(victim: str, other: str, stranger: str) -> list[tuple[str, b
         (f"mochi.jobs.{victim}.log", b'{"type":"log","job_id":"%s","level":"info","message":"%s"}'
          % (victim.encode(), b"x" * 10_000), {}),
         (f"mochi.jobs.{victim}.final.completed.extra", completed_of_other, {}),
+        # On the cancel subject a running job's runner listens to: no cancel request of this job.
+        (f"mochi.jobs.{victim}.cancel_requested", b"\xff\xfe not a cancel", {}),
+        (f"mochi.jobs.{victim}.cancel_requested", b'{"type":"cancel_requested","job_id":"%s","requested_by":"x"}'
+         % other.encode(), {}),
         # The runner's live kinds, which reads, the web app's phase and the preview route look at.
         (f"mochi.jobs.{victim}.phase", b'{"type":"phase","job_id":"%s","phase":"exploding","runner":"x"}'
          % victim.encode(), {}),
