@@ -410,7 +410,7 @@ def budget_policy(pdb: dict) -> str:
     return pdb["spec"].get("unhealthyPodEvictionPolicy", "IfHealthyBudget")
 
 
-@pytest.mark.parametrize("overlay", ONE_NODE_OVERLAYS)
+@pytest.mark.parametrize("overlay", [o for o in ONE_NODE_OVERLAYS if o in GPU_OVERLAYS])
 def test_a_one_node_drain_finishes(overlay: str) -> None:
     cluster = Cluster([gpu_node("gpu-a", _revision(overlay))])
     cluster.apply(overlay)
@@ -418,6 +418,15 @@ def test_a_one_node_drain_finishes(overlay: str) -> None:
     assert drain(cluster, "gpu-a", objects(overlay, "PodDisruptionBudget")) == []
     # Every replacement waits for the uncordon.
     assert all(p.node is None for p in cluster.pods if p.owner != "mochi-weights")
+
+
+def test_a_laptop_cluster_drain_finishes() -> None:
+    # The dev overlay on its one CPU node: nothing holds the drain either.
+    cluster = Cluster([cpu_node("laptop")])
+    cluster.apply("dev")
+    assert set(cluster.where("mochi-runner")) == {"laptop"}
+    assert drain(cluster, "laptop", objects("dev", "PodDisruptionBudget")) == []
+    assert all(p.node is None for p in cluster.pods)
 
 
 def test_the_drain_model_can_fail() -> None:

@@ -212,7 +212,7 @@ def test_multi_replica_workloads_have_a_pdb(overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", ONE_NODE_OVERLAYS)
 def test_one_node_overlays_have_no_pdb(overlay: str) -> None:
-    # A drain of the one node must take everything; see overlays/h100x8/no-pdbs.yaml.
+    # A drain of the one node must take everything; see components/one-node/no-pdbs.yaml.
     assert not objects(overlay, "PodDisruptionBudget")
 
 

@@ -21,7 +21,7 @@ KUSTOMIZE = REPO / "deploy" / "kustomize"
 OVERLAYS = ("h100x8", "dev", "keda", "multi-node", "fair-share")
 GPU_OVERLAYS = ("h100x8", "keda", "multi-node", "fair-share")
 # Overlays for a single node: a drain there takes every pod (no PDBs).
-ONE_NODE_OVERLAYS = ("h100x8",)
+ONE_NODE_OVERLAYS = ("h100x8", "dev")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 # The label the weights DaemonSet puts on a node once its model is checked.
 WEIGHTS_LABEL = "mochi-serve.dev/weights"
