@@ -2,7 +2,9 @@
 server every service without an HTTP API serves (catalog, runner, dispatcher,
 scheduler), over HTTP on loopback: a task that fails is restarted with a
 doubling delay, /readyz answers 503 naming it while it waits, and ready again
-once it runs; a task that returns cleanly is done, not down."""
+once it runs, while /healthz stays 200 throughout (a restart of the process
+would not help a loop that restarts itself); a task that returns cleanly is
+done, not down."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def test_a_failing_task_restarts_and_readyz_names_it_meanwhile() -> None:
             return None
 
         port = free_port()
-        server = await serve_health("127.0.0.1", port, supervisor.healthy, supervisor.unhealthy)
+        server = await serve_health("127.0.0.1", port, supervisor.healthy, not_ready=supervisor.unhealthy)
         supervisor.start("flaky-loop", flaky)
         supervisor.start("one-shot", once)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
@@ -44,6 +46,8 @@ def test_a_failing_task_restarts_and_readyz_names_it_meanwhile() -> None:
             assert down.status_code == 503, down.text
             assert "flaky-loop: restarting after RuntimeError: boom 1" in down.text, down.text
             assert "one-shot" not in down.text  # ended cleanly: done, not down
+            alive = await http.get("/healthz")
+            assert alive.status_code == 200, alive.text
 
             deadline = time.monotonic() + 15
             while (len(starts) < 3 or not supervisor.healthy()) and time.monotonic() < deadline:

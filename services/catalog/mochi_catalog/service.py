@@ -234,7 +234,7 @@ async def run(settings: CatalogSettings) -> None:
         # database sound, and its loops running.
         await serve_health(settings.health_host, settings.health_port,
                            lambda: catalog.svc is not None and nc.is_connected and supervisor.healthy(),
-                           supervisor.unhealthy)
+                           not_ready=supervisor.unhealthy)
     supervisor.start("follow", catalog.follow)
     supervisor.start("metrics", lambda: metrics.refresh_forever(
         js, lambda: catalog.projection, settings.metrics_interval_s))

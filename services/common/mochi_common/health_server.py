@@ -16,10 +16,18 @@ _REASONS = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}
 
 
 async def serve_health(host: str, port: int, ready: Callable[[], bool],
-                       alive: Callable[[], list[str]] | None = None) -> asyncio.Server:
+                       alive: Callable[[], list[str]] | None = None,
+                       not_ready: Callable[[], list[str]] | None = None) -> asyncio.Server:
     """/healthz: the process answers and `alive()` names nothing wrong.
-    /readyz: `ready()` holds (and the process is alive); a 503 lists what
-    `alive()` names. /metrics: Prometheus."""
+    /readyz: `ready()` holds and neither `alive()` nor `not_ready()` names
+    anything; a 503 lists what they name. /metrics: Prometheus.
+
+    `alive` is for faults a restart of this process cures (a render stalled
+    in its thread). A supervised loop waiting to restart belongs in
+    `not_ready`: it restarts itself, and during a NATS outage every loop of
+    every pod fails, so on liveness it would have the kubelet restart them all
+    (a runner's restart reloads its model) while a new process would meet the
+    same outage."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -35,6 +43,7 @@ async def serve_health(host: str, port: int, ready: Callable[[], bool],
             elif path == "/readyz":
                 # A 503 names what is wrong (a supervised loop waiting to restart, a
                 # stalled render), so an operator reading the probe sees the part.
+                wrong = wrong + (not_ready() if not_ready is not None else [])
                 is_ready = ready() and not wrong
                 status, body = (200, b"ready\n") if is_ready else (
                     503, "".join(f"{line}\n" for line in ["not ready", *wrong]).encode())

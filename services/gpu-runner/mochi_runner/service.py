@@ -102,12 +102,13 @@ async def run(settings: RunnerSettings) -> None:
     def is_ready() -> bool:
         return ready and nc is not None and nc.is_connected and not stop.is_set() and supervisor.healthy()
 
-    def wrong() -> list[str]:
-        return (handler.stalled() if handler is not None else []) + supervisor.unhealthy()
+    def stalled() -> list[str]:
+        return handler.stalled() if handler is not None else []
 
     if settings.health_port:
         # Up before the model loads: alive (healthz) but not ready (readyz) while loading.
-        await serve_health(settings.health_host, settings.health_port, is_ready, wrong)
+        await serve_health(settings.health_host, settings.health_port, is_ready,
+                           alive=stalled, not_ready=supervisor.unhealthy)
     # Loading takes minutes on a GPU node; connect only once the model is
     # resident, so a runner never holds a job it cannot start on.
     engine = await _load(settings, stop)

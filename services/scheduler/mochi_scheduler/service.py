@@ -131,7 +131,7 @@ async def run(settings: SchedulerSettings) -> None:
     supervisor = Supervisor()
     if settings.health_port:
         await serve_health(settings.health_host, settings.health_port,
-                           lambda: nc.is_connected and supervisor.healthy(), supervisor.unhealthy)
+                           lambda: nc.is_connected and supervisor.healthy(), not_ready=supervisor.unhealthy)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, scheduler.stop.set)

@@ -259,7 +259,7 @@ async def run(settings: WebhooksSettings) -> None:
     if settings.health_port:
         await serve_health(settings.health_host, settings.health_port,
                            lambda: nc.is_connected and not dispatcher.stop.is_set() and supervisor.healthy(),
-                           supervisor.unhealthy)
+                           not_ready=supervisor.unhealthy)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, dispatcher.stop.set)
