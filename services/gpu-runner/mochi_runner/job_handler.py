@@ -689,4 +689,4 @@ class JobHandler:
             try:
                 await publish_event(self.js, event, dedupe=f"{attempt.job_id}:{kind}:{attempt.number}:{which}")
             except Exception as err:  # progress is informational: the render goes on
-                attempt.log.warning("job.progress_not_published", event=kind, which=which, error=repr(err))
+                attempt.log.warning("job.progress_not_published", event_type=kind, which=which, error=repr(err))
