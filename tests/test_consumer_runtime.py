@@ -111,6 +111,18 @@ def test_the_dispatcher_terms_what_it_cannot_read_and_goes_on(system):
             await js.publish(subjects.webhook_delivery(JOB, "completed", 7), msgspec.json.encode(elsewhere),
                              stream=DISPATCH_STREAM)
             await js.publish(subjects.deadline_timer(JOB), b'{"job_id": 5}', stream=DISPATCH_STREAM)
+            # Well-formed JSON that no subject or clock can take: a job id that
+            # is none (its subject cannot be built) and a deadline without a
+            # timezone (it cannot be compared with now). Refused at decoding,
+            # not failed on until the runtime's cap.
+            bad = {"id": "msg_BAD_7", "job_id": "BAD", "seq": 7, "event_type": "completed", "url": receiver.url,
+                   "event_time": now.isoformat(), "created_at": now.isoformat(), "body": "{}"}
+            await js.publish(f"{subjects.DISPATCH_PREFIX}.webhooks.BAD.completed.7", msgspec.json.encode(bad),
+                             stream=DISPATCH_STREAM)
+            await js.publish(f"{subjects.DISPATCH_PREFIX}.deadlines.BAD", b'{"job_id": "BAD", "deadline": '
+                             + msgspec.json.encode(now.isoformat()) + b"}", stream=DISPATCH_STREAM)
+            await js.publish(subjects.deadline_timer(JOB), b'{"job_id": "' + JOB.encode()
+                             + b'", "deadline": "2026-01-01T00:00:00"}', stream=DISPATCH_STREAM)
             # On the job stream: a completed body on a job's progress subject, refused at the boundary.
             job = uuid.uuid4().hex
             video = VideoInfo(key=video_key(job), size_bytes=10, width=64, height=64, num_frames=7, fps=30)
@@ -130,15 +142,16 @@ def test_the_dispatcher_terms_what_it_cannot_read_and_goes_on(system):
 
         def ended() -> Scrape | None:
             scrape = Scrape(dispatcher.health_url)
-            done = (scrape.get("mochi_consumer_messages_total", consumer="webhook-sender", outcome="term") == 2
+            done = (scrape.get("mochi_consumer_messages_total", consumer="webhook-sender", outcome="term") == 3
                     and scrape.get("mochi_consumer_messages_total", consumer="webhook-deadlines",
-                                   outcome="term") == 1)
+                                   outcome="term") == 3)
             return scrape if done else None
 
         scrape = wait_until(ended, timeout=30, what="the unreadable dispatch messages termed")
         assert (scrape.get("mochi_events_rejected_total", consumer="webhook-planner", reason="mismatch") or 0) >= 1
         # No handler failed on them: each was ended at its first delivery.
         assert not scrape.get("mochi_consumer_handler_errors_total", consumer="webhook-sender", kind="error")
+        assert not scrape.get("mochi_consumer_handler_errors_total", consumer="webhook-deadlines", kind="error")
 
         async def left() -> list[tuple[int, int, int]]:
             nc = await nats.connect(system.nats_url)
@@ -150,7 +163,7 @@ def test_the_dispatcher_terms_what_it_cannot_read_and_goes_on(system):
 
         assert asyncio.run(left()) == [(0, 0, 0), (0, 0, 0)]
         log = dispatcher.log()
-        assert log.count("consumer.termed") == 3, log[-3000:]
+        assert log.count("consumer.termed") == 6, log[-3000:]
         assert "unreadable delivery" in log and "does not match its subject" in log
         assert "unreadable deadline timer" in log
         assert dispatcher.alive()

@@ -6,6 +6,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass
+from typing import Annotated
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
@@ -13,7 +14,7 @@ import httpx
 import msgspec
 from standardwebhooks import Webhook
 
-from mochi_contracts.events import JobEvent, event_type, utcnow
+from mochi_contracts.events import JobEvent, JobId, Time, event_type, utcnow
 from mochi_contracts.resources import job_links
 
 
@@ -21,19 +22,22 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     """A webhook to deliver, as stored in the dispatch stream. The body is made
     once, so every retry sends the same bytes under the same webhook-id."""
 
+    # Typed as strictly as the job events: only the dispatcher publishes here,
+    # but a body it cannot use (a naive time, an id no subject can hold) is
+    # then termed at decoding, not retried until the runtime's failure cap.
     id: str
-    job_id: str
-    seq: int  # stream sequence of the job event it tells of
+    job_id: JobId
+    seq: Annotated[int, msgspec.Meta(ge=1)]  # stream sequence of the job event it tells of
     event_type: str
     url: str
-    event_time: datetime
-    created_at: datetime
+    event_time: Time
+    created_at: Time
     body: str
 
 
 class DeadlineTimer(msgspec.Struct, frozen=True, kw_only=True):
-    job_id: str
-    deadline: datetime
+    job_id: JobId
+    deadline: Time
 
 
 _STATUS = {"started": "running", "progress": "running"}
