@@ -8,9 +8,12 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
+from litestar import Request
 from litestar.response import Response, Stream
+from litestar.response.base import ASGIResponse
 
 from mochi_api.bounds import INT64_MAX, ascii_int
 from mochi_api.problems import problem
@@ -70,6 +73,16 @@ async def _read(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
+class _FileStream(Stream):
+    """A Stream that sends no body to a HEAD (routes answer HEAD through
+    mochi_api.head). Litestar leaves `is_head_response` to whoever turns the
+    response into ASGI, and its route handlers never set it: the file would be
+    read through only for uvicorn to drop every byte."""
+
+    def to_asgi_response(self, app: Any, request: Request, **kwargs: Any) -> ASGIResponse:
+        return super().to_asgi_response(app, request, **{**kwargs, "is_head_response": request.method == "HEAD"})
+
+
 def video_response(path: Path, range_header: str | None, filename: str,
                    media_type: str = VIDEO_CONTENT_TYPE) -> Response | Stream:
     size = path.stat().st_size
@@ -83,8 +96,10 @@ def video_response(path: Path, range_header: str | None, filename: str,
         raise exc
     start, end = (0, size - 1) if wanted is None else wanted
     headers["Content-Length"] = str(end - start + 1)
+    # Named here, not left to Litestar, which names no type on a response without a body (HEAD).
+    headers["Content-Type"] = media_type
     status = 200
     if wanted is not None:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return Stream(_read(path, start, end), status_code=status, media_type=media_type, headers=headers)
+    return _FileStream(_read(path, start, end), status_code=status, media_type=media_type, headers=headers)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from litestar import get
 from litestar.datastructures import State
 
+from mochi_api.head import get_and_head
 from mochi_api.problems import unavailable
 from mochi_contracts.streams import JOBS_STREAM
 
 
-@get("/healthz", summary="Liveness", tags=["health"])
+@get_and_head("/healthz", summary="Liveness", tags=["health"])
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Readiness: NATS, the job stream and every background task",
+@get_and_head("/readyz", summary="Readiness: NATS, the job stream and every background task",
      description="503 problem+json naming what is not ready: NATS, the job stream, or a background "
                  "task (the event hub that feeds live event streams, the video retention sweep) "
                  "waiting to restart after an error.", tags=["health"])

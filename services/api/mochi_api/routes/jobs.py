@@ -9,7 +9,7 @@ from typing import Annotated
 
 import msgspec
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, post
 from litestar.datastructures import State
 from litestar.params import Body, Parameter
 from litestar.plugins.problem_details import ProblemDetailsException
@@ -20,6 +20,7 @@ from mochi_api.job_access import api_context, visible_job
 from mochi_api.job_reader import JobRead
 from mochi_api.job_resource import to_resource, video_expires_at
 from mochi_api.event_replay import replay
+from mochi_api.head import get_and_head
 from mochi_api import idempotency, submission
 from mochi_api.bounds import (MAX_CANCEL_AFTER_CHARS, MAX_CURSOR_CHARS, MAX_IDEMPOTENCY_KEY_CHARS,
                               MAX_STATUS_VALUES, ascii_int)
@@ -136,12 +137,12 @@ class JobsController(Controller):
         job = to_resource(new_state(event, seq), None, _base(ctx))
         return Response(job, status_code=202, headers={"Location": job.links.self})
 
-    @get("/{job_id:str}", summary="Get a job", responses=docs.GET_RESPONSES)
+    @get_and_head("/{job_id:str}", summary="Get a job", responses=docs.GET_RESPONSES)
     async def get_job(self, job_id: str, state: State, caller: Caller) -> Job:
         ctx = api_context(state)
         return _resource(ctx, await visible_job(ctx, caller, job_id))
 
-    @get("/", summary="List jobs, newest first", responses=docs.LIST_RESPONSES)
+    @get_and_head("/", summary="List jobs, newest first", responses=docs.LIST_RESPONSES)
     async def list_jobs(
         self, state: State, caller: Caller,
         status: Annotated[list[str] | None, Parameter(
@@ -166,7 +167,7 @@ class JobsController(Controller):
         return JobList(jobs=[to_resource(j, None, base, None, ctx.settings.video_lifetime_s) for j in page.jobs],
                        next_cursor=_encode_cursor(page.next_before_seq) if page.next_before_seq else None)
 
-    @get("/{job_id:str}/video", summary="Download the MP4",
+    @get_and_head("/{job_id:str}/video", summary="Download the MP4",
          description="Supports Range requests for seeking; with an S3 store, redirects to a presigned URL.",
          responses=docs.VIDEO_RESPONSES)
     async def video(self, job_id: str, state: State, request: Request, caller: Caller) -> Response:
@@ -205,7 +206,7 @@ class JobsController(Controller):
             await publish_final(ctx.js, JobCancelled(job_id=job_id, reason="cancelled while queued"))
         return _resource(ctx, await visible_job(ctx, caller, job_id))
 
-    @get("/{job_id:str}/logs", summary="The job's log lines",
+    @get_and_head("/{job_id:str}/logs", summary="The job's log lines",
          description="What the runner wrote about this job (warm-up state, warnings, the summary of an "
                      "error), oldest first. The same lines arrive live as `log` events on the job's "
                      "event stream. An event on this job's subjects that the service refused shows here "

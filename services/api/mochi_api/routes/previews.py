@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from litestar import Controller, Response, get
+from litestar import Controller, Response
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
@@ -21,6 +21,7 @@ from nats.js.errors import BucketNotFoundError, ObjectNotFoundError
 
 from mochi_api import openapi_docs as docs
 from mochi_api.context import Caller
+from mochi_api.head import get_and_head
 from mochi_api.problems import not_found, problem, unavailable
 from mochi_api.job_access import api_context, visible_job
 from mochi_common.jetstream_setup import open_preview_bucket
@@ -45,7 +46,7 @@ class PreviewsController(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]
 
-    @get("/{job_id:str}/preview", summary="The live preview of a running job",
+    @get_and_head("/{job_id:str}/preview", summary="The live preview of a running job",
          description="What the model currently expects the video to be (its estimate of the clean video "
                      "after the newest previewed step, projected from the latents to RGB), renewed at most "
                      "every MOCHI_PREVIEW_EVERY_S seconds (default 3) while the job denoises; each new one "

@@ -14,13 +14,14 @@ import asyncio
 from datetime import datetime
 from pathlib import PurePosixPath
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Redirect
 
 from mochi_api import openapi_docs as docs
 from mochi_api.context import Caller
+from mochi_api.head import get_and_head
 from mochi_api.job_resource import video_expires_at
 from mochi_api.problems import not_found, unavailable
 from mochi_api.job_access import api_context, visible_job
@@ -91,12 +92,12 @@ class ThumbnailsController(Controller):
     path = "/v1/jobs"
     tags = ["jobs"]
 
-    @get("/{job_id:str}/thumbnail", summary="The completed job's poster (JPEG)", responses=THUMBNAIL_RESPONSES)
+    @get_and_head("/{job_id:str}/thumbnail", summary="The completed job's poster (JPEG)", responses=THUMBNAIL_RESPONSES)
     async def thumbnail(self, job_id: str, state: State, request: Request, caller: Caller) -> Response:
         return await _stored(state, caller, request, job_id, thumbnail_key(job_id), "poster",
                              THUMBNAIL_CONTENT_TYPE)
 
-    @get("/{job_id:str}/thumbnail/clip", summary="A short muted clip of the completed job's video (MP4)",
+    @get_and_head("/{job_id:str}/thumbnail/clip", summary="A short muted clip of the completed job's video (MP4)",
          description="Loops well in a tile: the first seconds of the video, small, without audio.",
          responses=CLIP_RESPONSES)
     async def thumbnail_clip(self, job_id: str, state: State, request: Request, caller: Caller) -> Response:
