@@ -5,7 +5,7 @@ import pytest
 
 from mochi_contracts import subjects
 from mochi_contracts.event_codec import UnreadableEvent, decode_event, encode_event
-from mochi_contracts.events import JobProgress, JobSubmitted
+from mochi_contracts.events import JobId, JobProgress, JobSubmitted
 from mochi_contracts.jobs import JobRequest, semantic_errors
 
 
@@ -125,3 +125,13 @@ def test_headers_must_agree_with_the_subject():
         decode_event(body, {**headers, "Mochi-Event-Type": "completed"}, subject)
     assert err.value.kind == "header"
     assert decode_event(body, {}, subject) == event
+
+
+def test_a_job_id_is_exactly_32_hex_digits():
+    # msgspec matches patterns with Python's re, where `$` also matches before
+    # a final newline: the id "<hex>\n" must still be refused.
+    decode = msgspec.json.Decoder(JobId).decode
+    assert decode(msgspec.json.encode("a" * 32)) == "a" * 32
+    for bad in ("a" * 32 + "\n", "a" * 31, "a" * 33, "A" * 32, "\n" + "a" * 32):
+        with pytest.raises(msgspec.ValidationError):
+            decode(msgspec.json.encode(bad))
