@@ -9,15 +9,13 @@ one. (SIGTERM while the model loads: test_runner_hardening.py.)"""
 from __future__ import annotations
 
 import signal
-import threading
-import time
 
 import httpx
 
 from conftest import SMALL
 from mochi_contracts.job_state import FINAL_STATUSES
 from test_deploy_support import one
-from waits import wait_until
+from waits import wait_until, watching_health
 
 # One step of this size takes several seconds on the CPU with the tiny model
 # (about 4 s at 512x512x61 on a busy 2-core machine, and this is 1.5x the
@@ -47,21 +45,7 @@ def test_healthz_fails_while_a_render_makes_no_step(system) -> None:
     system.start_catalog()
     runner = system.start_runner(wait=True, MOCHI_STEP_STALL_S=str(STALL_S))
     system.start_api()
-    seen: list[tuple[int, str]] = []
-    watching = threading.Event()
-
-    def watch() -> None:
-        while not watching.is_set():
-            try:
-                r = httpx.get(f"{runner.health_url}/healthz", timeout=5)
-                seen.append((r.status_code, r.text))
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
+    with watching_health(f"{runner.health_url}/healthz") as seen:
         # Idle, then a render that steps: alive throughout.
         quick = _submit(system, {"prompt": "quick steps", **SMALL})
         wait_until(lambda: _status(system, quick) == "completed", timeout=120, what="the quick job")
@@ -71,9 +55,6 @@ def test_healthz_fails_while_a_render_makes_no_step(system) -> None:
         wait_until(lambda: any(code == 503 and f"job {slow} made no step" in text for code, text in seen),
                    timeout=240, what="/healthz failing on the stalled render")
         assert runner.popen.poll() is None, "the check reports; the kubelet restarts"
-    finally:
-        watching.set()
-        watcher.join(10)
     # What the kubelet then does: SIGTERM; the runner hands the job back at its
     # step and exits, and the job is not lost (test_resume.py: where it resumes).
     runner.popen.send_signal(signal.SIGTERM)
