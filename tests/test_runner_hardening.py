@@ -1,18 +1,23 @@
 """A runner contains what goes wrong inside one job: a render that hangs past
 the maximum run time, a deadline that passes while a job waits for a lane, a
-stop while the model still loads."""
+stop while the model still loads, a last attempt that fails while NATS is away."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import nats
 
 from conftest import SMALL
 from mochi_contracts.job_state import FINAL_STATUSES
+from mochi_contracts.streams import JOBS_STREAM, RUNNERS_CONSUMER
+from tcp_proxy import TcpProxy
 from waits import wait_until
 
 # Two steps, then a VAE decode of seconds on the CPU: no step can interrupt it.
@@ -116,3 +121,127 @@ def test_a_stop_while_the_model_loads_ends_the_runner_at_once(system):
     code = runner.popen.wait(timeout=15)
     assert time.monotonic() - sent < 10
     assert code == 0
+
+
+def _records(proc) -> list[dict]:
+    """The runner's JSON log lines, in order (a line still being written is skipped)."""
+    out = []
+    for line in proc.log().splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def _first(records: list[dict], event: str, **fields: object) -> int | None:
+    """The index of the first record of `event` with these fields, or None."""
+    return next((i for i, r in enumerate(records)
+                 if r.get("event") == event and all(r.get(k) == v for k, v in fields.items())), None)
+
+
+def _runner_jobs_in_hand(system) -> int:
+    async def ask() -> int:
+        nc = await nats.connect(system.nats_url)
+        try:
+            info = await nc.jetstream().consumer_info(JOBS_STREAM, RUNNERS_CONSUMER)
+            return info.num_ack_pending
+        finally:
+            await nc.close()
+
+    return asyncio.run(ask())
+
+
+def _finals(system, job_id: str) -> list[str]:
+    return [m.type for m in system.events(f"mochi.jobs.{job_id}.final.>")]
+
+
+def test_a_last_attempt_that_fails_while_nats_is_away_is_contained_and_the_job_ends_once(system):
+    # Only the runner reaches NATS through the proxy: the API and catalog keep
+    # reading the stream while the runner's connection is cut.
+    proxy = TcpProxy(system.nats_port)
+    proxy.up()
+    system.start_catalog()
+    # Two lanes: a guidance-free job holds one while a guided one, pulled beside
+    # it, waits for both. Every delivery is the last (MAX_DELIVER=1), and the
+    # ack wait outlasts the outage, so JetStream gives up on nothing meanwhile.
+    runner = system.start_runner(wait=True, MOCHI_NATS_URL=f"nats://127.0.0.1:{proxy.port}",
+                                 MOCHI_DEVICES="cpu,cpu", MOCHI_MAX_DELIVER="1", MOCHI_ACK_WAIT_S="900",
+                                 MOCHI_PREVIEW_EVERY_S="0", MOCHI_CHECKPOINT_WAIT_S="2")
+    system.start_api()
+    holder = _submit(system, {"prompt": "holding a lane", **LONG_DECODE, "guidance_scale": 1.0})
+    wait_until(lambda: _job(system, holder)["status"] == "running", timeout=120, what="the lane holder running")
+    waiter = _submit(system, {"prompt": "waiting for both lanes", **SMALL, "num_inference_steps": 2,
+                              "guidance_scale": 4.5})
+    wait_until(lambda: _runner_jobs_in_hand(system) == 2, timeout=60, what="the guided job pulled")
+    proxy.down()
+    # The premise: the waiter was still waiting for its lanes when NATS went
+    # away, so its attempt (its started event, then its failure's log line and
+    # final event) meets the outage; the holder's render still ran.
+    records = _records(runner)
+    assert _first(records, "job.rendered", job_id=holder) is None, "the holder's render ended before the cut"
+    assert _first(records, "job.started", job_id=waiter) is None, "the waiter started before the cut"
+
+    # NATS stays away until the runner has given up recording the failure
+    # (each of its publishes is patient for a minute, PUBLISH_PATIENCE_S), or
+    # until an error escaped the job's handler into the consumer runtime.
+    health: list[int] = []
+
+    def escaped(records: list[dict]) -> list[dict]:
+        return [r for r in records if r.get("consumer") == "runner-jobs"
+                and r.get("event") in ("consumer.nats_away", "consumer.handler_failed")]
+
+    def failure_handled() -> bool:
+        assert runner.alive(), "the runner died during the outage"
+        try:
+            health.append(httpx.get(f"{runner.health_url}/healthz", timeout=10).status_code)
+        except httpx.TransportError:
+            health.append(0)  # a loaded machine; alive() says whether it died
+        records = _records(runner)
+        return _first(records, "job.failure_not_recorded", job_id=waiter) is not None or bool(escaped(records))
+
+    wait_until(failure_handled, timeout=600, every=1.0, what="the runner giving up on recording the failure")
+    records = _records(runner)
+    down = _first(records, "nats.disconnected")
+    failed = _first(records, "job.attempt_failed", job_id=waiter)
+    assert down is not None and failed is not None and down < failed, "the attempt did not fail during the outage"
+    assert records[failed]["final"] is True and records[failed]["attempt"] == 1, records[failed]
+    assert _first(records, "nats.reconnected") is None, "NATS came back before the failure's publishes"
+    # _failed contained its own publishes' failure: nothing left the handler.
+    assert not escaped(records), escaped(records)
+    assert _first(records, "job.failure_not_recorded", job_id=waiter) is not None
+    assert 200 in health and set(health) <= {200, 0}, health  # alive throughout, never reported unhealthy
+    proxy.up()
+
+    # Once NATS is back the runner is ready again and nothing it did is lost or doubled.
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{runner.health_url}/readyz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(ready, timeout=60, what="the runner ready again")
+    assert httpx.get(f"{runner.health_url}/healthz", timeout=5).status_code == 200
+    ended = wait_until(lambda: (j := _job(system, waiter))["status"] in FINAL_STATUSES and j, timeout=120,
+                       what="the failed job ended")
+    assert ended["status"] == "failed", ended
+    # The runner's nak reached JetStream with the delivery already the last:
+    # the max-deliveries advisory comes to the dead-letter handler, which finds
+    # the job final (the runner's buffered publishes landed) or ends it itself.
+    wait_until(lambda: _first(_records(runner), "dead_letter.job_failed", job_id=waiter) is not None,
+               timeout=120, what="the dead-letter handler seeing the job's advisory")
+    assert _finals(system, waiter) == ["failed"]
+    # The holder rode the outage out: its progress events that could not be
+    # published were logged and skipped (once a TypeError in that log call
+    # failed the job), and its final event went out after NATS came back.
+    held = wait_until(lambda: (j := _job(system, holder))["status"] in FINAL_STATUSES and j, timeout=300,
+                      what="the holder ended")
+    assert held["status"] == "completed", held
+    assert _finals(system, holder) == ["completed"]
+    # And it renders the next job.
+    follow = _submit(system, {"prompt": "a quick one", **SMALL, "num_inference_steps": 2})
+    done = wait_until(lambda: (j := _job(system, follow))["status"] in FINAL_STATUSES and j, timeout=180,
+                      what="the next job rendered")
+    assert done["status"] == "completed", done
+    assert runner.alive()
