@@ -22,6 +22,9 @@ from waits import wait_until
 
 # Two steps, then a VAE decode of seconds on the CPU: no step can interrupt it.
 LONG_DECODE = {"width": 512, "height": 512, "num_frames": 61, "num_inference_steps": 2}
+# The runner's patience with one publish in the outage test (60 s deployed):
+# three publishes meet the outage, so it lasts about three of these.
+PATIENCE_S = 10.0
 
 
 def _job(system, job_id: str) -> dict:
@@ -168,6 +171,7 @@ def test_a_last_attempt_that_fails_while_nats_is_away_is_contained_and_the_job_e
     # ack wait outlasts the outage, so JetStream gives up on nothing meanwhile.
     runner = system.start_runner(wait=True, MOCHI_NATS_URL=f"nats://127.0.0.1:{proxy.port}",
                                  MOCHI_DEVICES="cpu,cpu", MOCHI_MAX_DELIVER="1", MOCHI_ACK_WAIT_S="900",
+                                 MOCHI_PUBLISH_PATIENCE_S=str(PATIENCE_S),
                                  MOCHI_PREVIEW_EVERY_S="0", MOCHI_CHECKPOINT_WAIT_S="2")
     system.start_api()
     holder = _submit(system, {"prompt": "holding a lane", **LONG_DECODE, "guidance_scale": 1.0})
@@ -184,7 +188,7 @@ def test_a_last_attempt_that_fails_while_nats_is_away_is_contained_and_the_job_e
     assert _first(records, "job.started", job_id=waiter) is None, "the waiter started before the cut"
 
     # NATS stays away until the runner has given up recording the failure
-    # (each of its publishes is patient for a minute, PUBLISH_PATIENCE_S), or
+    # (each of its publishes is patient for PATIENCE_S, MOCHI_PUBLISH_PATIENCE_S), or
     # until an error escaped the job's handler into the consumer runtime.
     health: list[int] = []
 

@@ -75,8 +75,6 @@ from mochi_runner.video_encode import encode_mp4
 log = structlog.get_logger()
 T = TypeVar("T")
 
-# Past this NATS counts as down: the attempt fails and JetStream redelivers it.
-PUBLISH_PATIENCE_S = 60.0
 # How long the end of a render waits for its preview in flight (encode, upload).
 PREVIEW_SETTLE_S = 10.0
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -126,7 +124,7 @@ class JobHandler:
         self.settings = settings
         self.nc = nc
         # A stream leader election takes seconds; the job's events wait it out.
-        self.js = PatientJetStream(nc.jetstream(), PUBLISH_PATIENCE_S)
+        self.js = PatientJetStream(nc.jetstream(), settings.publish_patience_s)
         self.engine = engine
         self.store = store
         self.slots = slots

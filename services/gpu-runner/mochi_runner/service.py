@@ -139,7 +139,7 @@ async def run(settings: RunnerSettings) -> None:
     if stop.is_set():
         on_signal()
     if not fair:  # in fair mode the scheduler fails the releases that ran out of deliveries
-        dead = DeadLetters(PatientJetStream(js, 60.0))
+        dead = DeadLetters(PatientJetStream(js, settings.publish_patience_s))
         dead_consumer = DurableConsumer(js, DEAD_LETTER_STREAM, DEAD_LETTER_CONSUMER, label="dead-letters",
                                         reconnects=reconnects, fetch_timeout_s=2.0)
         supervisor.start("dead-letters", lambda: dead_consumer.run(dead.handle, stop))

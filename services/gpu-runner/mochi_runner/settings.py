@@ -57,6 +57,9 @@ class RunnerSettings(StoreSettings, kw_only=True, frozen=True):
     runner_id: str = msgspec.field(default_factory=_default_runner_id)
     ack_wait_s: float = 60.0
     max_deliver: int = 5
+    # How long one publish of a job's event waits for NATS; past it NATS counts
+    # as down: the attempt fails and JetStream redelivers it.
+    publish_patience_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     # A job running longer than this fails with the reason (0: no limit).
     max_run_s: Annotated[float, msgspec.Meta(ge=0)] = 7200.0
     # Past max_run_s a render is asked to stop at its next step; if it has not
