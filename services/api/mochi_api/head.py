@@ -8,9 +8,9 @@ Event streams stay GET only: HEAD must not open an SSE stream (405)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from litestar import route
+from litestar import Request, route
 from litestar._openapi.utils import SEPARATORS_CLEANUP_PATTERN, default_operation_id_creator
 from litestar.enums import HttpMethod
 from litestar.handlers import HTTPRouteHandler
@@ -35,3 +35,9 @@ def _operation_id(handler: HTTPRouteHandler, method: Method,
 def get_and_head(path: str, **kwargs: Any) -> HTTPRouteHandler:
     """`@get(path, ...)` that answers HEAD as well."""
     return route(path, http_method=GET_AND_HEAD, operation_id=_operation_id, **kwargs)
+
+
+def presign_method(request: Request[Any, Any, Any]) -> Literal["GET", "HEAD"]:
+    """The method a redirect to the object store is signed for: S3 signs the
+    method, so a HEAD sent on to a GET-signed URL meets a signature error."""
+    return "HEAD" if request.method == HttpMethod.HEAD else "GET"

@@ -20,7 +20,7 @@ from mochi_api.job_access import api_context, visible_job
 from mochi_api.job_reader import JobRead
 from mochi_api.job_resource import to_resource, video_expires_at
 from mochi_api.event_replay import replay
-from mochi_api.head import get_and_head
+from mochi_api.head import get_and_head, presign_method
 from mochi_api import idempotency, submission
 from mochi_api.bounds import (MAX_CANCEL_AFTER_CHARS, MAX_CURSOR_CHARS, MAX_IDEMPOTENCY_KEY_CHARS,
                               MAX_STATUS_VALUES, ascii_int)
@@ -183,7 +183,7 @@ class JobsController(Controller):
                           expired_at=expires_at.isoformat())
         # The key is the job's own, whatever its events say (an event names no other job's video).
         key = video_key(job_id)
-        url = ctx.store.presigned_url(key, ctx.settings.video_url_expiry_s)
+        url = ctx.store.presigned_url(key, ctx.settings.video_url_expiry_s, presign_method(request))
         if url is not None:
             return Redirect(url, status_code=307)
         path = ctx.store.local_path(key)

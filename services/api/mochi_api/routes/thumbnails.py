@@ -21,7 +21,7 @@ from litestar.response import Redirect
 
 from mochi_api import openapi_docs as docs
 from mochi_api.context import Caller
-from mochi_api.head import get_and_head
+from mochi_api.head import get_and_head, presign_method
 from mochi_api.job_resource import video_expires_at
 from mochi_api.problems import not_found, unavailable
 from mochi_api.job_access import api_context, visible_job
@@ -76,7 +76,8 @@ async def _stored(state: State, caller: Caller, request: Request, job_id: str, k
             size = await asyncio.to_thread(ctx.store.size, key)
         except TransientStoreError as err:
             raise unavailable(f"the video store is not reachable: {err}") from err
-        url = ctx.store.presigned_url(key, ctx.settings.video_url_expiry_s) if size is not None else None
+        url = (ctx.store.presigned_url(key, ctx.settings.video_url_expiry_s, presign_method(request))
+               if size is not None else None)
         if url is None:
             raise missing
         return Redirect(url, status_code=307)

@@ -4,7 +4,7 @@ thumbnails come from `mochi_contracts.storage` (video_key, thumbnail_key, ...)."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from mochi_common.settings import ServiceSettings
 
@@ -38,8 +38,9 @@ class VideoStore(Protocol):
         lifetime_s ago (its video and thumbnails together, or whatever is left
         of them); return how many files were deleted."""
 
-    def presigned_url(self, key: str, expires_s: int) -> str | None:
-        """A URL the client downloads from directly, for remote stores."""
+    def presigned_url(self, key: str, expires_s: int, method: Literal["GET", "HEAD"] = "GET") -> str | None:
+        """A URL the client downloads from directly, for remote stores. S3
+        signs the method too: a HEAD gets a URL of its own."""
 
 
 class StoreSettings(ServiceSettings, kw_only=True, frozen=True):

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 from mochi_contracts.storage import VIDEO_PREFIX, job_keys, job_of_key
 
@@ -55,7 +56,7 @@ class LocalVideoStore:
         path = self._path(key)
         return path if path.exists() else None
 
-    def presigned_url(self, key: str, expires_s: int) -> str | None:
+    def presigned_url(self, key: str, expires_s: int, method: Literal["GET", "HEAD"] = "GET") -> str | None:
         return None
 
     def set_video_lifetime(self, lifetime_s: float) -> bool:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
+from typing import Literal
 from urllib.parse import urlsplit
 
 import certifi
@@ -217,10 +218,10 @@ class S3VideoStore:
     def local_path(self, key: str) -> Path | None:
         return None
 
-    def presigned_url(self, key: str, expires_s: int) -> str | None:
+    def presigned_url(self, key: str, expires_s: int, method: Literal["GET", "HEAD"] = "GET") -> str | None:
         name = PurePosixPath(key).name
-        return self._signer.presigned_get_object(
-            self.bucket, key, expires=timedelta(seconds=expires_s),
+        return self._signer.get_presigned_url(
+            method, self.bucket, key, expires=timedelta(seconds=expires_s),
             # Same disposition as the local store's streamed answer.
             response_headers={"response-content-disposition": f'inline; filename="{name}"'})
 
