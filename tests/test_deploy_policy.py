@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -413,7 +414,7 @@ def test_the_video_bucket_is_private_so_the_ingress_passes_only_signed_requests(
     # An Ingress cannot match methods (ingress-nginx only through snippet
     # annotations, off by default). What holds GET/HEAD is MinIO: the bucket
     # has no anonymous policy, so every request through the Ingress needs a
-    # SigV4 signature, which covers the method, and the API presigns GET only.
+    # SigV4 signature, which covers the method, and the API presigns GET and HEAD only.
     (cm,) = [c for c in objects("h100x8", "ConfigMap") if c["metadata"]["name"].startswith("minio-bucket")]
     script = "\n".join(line for line in cm["data"]["create-bucket.sh"].splitlines()
                        if not line.lstrip().startswith("#"))
@@ -425,7 +426,11 @@ def test_the_video_bucket_is_private_so_the_ingress_passes_only_signed_requests(
     assert not any(k.endswith(("-snippet", "auth-url")) for k in ingress["metadata"].get("annotations", {}))
     from mochi_common.storage import s3
     source = Path(s3.__file__).read_text()
-    assert "presigned_get_object" in source and not re.search(r"presigned_(put|post)|get_presigned_url", source)
+    # The one presigning call, for GET or HEAD only (a HEAD needs its own signature).
+    assert not re.search(r"presigned_(put|post|get_object)", source)
+    assert source.count("get_presigned_url(") == 1
+    hints = typing.get_type_hints(s3.S3VideoStore.presigned_url)
+    assert typing.get_args(hints["method"]) == ("GET", "HEAD")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
