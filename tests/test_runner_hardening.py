@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +17,7 @@ from conftest import SMALL
 from mochi_contracts.job_state import FINAL_STATUSES
 from mochi_contracts.streams import JOBS_STREAM, RUNNERS_CONSUMER
 from tcp_proxy import TcpProxy
-from waits import wait_until
+from waits import wait_until, watching_health
 
 # Two steps, then a VAE decode of seconds on the CPU: no step can interrupt it.
 LONG_DECODE = {"width": 512, "height": 512, "num_frames": 61, "num_inference_steps": 2}
@@ -42,38 +41,24 @@ def test_work_that_hangs_past_the_run_time_fails_the_job_and_the_runner_reports_
     runner = system.start_runner(wait=True, MOCHI_MAX_RUN_S="8", MOCHI_HANG_GRACE_S="1", MOCHI_ACK_WAIT_S="4")
     system.start_api()
     # Watch /healthz from the start: the hang is reported only while the decode runs on.
-    seen: list[tuple[int, str]] = []
-    watching = threading.Event()
+    with watching_health(f"{runner.health_url}/healthz") as seen:
+        job_id = _submit(system, {"prompt": "a slow decode", **LONG_DECODE})
 
-    def watch() -> None:
-        while not watching.is_set():
-            try:
-                r = httpx.get(f"{runner.health_url}/healthz", timeout=5)
-                seen.append((r.status_code, r.text))
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    job_id = _submit(system, {"prompt": "a slow decode", **LONG_DECODE})
-
-    failed = wait_until(lambda: (j := _job(system, job_id))["status"] == "failed" and j, timeout=90,
-                        what="the hung job failed")
-    assert "did not stop" in failed["error"], failed["error"]
-    # While the decode still ran in its thread, holding the lane: not alive.
-    wait_until(lambda: any(code == 503 and "hung" in text for code, text in seen), timeout=30,
-               what="/healthz reporting the hung render")
-    # Heartbeats stopped and the message was termed: never redelivered, one final event.
-    time.sleep(6)  # past the ack wait
-    finals = [m for m in system.events(f"mochi.jobs.{job_id}.>") if ".final." in m.subject]
-    assert [m.type for m in finals] == ["failed"]
-    assert [m.event.attempt for m in system.events(f"mochi.jobs.{job_id}.started")] == [1]
-    # Once the thread returns the runner is whole again and renders the next job.
-    # (The decode runs on: seconds alone, minutes on a loaded CI machine.)
-    wait_until(lambda: seen and seen[-1][0] == 200 and any(c == 503 for c, _ in seen), timeout=300,
-               what="the runner alive again")
-    watching.set()
+        failed = wait_until(lambda: (j := _job(system, job_id))["status"] == "failed" and j, timeout=90,
+                            what="the hung job failed")
+        assert "did not stop" in failed["error"], failed["error"]
+        # While the decode still ran in its thread, holding the lane: not alive.
+        wait_until(lambda: any(code == 503 and "hung" in text for code, text in seen), timeout=30,
+                   what="/healthz reporting the hung render")
+        # Heartbeats stopped and the message was termed: never redelivered, one final event.
+        time.sleep(6)  # past the ack wait
+        finals = [m for m in system.events(f"mochi.jobs.{job_id}.>") if ".final." in m.subject]
+        assert [m.type for m in finals] == ["failed"]
+        assert [m.event.attempt for m in system.events(f"mochi.jobs.{job_id}.started")] == [1]
+        # Once the thread returns the runner is whole again and renders the next job.
+        # (The decode runs on: seconds alone, minutes on a loaded CI machine.)
+        wait_until(lambda: seen and seen[-1][0] == 200 and any(c == 503 for c, _ in seen), timeout=300,
+                   what="the runner alive again")
     # (It may itself run past the 8 s limit on a loaded machine: that it is
     # rendered and ended is what counts here.)
     follow = _submit(system, {"prompt": "a quick one", **SMALL, "num_inference_steps": 2})
