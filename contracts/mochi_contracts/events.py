@@ -34,10 +34,12 @@ MAX_NAME: Final = 200
 MAX_STEPS: Final = 1000
 MAX_ATTEMPTS: Final = 100_000
 Time = Annotated[datetime, msgspec.Meta(tz=True)]
-# `(?!\n)`: Python's `$` also matches before a final newline (msgspec matches
-# with Python's re), so without it "<id>\n" passed; the lookahead reads the
-# same in JSON Schema's ECMA dialect.
-JobId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}(?!\n)$")]
+# A job id, for msgspec's fields and subjects.is_job_id alike. `(?!\n)`:
+# Python's `$` also matches before a final newline (msgspec matches with
+# Python's re), so without it "<id>\n" passed; the lookahead reads the same in
+# JSON Schema's ECMA dialect.
+JOB_ID_REGEX: Final = r"^[0-9a-f]{32}(?!\n)$"
+JobId = Annotated[str, msgspec.Meta(pattern=JOB_ID_REGEX)]
 Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 Step = Annotated[int, msgspec.Meta(ge=0, le=MAX_STEPS)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from mochi_contracts.events import FINAL_TYPES
+from mochi_contracts.events import FINAL_TYPES, JOB_ID_REGEX
 
 JOBS_PREFIX: Final = "mochi.jobs"
 ALL_JOB_EVENTS: Final = f"{JOBS_PREFIX}.>"
@@ -42,8 +42,9 @@ CATALOG_PREFIX: Final = "mochi.catalog"
 CATALOG_GET: Final = f"{CATALOG_PREFIX}.jobs.get"
 CATALOG_LIST: Final = f"{CATALOG_PREFIX}.jobs.list"
 
-# Job ids are 32 lowercase hex digits: safe as one subject token.
-JOB_ID_PATTERN: Final = re.compile(r"^[0-9a-f]{32}$")
+# Job ids are 32 lowercase hex digits: safe as one subject token. The same
+# pattern as the events' JobId fields (one definition, in events.py).
+JOB_ID_PATTERN: Final = re.compile(JOB_ID_REGEX)
 
 
 def is_job_id(value: str) -> bool:
