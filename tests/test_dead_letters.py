@@ -39,6 +39,16 @@ def _submission() -> JobSubmitted:
                                            num_inference_steps=2, seed=1))
 
 
+async def _submitted(system) -> tuple[nats.NATS, JetStreamContext, JobSubmitted]:  # noqa: ANN001
+    """A connection, the runners' topology and one job submitted on it."""
+    nc = await nats.connect(system.nats_url)
+    js = nc.jetstream()
+    await ensure_runner_topology(js, CFG)
+    job = _submission()
+    await publish_event(js, job)
+    return nc, js, job
+
+
 async def _exhaust(js: JetStreamContext, stream: str, consumer: str) -> None:
     """Take the consumer's one message and nak it, as a runner dying every time
     would. The server sends the advisory when it would deliver once more, which
@@ -64,11 +74,7 @@ def _dead(counter_before: float) -> float:
 
 def test_a_submission_out_of_deliveries_fails_its_job_once(system) -> None:  # noqa: ANN001
     async def run() -> None:
-        nc = await nats.connect(system.nats_url)
-        js = nc.jetstream()
-        await ensure_runner_topology(js, CFG)
-        job = _submission()
-        await publish_event(js, job)
+        nc, js, job = await _submitted(system)
         await _exhaust(js, JOBS_STREAM, RUNNERS_CONSUMER)
         advisory = await _advisory(js, DEAD_LETTER_STREAM, DEAD_LETTER_CONSUMER)
 
@@ -123,11 +129,7 @@ def test_a_bad_advisory_is_termed_and_fails_no_job(system) -> None:  # noqa: ANN
     that are no advisory, numbers out of bounds, a sequence that is gone or is
     no submission. Each is termed with its reason; no job gets a final event."""
     async def run() -> None:
-        nc = await nats.connect(system.nats_url)
-        js = nc.jetstream()
-        await ensure_runner_topology(js, CFG)
-        job = _submission()
-        await publish_event(js, job)
+        nc, js, job = await _submitted(system)
         log_seq = await publish_event(js, JobLog(job_id=job.job_id, level="info", message="a line"))
         junk_seq = (await js.publish(subjects.job_logs(job.job_id), b'{"level": "info"}', stream=JOBS_STREAM)).seq
 
