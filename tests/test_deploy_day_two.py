@@ -610,7 +610,7 @@ def test_shell_container_ends_at_once_as_pid1(name: str, tmp_path: Path) -> None
     script = command[2].replace("/scripts/", f"{scripts}/").replace("/models/", f"{tmp_path}/models/")
 
     def run(text: str) -> float:
-        proc = subprocess.Popen(["unshare", "-rpf", "--mount-proc", "/bin/sh", "-c", text],
+        proc = subprocess.Popen(["unshare", "-rpf", "--kill-child", "--mount-proc", "/bin/sh", "-c", text],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(1.0)
@@ -623,6 +623,8 @@ def test_shell_container_ends_at_once_as_pid1(name: str, tmp_path: Path) -> None
             proc.wait(8)
             return time.monotonic() - started
         finally:
+            # --kill-child: the shell (the loop without a trap ignores SIGTERM)
+            # dies with unshare instead of looping on after the test.
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
