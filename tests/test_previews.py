@@ -68,6 +68,21 @@ async def _preview_objects(nats_url: str, job_id: str) -> list[str]:
         await nc.close()
 
 
+def wait_previews_gone(nats_url: str, job_id: str) -> None:
+    """The runner deletes a job's previews right after its final event, so a
+    reader that has just seen that event may look before the delete: wait."""
+    left: list[str] = []
+
+    def gone() -> bool:
+        left[:] = asyncio.run(_preview_objects(nats_url, job_id))
+        return not left
+
+    try:
+        wait_until(gone, 30, "the runner to delete the job's previews")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; still there: {left}") from None
+
+
 @pytest.fixture
 def keyed(system):
     keys = system.root / "keys.txt"
@@ -165,7 +180,7 @@ def test_a_live_preview_appears_changes_and_goes_with_the_job(keyed):
     for path in (preview, f"{preview}?still=true"):
         resp = alice.get(path)
         assert resp.status_code == 404 and resp.headers["content-type"].startswith("application/problem+json")
-    assert asyncio.run(_preview_objects(keyed.nats_url, jid)) == []
+    wait_previews_gone(keyed.nats_url, jid)
     with pytest.raises(ApiError) as gone:
         client.preview(jid)
     assert gone.value.status == 404
@@ -217,4 +232,4 @@ def test_the_previews_bucket_deleted_mid_job_costs_no_job(keyed):
     runner_log = keyed.procs[-1].log()
     assert "preview.store_unavailable" in runner_log, runner_log[-3000:]
     assert any(m.event == "preview" for m in seen[deleted_at:]), [m.event for m in seen[deleted_at:]]
-    assert asyncio.run(_preview_objects(keyed.nats_url, jid)) == []
+    wait_previews_gone(keyed.nats_url, jid)
