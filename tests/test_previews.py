@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 import nats
@@ -26,6 +25,7 @@ from mochi_cli.main import PHASE_WORDS
 from mochi_contracts.phases import PHASES, RUNNER_PHASES
 from mochi_contracts.streams import PREVIEW_BUCKET, preview_object
 from sse_client import Sse, read_sse
+from waits import wait_until
 
 ALICE, ALICE_LINE = new_key("alice")
 BOB, BOB_LINE = new_key("bob")
@@ -35,20 +35,13 @@ BOB, BOB_LINE = new_key("bob")
 JOB = {"prompt": "a red fox runs through fresh snow", "width": 96, "height": 64, "num_frames": 25,
        "num_inference_steps": 120, "guidance_scale": 1.0}
 EVERY_S = 0.3
+# The bucket is deleted as soon as a first preview is seen: on a fast machine the
+# whole render takes about 2 s, so a slow poll could leave no preview after it.
+POLL_S = 0.05
 
 
 def as_(key: str, system) -> httpx.Client:
     return httpx.Client(base_url=system.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-
-
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 async def _preview_objects(nats_url: str, job_id: str) -> list[str]:
@@ -78,7 +71,7 @@ def wait_previews_gone(nats_url: str, job_id: str) -> None:
         return not left
 
     try:
-        wait_until(gone, 30, "the runner to delete the job's previews")
+        wait_until(gone, 30, what="the runner to delete the job's previews")
     except AssertionError as err:
         raise AssertionError(f"{err}; still there: {left}") from None
 
@@ -128,7 +121,7 @@ def test_a_live_preview_appears_changes_and_goes_with_the_job(keyed):
     def previews() -> list[Sse]:
         return [m for m in seen if m.event == "preview"]
 
-    wait_until(lambda: previews(), 240, "a preview event")
+    wait_until(lambda: previews(), 240, POLL_S, "a preview event")
     first = alice.get(preview)
     assert first.status_code == 200, first.text
     assert first.headers["content-type"] == "image/webp"
@@ -148,7 +141,7 @@ def test_a_live_preview_appears_changes_and_goes_with_the_job(keyed):
 
     # Two previews later the model's estimate has moved on: other bytes.
     count = len(previews())
-    wait_until(lambda: len(previews()) >= count + 2, 120, "two more preview events")
+    wait_until(lambda: len(previews()) >= count + 2, 120, POLL_S, "two more preview events")
     second = alice.get(preview)
     assert second.status_code == 200 and second.content != first.content
 
@@ -223,7 +216,7 @@ def test_the_previews_bucket_deleted_mid_job_costs_no_job(keyed):
     keyed.start_runner(MOCHI_PREVIEW_EVERY_S=str(EVERY_S))
     jid = alice.post("/v1/jobs", json=JOB).json()["id"]
     seen, reader = follow_events(keyed, jid)
-    wait_until(lambda: any(m.event == "preview" for m in seen), 240, "a preview event")
+    wait_until(lambda: any(m.event == "preview" for m in seen), 240, POLL_S, "a preview event")
     asyncio.run(_delete_previews_bucket(keyed.nats_url))
     deleted_at = len(seen)
     reader.join(timeout=300)
