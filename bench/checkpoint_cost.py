@@ -75,7 +75,7 @@ async def measure(engine, report, args, nats_url: str) -> None:  # type: ignore[
     from mochi_contracts.jobs import JobRequest
     from mochi_contracts.streams import JetStreamSettings
     from mochi_runner import checkpoints
-    from mochi_runner.engine import Resume
+    from mochi_runner.resume_schedule import Resume
 
     req = JobRequest(prompt=PROMPT, width=args.width, height=args.height, num_frames=args.frames,
                      num_inference_steps=DEFAULT["num_inference_steps"], guidance_scale=4.5, seed=1)

@@ -93,7 +93,7 @@ def write_full_layout(dest: Path, device: torch.device) -> None:
 
 
 def part_load(args, report) -> None:
-    from mochi_runner.engine import EngineConfig, _load_pipeline
+    from mochi_runner.pipeline_loading import load_pipeline
 
     device = torch.device("cpu" if args.tiny else "cuda:0")
     dest = args.weights_dir
@@ -119,7 +119,7 @@ def part_load(args, report) -> None:
     report.add("disk_read_gb_s", total / disk / 1e9)
     evict(files)
     started = time.perf_counter()
-    pipe = _load_pipeline(EngineConfig(model_dir=dest, device=str(device)), device, torch.bfloat16)
+    pipe = load_pipeline(dest, device, torch.bfloat16)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     load = time.perf_counter() - started

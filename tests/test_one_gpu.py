@@ -19,7 +19,8 @@ import torch
 
 from mochi_contracts.jobs import JobRequest
 from engines import ONE_DEVICE, STOCK, cpu_config, cpu_engines, interrupted_at
-from mochi_runner.engine import MochiEngine, Resume
+from mochi_runner.engine import MochiEngine
+from mochi_runner.resume_schedule import Resume
 from mochi_runner.parallel.prefix_attention import PrefixMochiAttnProcessor
 
 GUIDED = JobRequest(prompt="a cat walks on the grass", negative_prompt="", width=160, height=96, num_frames=13,

@@ -11,7 +11,7 @@ import torch
 
 from engines import GUIDANCE_PARALLEL, ONE_DEVICE, STOCK, cpu_engine, cpu_engines, interrupted_at
 from mochi_contracts.jobs import JobRequest
-from mochi_runner.engine import Resume
+from mochi_runner.resume_schedule import Resume
 from mochi_runner.tiny_model import save_tiny_model
 
 GUIDED = JobRequest(prompt="a cat walks on the grass", negative_prompt="", width=64, height=64, num_frames=13,

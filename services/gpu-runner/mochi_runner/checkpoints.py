@@ -3,7 +3,7 @@
 What a checkpoint holds: the latents after the newest saved step, that step,
 and what they were made from (a digest of the job id and the request fields
 that decide the latents, a digest of the model, the engine configuration).
-engine.ResumedScheduler says why the latents and the step are all the state
+resume_schedule.ResumedScheduler says why the latents and the step are all the state
 the remaining steps need. One object per job in the JetStream object store
 bucket mochi_contracts.streams.CHECKPOINT_BUCKET, named by the job id; each
 save replaces the previous one.

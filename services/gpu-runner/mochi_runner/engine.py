@@ -22,7 +22,10 @@ guidance-free jobs can denoise at once from two threads.
 Rendering is split in two, `denoise()` then `decode()`, so a runner can hand
 one job's decode/encode/upload to other threads while it starts the next.
 Every model call goes through parallel/compile_gate.py, which keeps
-torch.compile's process-wide tracing away from calls in other threads."""
+torch.compile's process-wide tracing away from calls in other threads.
+
+Loading (device, dtype, the model check, from_pretrained) is in
+pipeline_loading.py; the scheduler of a resumed render in resume_schedule.py."""
 
 from __future__ import annotations
 
@@ -38,9 +41,11 @@ import structlog
 import torch
 
 from mochi_contracts.jobs import JobRequest
+from mochi_runner.pipeline_loading import load_pipeline, resolve_device, resolve_dtype
+from mochi_runner.resume_schedule import Resume, resumed_scheduler
 
 if TYPE_CHECKING:
-    from diffusers import AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiTransformer3DModel
+    from diffusers import AutoencoderKLMochi, MochiTransformer3DModel
 
     from mochi_runner.parallel.attention_kernels import AttentionKernel
 
@@ -54,16 +59,6 @@ StepHook = Callable[[int, int], None]
 # the latents after that step). The tensor is the pipeline's own and is handed
 # to the next step: copy it (checkpoints.start_host_copy) rather than keep it.
 LatentsHook = Callable[[int, torch.Tensor], None]
-
-
-@dataclass(frozen=True)
-class Resume:
-    """Where a render picks up: `latents` as they were after `step` steps of
-    the same request (a checkpoint's). See ResumedScheduler for why these two
-    are all the state the remaining steps need."""
-
-    step: int
-    latents: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -91,56 +86,6 @@ class EngineConfig:
     warmup_size: tuple[int, int, int] = (64, 64, 7)  # width, height, frames
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        # bf16 is what Mochi-1 ships; CPU kernels are far faster in fp32.
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
-
-
-def _load_pipeline(config: EngineConfig, device: torch.device, dtype: torch.dtype):
-    if config.random_weights:
-        from mochi_runner.random_full_model import BENCHMARK_ONLY_LABEL, build_random_pipeline
-
-        log.warning("engine.random_weights", label=BENCHMARK_ONLY_LABEL)
-        pipe = build_random_pipeline(device, dtype)
-        _log_components(pipe, None)
-        return pipe
-    from diffusers import MochiPipeline
-
-    from mochi_runner.model_check import loadable_model
-
-    # Headers and configs only, before any weights load: a missing or cut-short
-    # shard ends the start here with one line naming the file (ModelDirError).
-    report = loadable_model(config.model_dir)
-    # bf16 where a component has it, its plain files where not (genmo's T5):
-    # diffusers falls back per component, but refuses a variant no component has.
-    pipe = MochiPipeline.from_pretrained(str(config.model_dir), torch_dtype=dtype,
-                                         variant=report.variant).to(device)
-    _log_components(pipe, report)
-    return pipe
-
-
-def _log_components(pipe, report) -> None:  # report: model_check.ModelReport, None for random weights
-    """Each model component's dtype and device as loaded, and what it was read from."""
-    stored = {c.name: c for c in report.components} if report is not None else {}
-    for name, module in pipe.components.items():
-        if not isinstance(module, torch.nn.Module):
-            continue
-        param = next(module.parameters())
-        read = stored.get(name)
-        log.info("engine.component", component=name, cls=type(module).__name__, dtype=str(param.dtype),
-                 device=str(param.device), stored_dtype=read.dtype if read else None,
-                 stored_variant=read.variant if read else None, files=len(read.files) if read else 0,
-                 bytes=read.bytes if read else 0, random_weights_benchmark_only=report is None)
-
-
 def compile_blocks(transformer: MochiTransformer3DModel) -> None:
     """`block.compile()` per transformer block (diffusers' compile_repeated_blocks
     does nothing for Mochi). 47 blocks share one graph per device and prompt
@@ -153,66 +98,6 @@ def compile_blocks(transformer: MochiTransformer3DModel) -> None:
             setattr(dynamo_config, name, max(getattr(dynamo_config, name), 64))
     for block in transformer.transformer_blocks:
         block.compile()
-
-
-def _resumed_scheduler_class():
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    class ResumedScheduler(FlowMatchEulerDiscreteScheduler):
-        """Mochi's FlowMatchEulerDiscreteScheduler, for a render resumed after
-        `resume_step` finished steps.
-
-        What the scheduler's state is, and why the latents and the step suffice:
-        MochiPipeline computes its sigmas from the step count alone
-        (linear_quadratic_schedule(steps, 0.025)) and hands them to
-        `set_timesteps`, which shifts them by the config's fixed `shift`,
-        inverts them (invert_sigmas) and appends the terminal sigma: `sigmas`
-        and `timesteps` are a pure function of (config, steps). The pipeline
-        then calls `set_begin_index(0)`, so the first `step()` sets
-        `_step_index = _begin_index` and each `step()` is
-        `latents + (sigmas[i+1] - sigmas[i]) * noise_pred` followed by
-        `_step_index += 1`: no other memory of earlier steps (Euler is
-        single-step, `order` is 1, `stochastic_sampling` is off, so the seed's
-        generator is used only for the initial noise in prepare_latents).
-        Step i's noise prediction depends only on the latents, timesteps[i]
-        and the prompt embeddings, which T5 recomputes identically. So, given
-        the latents after k steps, the same schedule and `_step_index` = k, the
-        remaining steps are the uninterrupted render's, bit for bit.
-
-        The pipeline's own loop does the rest: it iterates `self.timesteps`
-        (cut here to its last steps - k entries) and calls set_begin_index(0),
-        moved here to k. Nothing of the loop is copied."""
-
-        resume_step = 0
-        timesteps: torch.Tensor  # set by set_timesteps, as in the base class
-
-        # The parameters spelled out: the pipeline inspects them for `sigmas`.
-        def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
-                          sigmas: list[float] | None = None, mu: float | None = None,
-                          timesteps: list[float] | None = None) -> None:
-            super().set_timesteps(num_inference_steps=num_inference_steps, device=device, sigmas=sigmas, mu=mu,
-                                  timesteps=timesteps)
-            self.timesteps = self.timesteps[self.resume_step:]
-
-        def set_begin_index(self, begin_index: int = 0) -> None:
-            super().set_begin_index(begin_index + self.resume_step)
-
-    return ResumedScheduler
-
-
-def resumed_scheduler(scheduler: FlowMatchEulerDiscreteScheduler, step: int) -> FlowMatchEulerDiscreteScheduler:
-    """A fresh scheduler of `scheduler`'s config that skips the first `step` steps."""
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    if type(scheduler) is not FlowMatchEulerDiscreteScheduler:
-        raise ValueError(f"resuming needs Mochi's FlowMatchEulerDiscreteScheduler, not {type(scheduler).__name__}")
-    if scheduler.config.stochastic_sampling or scheduler.config.use_dynamic_shifting:
-        # Stochastic sampling draws noise every step from an unseeded
-        # generator; dynamic shifting needs a `mu` MochiPipeline never passes.
-        raise ValueError("resuming needs a deterministic schedule (no stochastic sampling or dynamic shifting)")
-    resumed = _resumed_scheduler_class().from_config(scheduler.config)
-    resumed.resume_step = step
-    return resumed
 
 
 class MochiEngine:
@@ -229,7 +114,7 @@ class MochiEngine:
         self.device = devices[0] if devices else resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
         started = time.perf_counter()
-        self.pipe = _load_pipeline(config, self.device, self.dtype)
+        self.pipe = load_pipeline(config.model_dir, self.device, self.dtype, random_weights=config.random_weights)
         self.pipe.set_progress_bar_config(disable=True)
         if config.vae_tiling:
             self.pipe.vae.enable_tiling()

@@ -36,11 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import threading
 import time
 import uuid
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -63,14 +62,15 @@ from mochi_contracts.events import (
 from mochi_contracts.storage import VIDEO_CONTENT_TYPE, video_key
 from mochi_runner import metrics
 from mochi_runner.checkpoints import CheckpointStore, JobCheckpoints, RejectedCheckpoint, verify
-from mochi_runner.engine import MochiEngine, Resume
+from mochi_runner.engine import MochiEngine
 from mochi_runner.gpu_slots import GpuSlots, Ticket
 from mochi_runner.job_control import JobControl, RenderStopped
 from mochi_runner.previews import JobPreviews, PreviewStore, schedule
+from mochi_runner.resume_schedule import Resume
 from mochi_runner.settings import RunnerSettings
-from mochi_runner.thread_futures import set_exception_unless_done, set_result_unless_done
 from mochi_runner.thumbnails import store_missing_thumbnails, store_thumbnails
 from mochi_runner.video_encode import encode_mp4
+from mochi_runner.watchdog import WorkHung, watched
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -84,10 +84,6 @@ def _is_oom(err: BaseException) -> bool:
     import torch
 
     return isinstance(err, torch.OutOfMemoryError)
-
-
-class WorkHung(Exception):
-    """The render or encode ran past the maximum run time and did not stop."""
 
 
 class Attempt:
@@ -426,52 +422,30 @@ class JobHandler:
         return Resume(step=header.step, latents=latents)
 
     async def _watched(self, attempt: Attempt, work: Callable[[], T], on_hang: Callable[[], None] | None = None) -> T:
-        """`work()` in a thread, within what is left of the maximum run time. Past
-        it the job is stopped at its next step; if the work still has not
-        returned `hang_grace_s` later (a step, the decode or the encode hangs),
-        the heartbeats stop and WorkHung ends the attempt. The thread cannot be
-        killed: its lanes are given back (`on_hang`) only when it returns, and
-        meanwhile the runner reports itself not alive."""
-        # A daemon thread, not asyncio.to_thread: a hung one must not keep the
-        # process from exiting when it is restarted.
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        loop = asyncio.get_running_loop()
-
-        def run() -> None:
-            try:
-                result = work()
-            except BaseException as err:  # handed to the event loop, which raises it in the job
-                loop.call_soon_threadsafe(set_exception_unless_done, future, err)
-            else:
-                loop.call_soon_threadsafe(set_result_unless_done, future, result)
-
-        threading.Thread(target=run, name=f"work-{attempt.job_id[:8]}", daemon=True).start()
+        """`work()` in a thread, within what is left of the maximum run time
+        (watchdog.py). Past it the job is stopped at its next step; if the work
+        still has not returned `hang_grace_s` later, the heartbeats stop, the
+        runner reports itself not alive and WorkHung ends the attempt. Its
+        lanes are given back (`on_hang`) only when the thread returns."""
         max_run_s = self.settings.max_run_s
-        if max_run_s <= 0:
-            return await future
-        left = max_run_s - (time.perf_counter() - attempt.started)
-        done, _ = await asyncio.wait({future}, timeout=max(left, 0.0))
-        if done:
-            return future.result()
-        attempt.control.stop(JobControl.TIMED_OUT)
-        done, _ = await asyncio.wait({future}, timeout=self.settings.hang_grace_s)
-        if done:
-            return future.result()
-        if attempt.heartbeat is not None:
-            attempt.heartbeat.stop()
-        attempt.hung = True
-        self.hung.add(attempt.job_id)
+        budget = None if max_run_s <= 0 else max_run_s - (time.perf_counter() - attempt.started)
 
-        def returned(_: asyncio.Future[T]) -> None:
+        def hung() -> None:
+            if attempt.heartbeat is not None:
+                attempt.heartbeat.stop()
+            attempt.hung = True
+            self.hung.add(attempt.job_id)
+
+        def returned() -> None:
             self.hung.discard(attempt.job_id)
             if on_hang is not None:
                 on_hang()
-            if not future.cancelled():
-                future.exception()  # retrieved, so asyncio does not log it as lost
 
-        future.add_done_callback(returned)
-        raise WorkHung(f"ran past the maximum run time of {max_run_s:g}s and did not stop within "
-                       f"{self.settings.hang_grace_s:g}s (a step, the decode or the encode hung)")
+        return await watched(work, name=f"work-{attempt.job_id[:8]}", budget_s=budget,
+                             grace_s=self.settings.hang_grace_s,
+                             on_overrun=lambda: attempt.control.stop(JobControl.TIMED_OUT),
+                             on_hung=hung, on_returned=returned,
+                             overrun=f"the maximum run time of {max_run_s:g}s")
 
     async def _store_and_complete(self, attempt: Attempt, frames: np.ndarray) -> Outcome:
         job_id, req = attempt.job_id, attempt.event.request
