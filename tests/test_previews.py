@@ -192,10 +192,14 @@ def test_a_live_preview_appears_changes_and_goes_with_the_job(keyed):
 def test_mochi_submit_shows_the_phase(keyed):
     assert set(PHASE_WORDS) == set(PHASES)
     keyed.start_runner(MOCHI_PREVIEW_EVERY_S=str(EVERY_S))
+    # The CLI polls the job every 0.5 s and must land in its denoising. The
+    # whole render of 40 steps took 1.5 s on this 2-core machine under load,
+    # less unloaded and on a faster one, so a poll could miss the phase; 120
+    # steps render in 1.8 s here unloaded.
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "mochi_cli.main", "submit", "a cat on a wall", "--api", keyed.api_url,
-         "--api-key", ALICE, "--width", "64", "--height", "64", "--frames", "7", "--steps", "40",
+         "--api-key", ALICE, "--width", "64", "--height", "64", "--frames", "7", "--steps", "120",
          "--guidance", "1.0", "--wait"], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     shown = done.stdout.split("\r")
