@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 import httpx
+import msgspec
+import nats
 
 from conftest import SMALL
 from mochi_cli.client import MochiClient
+from mochi_common.nats_conn import last_event
+from mochi_contracts import catalog, subjects
+from mochi_contracts.events import JobSubmitted
+from mochi_contracts.job_state import new_state
 from waits import wait_until
 
 
@@ -26,6 +34,50 @@ def test_cancel_a_queued_job_never_starts_it(system):
     assert "started" not in types
     resp = httpx.post(f"{system.api_url}/v1/jobs/{job.id}/cancel")
     assert resp.status_code == 409 and resp.json()["type"].endswith("job-finished")
+
+
+def _lagging_catalog(nats_url: str, ready: threading.Event, stop: threading.Event) -> None:
+    """A catalog that has projected each job's submission and nothing after it:
+    it answers the catalog's get with the row the submitted event alone makes."""
+    async def serve() -> None:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+
+        async def answer(msg) -> None:  # noqa: ANN001
+            query = msgspec.json.decode(msg.data, type=catalog.GetJob)
+            found = await last_event(js, subjects.event_subject(query.job_id, "submitted"))
+            job = (new_state(found.event, found.seq)
+                   if found is not None and isinstance(found.event, JobSubmitted) else None)
+            await msg.respond(msgspec.json.encode(catalog.GetJobReply(
+                job=job, queue_position=1 if job else None, applied_seq=found.seq if found else 0)))
+
+        await nc.subscribe(subjects.CATALOG_GET, cb=answer)
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        await nc.close()
+
+    asyncio.run(serve())
+
+
+def test_a_queued_jobs_cancel_reads_as_requested_while_the_catalog_lags(system):
+    """The cancel of a queued job writes its request, then its final event: a
+    read whose catalog row is older than both still says the cancel was asked."""
+    ready, stop = threading.Event(), threading.Event()
+    catalog_thread = threading.Thread(target=_lagging_catalog, args=(system.nats_url, ready, stop), daemon=True)
+    catalog_thread.start()
+    try:
+        assert ready.wait(30), "the lagging catalog did not start"
+        system.start_api()
+        client = system.client()
+        job = client.submit("a cat", **SMALL)
+        cancelled = client.cancel(job.id)
+        assert cancelled.status == "cancelled" and cancelled.cancel_requested, cancelled
+        again = client.get(job.id)
+        assert again.status == "cancelled" and again.cancel_requested, again
+    finally:
+        stop.set()
+        catalog_thread.join(10)
 
 
 def test_cancel_a_running_job_stops_within_a_step_and_frees_the_runner(stack):

@@ -1,9 +1,9 @@
 """Read a job: the catalog's row, with the stream's own record laid over it.
 
 The API keeps no job state. The catalog may lag the stream by a few events,
-so direct gets (no consumer, one round trip each) of the job's newest event
-and of its final event make a GET right after a POST or a cancel see its own
-write. Without the catalog, the stream alone answers: the job's submitted,
+so direct gets (no consumer, one round trip each) of the job's newest event,
+its final event and its cancel request make a GET right after a POST or a
+cancel see its own write. Without the catalog, the stream alone answers: the job's submitted,
 started, progress, cancel-request and final events, each read from its own
 subject, so a log line or a webhook record that came last hides nothing.
 Every event is decoded at the boundary (mochi_common.nats_conn.last_event):
@@ -31,8 +31,9 @@ from mochi_contracts.scheduling import Scheduling
 log = structlog.get_logger()
 _encode = msgspec.json.Encoder().encode
 
-# The subjects that hold what a job's status and phase are made of (besides the final one).
-_STATE_TYPES = ("started", "progress", "phase", "cancel_requested")
+# The subjects that hold what a job's status and phase are made of, besides
+# the final one and the cancel request (which every get reads: JobReader.get).
+_STATE_TYPES = ("started", "progress", "phase")
 # How long a client should wait after the catalog answered with an error.
 CATALOG_RETRY_AFTER_S = 5
 
@@ -92,12 +93,16 @@ class JobReader:
         return JobRead(got.job, position, start)
 
     async def get(self, job_id: str, owner: str | None) -> JobRead | None:
-        # All at once: the catalog's row, the job's newest event and its final one.
-        read, latest, final = await asyncio.gather(
+        # All at once: the catalog's row, the job's newest event, its final one
+        # and its cancel request. A queued job's cancel writes the request and
+        # then the final event, so the newest event alone would hide the
+        # request from a read that the catalog has not caught up with.
+        read, latest, final, cancel = await asyncio.gather(
             self._catalog_get(job_id, owner), last_event(self.js, subjects.job_events(job_id)),
-            last_event(self.js, subjects.job_final(job_id)))
+            last_event(self.js, subjects.job_final(job_id)),
+            last_event(self.js, subjects.event_subject(job_id, "cancel_requested")))
         if read is not None:
-            state = _overlay(read.state, [latest, final])
+            state = _overlay(read.state, [cancel, latest, final])
             if state.status == "running":
                 return JobRead(state, after_steps_pace=await self.queue.after_steps_pace())
             if state.status != "queued":
@@ -110,7 +115,7 @@ class JobReader:
             return None
         if owner is not None and submitted.event.owner != owner:
             return None
-        return JobRead(_overlay(new_state(submitted.event, submitted.seq), [*more, latest, final]))
+        return JobRead(_overlay(new_state(submitted.event, submitted.seq), [*more, cancel, latest, final]))
 
     async def _page(self, query: catalog.ListJobs) -> catalog.JobPage:
         page = await self._ask(subjects.CATALOG_LIST, query, catalog.JobPage)
