@@ -298,21 +298,25 @@ def test_a_queued_jobs_start_is_the_running_jobs_own_finish(system: System) -> N
     start_scheduler(system)
     start_runners(system, 1)
     client = system.client()
-    long = client.submit("alice's long job", seed=1, **{**SMALL, "num_inference_steps": 200})
+    # Big enough (about 8 times SMALL's work a step) that at least seconds are left
+    # once the API sees it running, however fast the machine.
+    long = client.submit("alice's long job", seed=1,
+                         **{**SMALL, "width": 128, "height": 128, "num_frames": 13, "num_inference_steps": 200})
     wait_until(lambda: client.get(long.id).progress.step >= 3, timeout=120, what="alice's job under way")
     bob = submit(system, "bob", 1)[0]
 
     def agree():  # noqa: ANN202
         # The API reads the running jobs from the catalog at most once a second,
         # and the catalog lags the stream by a moment: wait for both to see alice running.
+        # A start of "now" from a read that does not list alice yet must not pass
+        # for agreement: it has to lie ahead, as alice's finish does.
         queued, running = client.get(bob), client.get(long.id)
         start, finish = queued.estimated_start_at, running.estimated_finish_at
-        if start and finish and abs((start - finish).total_seconds()) <= 3.0:
+        ahead = datetime.now(UTC) + timedelta(seconds=2)
+        if start and finish and start > ahead and abs((start - finish).total_seconds()) <= 1.5:
             return queued, running
         return None
 
     queued, running = wait_until(agree, timeout=30, what="bob's start at alice's finish")
     assert queued.status == "queued" and queued.queue_position == 1
     assert running.status == "running" and running.progress.step < 200
-    # Alice has steps left: bob's start is ahead, not now.
-    assert queued.estimated_start_at > datetime.now(UTC) + timedelta(seconds=2), queued.estimated_start_at
