@@ -136,3 +136,19 @@ def test_head_opens_no_event_stream(system, job_id):
         assert not headers.get("content-type", "").startswith("text/event-stream")
         assert "GET" in headers.get("allow", ""), headers
         assert body == b""
+
+
+def test_get_keeps_its_operation_id_and_head_has_its_own(system):
+    """A generated client names its calls by operationId: a GET route's must not
+    change because it answers HEAD too, and HEAD's must be its own."""
+    code, _, body = request(system, "GET", "/schema/openapi.json", ALICE)
+    assert code == 200, body[:300]
+    paths = json.loads(body)["paths"]
+    job = paths["/v1/jobs/{job_id}"]
+    assert job["get"]["operationId"] == "V1JobsJobIdGetJob", job["get"]["operationId"]
+    assert job["head"]["operationId"] == "V1JobsJobIdHeadGetJob", job["head"]["operationId"]
+    ids = [op["operationId"] for item in paths.values() for op in item.values() if isinstance(op, dict)]
+    assert len(ids) == len(set(ids)), sorted(ids)
+    for path, item in paths.items():
+        if "head" in item:
+            assert "Head" in item["head"]["operationId"] and "Head" not in item["get"]["operationId"], path
