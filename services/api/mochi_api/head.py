@@ -8,7 +8,6 @@ Event streams stay GET only: HEAD must not open an SSE stream (405)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal
 
 from litestar import Request, route
@@ -21,7 +20,7 @@ from litestar.types.internal_types import PathParameterDefinition
 GET_AND_HEAD = [HttpMethod.GET, HttpMethod.HEAD]
 # Litestar's own id maker, read from OpenAPIConfig's public default rather
 # than imported from its private litestar._openapi module.
-_LITESTAR_IDS = next(f.default for f in dataclasses.fields(OpenAPIConfig) if f.name == "operation_id_creator")
+_LITESTAR_IDS = OpenAPIConfig(title="", version="").operation_id_creator
 
 
 def _operation_id(handler: HTTPRouteHandler, method: Method,
@@ -29,7 +28,7 @@ def _operation_id(handler: HTTPRouteHandler, method: Method,
     # Litestar's ids (path, then handler name) name the method too for a
     # handler of several methods; GET keeps the id it had as a GET-only route
     # (a generated client names its calls by them), HEAD's says Head.
-    made: str = _LITESTAR_IDS(handler, method, components)
+    made = _LITESTAR_IDS(handler, method, components)
     # A handler's name is a Python identifier: "_" is the only separator Litestar strips from it.
     name = handler.handler_name.title().replace("_", "")
     if method == HttpMethod.GET and made.endswith("Get" + name):
