@@ -18,9 +18,13 @@ from test_deploy_support import one
 from waits import wait_until, watching_health
 
 # One step of this size takes several seconds on the CPU with the tiny model
-# (about 4 s at 512x512x61 on a busy 2-core machine, and this is 1.5x the
-# tokens); a SMALL job's steps and decode take well under the stall.
-SLOW_STEPS = {"width": 848, "height": 480, "num_frames": 61, "num_inference_steps": 3}
+# (848x480 at 61 frames stepped in under 2.5 s on a busy 2-core machine, and
+# this is 1.75x the tokens, about 3x the attention); a SMALL job's steps and
+# decode take well under the stall. 50 steps: the SIGTERM lands while it still
+# denoises, on a fast machine too. With 3 steps all were done before the stall
+# showed, the decode (one long call, 85 s here) tripped it, and the runner then
+# finished the job instead of handing it back.
+SLOW_STEPS = {"width": 848, "height": 480, "num_frames": 163, "num_inference_steps": 50}
 STALL_S = 2.0
 
 
